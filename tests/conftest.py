@@ -1,0 +1,91 @@
+"""Shared fixtures: real git repositories in temporary directories, a fresh CLI per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gc_polecat.cli import make_cli
+from gc_polecat.plugins import make_plugin_manager
+from gc_polecat.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's identity, repository or hooks settings."""
+    for var in ("GC_AGENT", "BD_ACTOR", "GC_POLECAT_REPO", "BD_NO_HOOKS", "GC_SESSION_ID",
+                "GC_CONTINUATION_EPOCH", "GC_POLECAT_LOAD_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    """Run real git in `repo` and return its stdout."""
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def assert_clean(repo: Path) -> None:
+    """The invariants every command must leave: clean status, clean fsck, linear history."""
+    assert git(repo, "status", "--porcelain") == ""
+    fsck = subprocess.run(["git", "-C", str(repo), "fsck", "--no-dangling"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    assert "error" not in fsck.stderr.lower() and "missing" not in fsck.stderr.lower(), fsck.stderr
+    merges = git(repo, "rev-list", "--merges", "HEAD")
+    assert merges == ""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "beads"
+    Store.init(root, prefix="gc", pm=make_plugin_manager(load_entrypoints=False))
+    return root
+
+
+@pytest.fixture
+def store(repo: Path) -> Store:
+    return Store(repo, pm=make_plugin_manager(load_entrypoints=False))
+
+
+class Cli:
+    """Drive the real click group in process, like `gc-polecat --repo REPO ...`."""
+
+    def __init__(self, repo: Path | None) -> None:
+        self.repo = repo
+        self.pm = make_plugin_manager(load_entrypoints=False)
+
+    def __call__(self, *args: str, input: str | None = None, repo: bool = True):  # noqa: A002
+        cli = make_cli(self.pm)
+        argv = (["--repo", str(self.repo)] if repo and self.repo else []) + list(args)
+        return CliRunner().invoke(cli, argv, input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli(repo: Path) -> Cli:
+    return Cli(repo)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The installed entry point in a real process (start-up, exit codes, stderr)."""
+    return subprocess.run([sys.executable, "-m", "gc_polecat", *args], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+@pytest.fixture
+def gitrun() -> Callable[..., str]:
+    return git
