@@ -1,3 +1,16 @@
 """gc-polecat: same-session refinery feedback on a git-native bead store."""
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """`from gc_polecat import hookimpl` for plugins, without importing pluggy at start-up."""
+    if name in ("hookimpl", "hookspec"):
+        from . import hookspecs
+
+        return getattr(hookspecs, name)
+    raise AttributeError(name)

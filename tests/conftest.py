@@ -21,8 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's identity, repository or hooks settings."""
-    for var in ("GC_AGENT", "BD_ACTOR", "GC_POLECAT_REPO", "BD_NO_HOOKS", "GC_SESSION_ID",
-                "GC_CONTINUATION_EPOCH", "GC_POLECAT_LOAD_PLUGINS"):
+    for var in (
+        "GC_AGENT",
+        "BD_ACTOR",
+        "GC_POLECAT_REPO",
+        "BD_NO_HOOKS",
+        "GC_SESSION_ID",
+        "GC_CONTINUATION_EPOCH",
+        "GC_POLECAT_LOAD_PLUGINS",
+    ):
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "home"
     home.mkdir()
@@ -42,7 +49,9 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
 def assert_clean(repo: Path) -> None:
     """The invariants every command must leave: clean status, clean fsck, linear history."""
     assert git(repo, "status", "--porcelain") == ""
-    fsck = subprocess.run(["git", "-C", str(repo), "fsck", "--no-dangling"], capture_output=True, text=True)
+    fsck = subprocess.run(
+        ["git", "-C", str(repo), "fsck", "--no-dangling"], capture_output=True, text=True
+    )
     assert fsck.returncode == 0, fsck.stderr
     assert "error" not in fsck.stderr.lower() and "missing" not in fsck.stderr.lower(), fsck.stderr
     merges = git(repo, "rev-list", "--merges", "HEAD")
@@ -79,11 +88,18 @@ def cli(repo: Path) -> Cli:
     return Cli(repo)
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """The installed entry point in a real process (start-up, exit codes, stderr)."""
-    return subprocess.run([sys.executable, "-m", "gc_polecat", *args], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gc_polecat", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

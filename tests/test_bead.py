@@ -18,9 +18,24 @@ def minimal(**extra: object) -> dict:
 
 def test_defaults_and_key_order() -> None:
     b = bead.normalize(minimal(labels=[], description=""))
-    assert b == {"id": "gc-abc", "title": "A bead", "status": "open", "priority": 2,
-                 "issue_type": "task", "created_at": T, "updated_at": T}
-    assert list(b) == ["id", "title", "status", "priority", "issue_type", "created_at", "updated_at"]
+    assert b == {
+        "id": "gc-abc",
+        "title": "A bead",
+        "status": "open",
+        "priority": 2,
+        "issue_type": "task",
+        "created_at": T,
+        "updated_at": T,
+    }
+    assert list(b) == [
+        "id",
+        "title",
+        "status",
+        "priority",
+        "issue_type",
+        "created_at",
+        "updated_at",
+    ]
 
 
 def test_priority_zero_is_kept_and_always_written() -> None:
@@ -46,10 +61,16 @@ def test_priority_zero_is_kept_and_always_written() -> None:
         ("timeout", -1, "timeout must be >= 0"),
         ("await_type", "email", "await_type must be one of"),
         ("assignee", 7, "assignee must be a string"),
-        ("dependencies", [{"issue_id": "gc-abc", "depends_on_id": "../x", "type": "blocks", "created_at": T}],
-         "depends_on_id"),
-        ("dependencies", [{"issue_id": "gc-other", "depends_on_id": "gc-x", "type": "blocks", "created_at": T}],
-         "issue_id must be gc-abc"),
+        (
+            "dependencies",
+            [{"issue_id": "gc-abc", "depends_on_id": "../x", "type": "blocks", "created_at": T}],
+            "depends_on_id",
+        ),
+        (
+            "dependencies",
+            [{"issue_id": "gc-other", "depends_on_id": "gc-x", "type": "blocks", "created_at": T}],
+            "issue_id must be gc-abc",
+        ),
     ],
 )
 def test_bad_values_name_the_problem(field: str, value: object, needle: str) -> None:
@@ -68,8 +89,15 @@ def test_closed_at_exactly_when_closed() -> None:
 
 
 def test_gate_fields_and_unknown_bd_fields_round_trip() -> None:
-    gate = minimal(issue_type="gate", await_type="bead", await_id="gc-mr1", timeout=7_200_000_000_000,
-                   waiters=["gastown/polecats/furiosa"], agent_state="idle", ephemeral=True)
+    gate = minimal(
+        issue_type="gate",
+        await_type="bead",
+        await_id="gc-mr1",
+        timeout=7_200_000_000_000,
+        waiters=["gastown/polecats/furiosa"],
+        agent_state="idle",
+        ephemeral=True,
+    )
     b = bead.normalize(gate)
     assert b["timeout"] == 7_200_000_000_000 and b["agent_state"] == "idle"
     assert bead.load(bead.dump(b), "x") == b
@@ -90,21 +118,36 @@ def test_malformed_yaml_and_wrong_shapes() -> None:
 
 
 def test_unquoted_timestamp_in_a_hand_edited_file_is_normalised() -> None:
-    raw = b"id: gc-abc\ntitle: t\ncreated_at: 2026-11-21T14:00:00Z\nupdated_at: '2026-11-21T14:00:00Z'\n"
+    raw = (
+        b"id: gc-abc\ntitle: t\ncreated_at: 2026-11-21T14:00:00Z\n"
+        b"updated_at: '2026-11-21T14:00:00Z'\n"
+    )
     assert bead.load(raw, "x")["created_at"] == T
 
 
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200)
 
 
-@given(title=texts.filter(lambda s: s.strip()), description=texts, notes=texts,
-       labels=st.lists(texts.filter(bool), max_size=5),
-       metadata=st.dictionaries(texts.filter(bool), texts, max_size=5))
-def test_any_text_round_trips_through_yaml(title: str, description: str, notes: str,
-                                           labels: list[str], metadata: dict[str, str]) -> None:
+@given(
+    title=texts.filter(lambda s: s.strip()),
+    description=texts,
+    notes=texts,
+    labels=st.lists(texts.filter(bool), max_size=5),
+    metadata=st.dictionaries(texts.filter(bool), texts, max_size=5),
+)
+def test_any_text_round_trips_through_yaml(
+    title: str, description: str, notes: str, labels: list[str], metadata: dict[str, str]
+) -> None:
     try:
-        b = bead.normalize(minimal(title=title[:500], description=description, notes=notes,
-                                   labels=labels, metadata=metadata))
+        b = bead.normalize(
+            minimal(
+                title=title[:500],
+                description=description,
+                notes=notes,
+                labels=labels,
+                metadata=metadata,
+            )
+        )
     except InvalidBead:
         return
     assert bead.load(bead.dump(b), "x") == b

@@ -10,7 +10,9 @@ from gc_polecat import ids
 from gc_polecat.errors import BadInput
 
 
-@pytest.mark.parametrize("good", ["gc-4f2", "bd-kwro", "bd-beads-polecat-amber", "gc-abc.1", "gc-abc.1.2.3", "bd-1"])
+@pytest.mark.parametrize(
+    "good", ["gc-4f2", "bd-kwro", "bd-beads-polecat-amber", "gc-abc.1", "gc-abc.1.2.3", "bd-1"]
+)
 def test_valid_ids(good: str) -> None:
     assert ids.validate_id(good) == good
     assert ids.path_id(ids.id_path(good)) == good
@@ -18,8 +20,25 @@ def test_valid_ids(good: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "../x", "/etc/passwd", "gc-../../x", "gc-abc/def", "GC-ABC", "gc-", "-abc", "gc abc",
-     "gc-abc.0", "gc-abc.1.2.3.4", "gc-abc\n", "gc-abc.", "gc-ab_c", "gc-abc\x00", None, 5],
+    [
+        "",
+        "../x",
+        "/etc/passwd",
+        "gc-../../x",
+        "gc-abc/def",
+        "GC-ABC",
+        "gc-",
+        "-abc",
+        "gc abc",
+        "gc-abc.0",
+        "gc-abc.1.2.3.4",
+        "gc-abc\n",
+        "gc-abc.",
+        "gc-ab_c",
+        "gc-abc\x00",
+        None,
+        5,
+    ],
 )
 def test_invalid_ids_are_rejected(bad: object) -> None:
     with pytest.raises(BadInput):
@@ -66,7 +85,9 @@ def test_collisions_retry_then_grow() -> None:
 
 def test_generation_is_deterministic_for_a_seed_and_differs_across_seeds() -> None:
     none: set[str] = set()
-    assert ids.generate_id("gc", "a", 0, none.__contains__) == ids.generate_id("gc", "a", 0, none.__contains__)
+    assert ids.generate_id("gc", "a", 0, none.__contains__) == ids.generate_id(
+        "gc", "a", 0, none.__contains__
+    )
     made = {ids.generate_id("gc", str(i), 0, none.__contains__) for i in range(50)}
     assert len(made) > 40
 

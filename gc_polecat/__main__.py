@@ -1,0 +1,27 @@
+"""`python -m gc_polecat` and the `gc-polecat` console script."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    from .cli import make_cli
+
+    try:
+        cli = make_cli()
+    except Exception as exc:  # a plugin that fails to load or register
+        if os.environ.get("GC_POLECAT_DEBUG"):
+            raise
+        print(
+            f"gc-polecat: error: loading plugins failed: {type(exc).__name__}: {exc} "
+            "(set GC_POLECAT_LOAD_PLUGINS to the plugins to load, '' for none)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    cli.main(prog_name="gc-polecat")
+
+
+if __name__ == "__main__":
+    main()

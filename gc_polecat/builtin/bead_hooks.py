@@ -1,0 +1,23 @@
+"""Runs bd-compatible `.beads/hooks/on_*` after every commit, as a plugin like any other."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from ..store import CommitResult, Store
+
+
+@hookimpl
+def gc_polecat_bead_committed(store: Store, result: CommitResult) -> None:
+    from .. import beadhooks
+
+    events = [
+        (c.id, c.event, c.after)
+        for c in result.changes
+        if c.event in beadhooks.HOOK_EVENTS and c.after is not None
+    ]
+    if events:
+        beadhooks.fire(store.root, events, log_path=store.state_dir / "hooks.log")

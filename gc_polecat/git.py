@@ -1,0 +1,217 @@
+"""Git plumbing over dulwich: read paths at a commit, edit trees, commit, move refs by CAS.
+
+Everything here touches only the trees on the path from the root to a changed file, so the cost
+of a commit follows the size of the change, not the size of the repository. Parsed trees are
+cached by SHA (git objects are immutable, so the cache can never be stale). dulwich is imported
+lazily: `read_head` works from the ref files alone so read-only commands can skip it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dulwich.objects import Tree
+    from dulwich.repo import Repo
+
+FILE_MODE = 0o100644
+TREE_MODE = 0o040000
+ZERO = b"0" * 40
+
+
+def read_head(git_dir: Path) -> tuple[str | None, str | None]:
+    """(ref name or None when detached, commit SHA hex or None when unborn), without dulwich."""
+    head = (git_dir / "HEAD").read_text().strip()
+    if not head.startswith("ref: "):
+        return None, head or None
+    ref = head[5:]
+    try:
+        return ref, (git_dir / ref).read_text().strip() or None
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+    try:
+        for line in (git_dir / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref) and not line.startswith(("#", "^")):
+                return ref, line.split(" ", 1)[0]
+    except FileNotFoundError:
+        pass
+    return ref, None
+
+
+class Git:
+    """A dulwich repository with a tree cache and the few operations the store needs."""
+
+    def __init__(self, root: Path, tree_cache: int = 4096) -> None:
+        from dulwich.repo import Repo
+
+        self.repo: Repo = Repo(str(root))
+        self.store = self.repo.object_store
+        self._trees: OrderedDict[bytes, Tree] = OrderedDict()
+        self._tree_cache = tree_cache
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def tree(self, sha: bytes) -> Tree:
+        cached = self._trees.get(sha)
+        if cached is not None:
+            self._trees.move_to_end(sha)
+            return cached
+        tree = self.store[sha]
+        self._trees[sha] = tree
+        if len(self._trees) > self._tree_cache:
+            self._trees.popitem(last=False)
+        return tree
+
+    def commit_tree(self, commit: bytes | None) -> bytes | None:
+        return None if commit is None else self.store[commit].tree
+
+    def lookup(self, root_tree: bytes | None, path: str) -> tuple[int, bytes] | None:
+        """(mode, sha) of `path` in a tree, or None."""
+        sha = root_tree
+        mode = TREE_MODE
+        for part in path.encode().split(b"/"):
+            if sha is None or mode != TREE_MODE:
+                return None
+            try:
+                mode, sha = self.tree(sha)[part]
+            except KeyError:
+                return None
+        return mode, sha
+
+    def blob(self, sha: bytes) -> bytes:
+        return self.store[sha].as_raw_string()
+
+    def read(self, root_tree: bytes | None, path: str) -> bytes | None:
+        found = self.lookup(root_tree, path)
+        if found is None or found[0] == TREE_MODE:
+            return None
+        return self.blob(found[1])
+
+    def list_dir(self, root_tree: bytes | None, path: str) -> list[str]:
+        found = self.lookup(root_tree, path)
+        if found is None or found[0] != TREE_MODE:
+            return []
+        return [name.decode() for name in self.tree(found[1])]
+
+    def walk_blobs(self, tree_sha: bytes, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """Every (path, blob sha) under a tree; used only for full rebuilds."""
+        for entry in self.tree(tree_sha).iteritems():
+            path = f"{prefix}{entry.path.decode()}"
+            if entry.mode == TREE_MODE:
+                yield from self.walk_blobs(entry.sha, path + "/")
+            else:
+                yield path, entry.sha
+
+    def changed_paths(
+        self, old_tree: bytes | None, new_tree: bytes | None
+    ) -> Iterator[tuple[str, bytes | None]]:
+        """(path, new blob sha or None when deleted), skipping identical subtrees."""
+        from dulwich.diff_tree import tree_changes
+
+        for change in tree_changes(self.store, old_tree, new_tree):
+            if change.new.path is not None:
+                yield change.new.path.decode(), change.new.sha
+            else:
+                yield change.old.path.decode(), None
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def add_blob(self, data: bytes) -> bytes:
+        from dulwich.objects import Blob
+
+        blob = Blob.from_string(data)
+        self.store.add_object(blob)
+        return blob.id
+
+    def edit_tree(self, root_tree: bytes | None, changes: Mapping[str, bytes | None]) -> bytes:
+        """Write the trees for `changes` (path -> blob sha, None deletes); return the new root."""
+        nested: dict = {}
+        for path, sha in changes.items():
+            node = nested
+            *dirs, name = path.split("/")
+            for d in dirs:
+                node = node.setdefault(d.encode(), {})
+            node[name.encode()] = sha
+        return self._edit(root_tree, nested) or self._write_tree_obj(self._empty_tree())
+
+    def _empty_tree(self) -> Tree:
+        from dulwich.objects import Tree
+
+        return Tree()
+
+    def _edit(self, tree_sha: bytes | None, nested: dict) -> bytes | None:
+        from dulwich.objects import Tree
+
+        tree = Tree()
+        if tree_sha is not None:
+            for entry in self.tree(tree_sha).iteritems():
+                tree.add(entry.path, entry.mode, entry.sha)
+        for name, value in nested.items():
+            if isinstance(value, dict):
+                current = tree[name][1] if name in tree and tree[name][0] == TREE_MODE else None
+                sub = self._edit(current, value)
+                if sub is None:
+                    if name in tree:
+                        del tree[name]
+                else:
+                    tree[name] = (TREE_MODE, sub)
+            elif value is None:
+                if name in tree:
+                    del tree[name]
+            else:
+                tree[name] = (FILE_MODE, value)
+        if not len(tree):
+            return None
+        return self._write_tree_obj(tree)
+
+    def _write_tree_obj(self, tree: Tree) -> bytes:
+        self.store.add_object(tree)
+        self._trees[tree.id] = tree
+        return tree.id
+
+    def make_commit(self, tree: bytes, parent: bytes | None, author: bytes, message: str) -> bytes:
+        from dulwich.objects import Commit
+
+        commit = Commit()
+        commit.tree = tree
+        commit.parents = [parent] if parent else []
+        commit.author = commit.committer = author
+        commit.author_time = commit.commit_time = int(time.time())
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.encoding = b"UTF-8"
+        commit.message = (
+            message.encode("utf-8") if message.endswith("\n") else (message + "\n").encode()
+        )
+        self.store.add_object(commit)
+        return commit.id
+
+    def cas_ref(self, ref: bytes, old: bytes | None, new: bytes, message: str) -> bool:
+        """Move `ref` from `old` to `new` only if it still points at `old` (None: unborn)."""
+        return self.repo.refs.set_if_equals(
+            ref, old if old is not None else ZERO, new, message=message.encode("utf-8")
+        )
+
+    def ref_value(self, ref: bytes) -> bytes | None:
+        try:
+            return self.repo.refs[ref]
+        except KeyError:
+            return None
+
+
+def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644) -> None:
+    """Write a file so a reader or a crash sees the old content or the new, never a mix."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""gc-polecat tests: real git, real processes, no mocks."""

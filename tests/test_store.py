@@ -1,0 +1,261 @@
+"""The store against real git: one commit per change, clean status and fsck, linear history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gc_polecat import bead as beadmod
+from gc_polecat.errors import BadInput, NotFound
+from gc_polecat.plugins import make_plugin_manager
+from gc_polecat.store import Store
+
+from .conftest import assert_clean, git
+
+
+def count_commits(repo: Path) -> int:
+    return int(git(repo, "rev-list", "--count", "HEAD"))
+
+
+def test_init_makes_a_clean_repository(repo: Path) -> None:
+    assert (repo / ".beads" / "config.yaml").read_text().endswith("prefix: gc\n")
+    assert count_commits(repo) == 1
+    assert git(repo, "config", "core.splitIndex").strip() == "true"
+    assert_clean(repo)
+
+
+def test_init_is_idempotent_and_refuses_another_prefix(repo: Path) -> None:
+    Store.init(repo, prefix="gc")
+    assert count_commits(repo) == 1
+    with pytest.raises(BadInput, match="already a beads repository"):
+        Store.init(repo, prefix="other")
+
+
+def test_init_inside_an_existing_git_repository_keeps_its_history(tmp_path: Path) -> None:
+    root = tmp_path / "existing"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "notes.txt").write_text("hello\n")
+    git(root, "add", "notes.txt")
+    git(root, "commit", "-qm", "first")
+    Store.init(root, prefix="ex")
+    assert count_commits(root) == 2
+    assert (root / "notes.txt").read_text() == "hello\n"
+    assert_clean(root)
+
+
+def test_create_update_close_each_one_commit(store: Store, repo: Path) -> None:
+    with store.transaction() as tx:
+        b = tx.create({"title": "First", "priority": 1})
+    bid = b["id"]
+    assert count_commits(repo) == 2
+    path = repo / "beads" / bid[3] / bid[4] / f"{bid}.yaml"
+    assert path.is_file() and f"id: {bid}" in path.read_text()
+    assert git(repo, "log", "-1", "--format=%s") == f"{bid}: created (task) 'First'\n"
+    assert_clean(repo)
+
+    with store.transaction() as tx:
+        tx.update(bid, {"status": "in_progress", "assignee": "furiosa"})
+    assert git(repo, "log", "-1", "--format=%s").startswith(f"{bid}: status open -> in_progress")
+    with store.transaction() as tx:
+        tx.close(bid, "done")
+    assert (
+        git(repo, "log", "-1", "--format=%s")
+        == f"{bid}: status in_progress -> closed; close_reason set\n"
+    )
+    closed = store.get(bid)
+    assert closed["status"] == "closed" and closed["closed_at"] and closed["started_at"]
+    assert count_commits(repo) == 4
+    assert_clean(repo)
+    # `git diff` of the last change shows the human-readable YAML lines.
+    diff = git(repo, "diff", "HEAD~1", "HEAD")
+    assert "-status: in_progress" in diff and "+status: closed" in diff
+
+
+def test_author_is_the_acting_agent(
+    store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BD_ACTOR", "bd-actor")
+    with Store(repo).transaction() as tx:
+        tx.create({"title": "by bd actor"})
+    assert git(repo, "log", "-1", "--format=%an <%ae>") == "bd-actor <test@example.com>\n"
+    monkeypatch.setenv("GC_AGENT", "gastown/polecats/furiosa")
+    with Store(repo).transaction() as tx:
+        tx.create({"title": "by agent"})
+    assert git(repo, "log", "-1", "--format=%an") == "gastown/polecats/furiosa\n"
+    monkeypatch.delenv("GC_AGENT")
+    monkeypatch.delenv("BD_ACTOR")
+    with Store(repo).transaction() as tx:
+        tx.create({"title": "by git user"})
+    assert git(repo, "log", "-1", "--format=%an") == "Test User\n"
+    # The bead records the same identity the commit does.
+    created_by = {b["title"]: b["created_by"] for b in (store.get(i) for i in _ids(store))}
+    assert created_by == {
+        "by bd actor": "bd-actor",
+        "by agent": "gastown/polecats/furiosa",
+        "by git user": "Test User",
+    }
+
+
+def _ids(store: Store) -> list[str]:
+    from gc_polecat.catalog import Query
+
+    store.catalog.refresh()
+    return [b["id"] for b in store.catalog.list(Query())]
+
+
+def test_transaction_is_all_or_nothing(store: Store, repo: Path) -> None:
+    before = git(repo, "rev-parse", "HEAD")
+    with pytest.raises(NotFound), store.transaction() as tx:
+        tx.create({"title": "would be created"})
+        tx.update("gc-zzz", {"status": "closed"})  # unknown: the whole transaction fails
+    assert git(repo, "rev-parse", "HEAD") == before
+    assert not list((repo / "beads").glob("*/*/*.yaml"))
+    assert_clean(repo)
+
+    with store.transaction("gc: three at once") as tx:
+        made = [tx.create({"title": f"bead {i}"}) for i in range(3)]
+        tx.add_dependency(made[0]["id"], made[1]["id"])
+    assert count_commits(repo) == 2
+    assert git(repo, "log", "-1", "--format=%s") == "gc: three at once\n"
+    assert store.get(made[0]["id"])["dependencies"][0]["depends_on_id"] == made[1]["id"]
+    assert_clean(repo)
+
+
+def test_no_change_makes_no_commit(store: Store, repo: Path) -> None:
+    with store.transaction() as tx:
+        bid = tx.create({"title": "x"})["id"]
+    head = git(repo, "rev-parse", "HEAD")
+    with store.transaction() as tx:
+        tx.update(bid, {"title": "x"})
+    assert git(repo, "rev-parse", "HEAD") == head
+
+
+def test_child_ids(store: Store) -> None:
+    with store.transaction() as tx:
+        parent = tx.create({"title": "epic", "issue_type": "epic"})["id"]
+        c1 = tx.create({"title": "one"}, parent=parent)
+        c2 = tx.create({"title": "two"}, parent=parent)
+    assert (c1["id"], c2["id"]) == (f"{parent}.1", f"{parent}.2")
+    assert c1["dependencies"][0] == {
+        "issue_id": c1["id"],
+        "depends_on_id": parent,
+        "type": "parent-child",
+        "created_at": c1["created_at"],
+    }
+    with store.transaction() as tx:
+        grandchild = tx.create({"title": "deeper"}, parent=c2["id"])
+        great = tx.create({"title": "deepest"}, parent=grandchild["id"])
+        assert great["id"] == f"{parent}.2.1.1"
+        with pytest.raises(BadInput, match="three levels"):
+            tx.create({"title": "too deep"}, parent=great["id"])
+
+
+def test_reopen_clears_closed_fields(store: Store) -> None:
+    with store.transaction() as tx:
+        bid = tx.create({"title": "x"})["id"]
+        tx.close(bid, "because")
+    with store.transaction() as tx:
+        reopened = tx.update(bid, {"status": "open"})
+    assert "closed_at" not in reopened and "close_reason" not in reopened
+
+
+def test_a_person_commit_in_between_is_rebased_not_lost(store: Store, repo: Path) -> None:
+    """A commit made with plain git between two of ours is kept; ours goes on top of it."""
+    with store.transaction() as tx:
+        bid = tx.create({"title": "x"})["id"]
+    (repo / "NOTES.md").write_text("by hand\n")
+    git(repo, "add", "NOTES.md")
+    git(repo, "commit", "-qm", "a person's commit")
+    with store.transaction() as tx:
+        tx.update(bid, {"priority": 0})
+    assert git(repo, "log", "-2", "--format=%s").splitlines()[1] == "a person's commit"
+    assert_clean(repo)
+
+
+def test_hand_edited_bead_committed_with_git_is_read(store: Store, repo: Path) -> None:
+    with store.transaction() as tx:
+        bid = tx.create({"title": "x"})["id"]
+    path = next((repo / "beads").glob(f"*/*/{bid}.yaml"))
+    path.write_text(path.read_text().replace("title: x", "title: edited by hand"))
+    git(repo, "commit", "-qam", "hand edit")
+    assert store.get(bid)["title"] == "edited by hand"
+    from gc_polecat.catalog import Query
+
+    store.catalog.refresh()
+    assert store.catalog.list(Query())[0]["title"] == "edited by hand"
+
+
+def test_observers_see_each_commit(repo: Path) -> None:
+    seen = []
+
+    class Observer:
+        @staticmethod
+        def gc_polecat_bead_committed(store: Store, result) -> None:  # noqa: ANN001
+            seen.append((result.commit, [(c.id, c.event) for c in result.changes]))
+
+    from gc_polecat.hookspecs import hookimpl
+
+    Observer.gc_polecat_bead_committed = hookimpl(Observer.gc_polecat_bead_committed)
+
+    class ResultOnly:
+        """pluggy lets an implementation take a subset of the hook's arguments."""
+
+        @hookimpl
+        def gc_polecat_bead_committed(self, result) -> None:  # noqa: ANN001
+            seen_subset.append(result.commit)
+
+    seen_subset: list[str] = []
+    pm = make_plugin_manager(load_entrypoints=False)
+    pm.register(Observer())
+    pm.register(ResultOnly())
+    store = Store(repo, pm=pm)
+    with store.transaction() as tx:
+        bid = tx.create({"title": "x"})["id"]
+    with store.transaction() as tx:
+        tx.update(bid, {"priority": 1})
+        tx.close(bid)
+    assert [events for _, events in seen] == [[(bid, "create")], [(bid, "close")]]
+    assert seen[-1][0] == git(repo, "rev-parse", "HEAD").strip()
+    assert seen_subset == [commit for commit, _ in seen]
+
+
+def test_catalog_is_derived_and_rebuildable(store: Store, repo: Path) -> None:
+    from gc_polecat.catalog import Query
+
+    with store.transaction() as tx:
+        for i in range(5):
+            tx.create({"title": f"b{i}", "issue_type": "gate" if i % 2 else "task"})
+    assert len(store.catalog.list(Query(types=("gate",)))) == 2
+    store.catalog.close()
+    (repo / ".git" / "gc-polecat" / "catalog.sqlite").unlink()
+    fresh = Store(repo)
+    fresh.catalog.refresh()
+    assert len(fresh.catalog.list(Query(types=("gate",)))) == 2
+    # A corrupt catalog file is replaced, not trusted.
+    fresh.catalog.close()
+    (repo / ".git" / "gc-polecat" / "catalog.sqlite").write_bytes(b"garbage" * 100)
+    again = Store(repo)
+    again.catalog.refresh()
+    assert len(again.catalog.list(Query())) == 5
+
+
+def test_json_payload_is_bd_shape(store: Store) -> None:
+    with store.transaction() as tx:
+        b = tx.create(
+            {
+                "title": "gate",
+                "issue_type": "gate",
+                "await_type": "bead",
+                "await_id": "gc-x",
+                "timeout": 7_200_000_000_000,
+                "waiters": ["a/b"],
+                "labels": ["gc:wait"],
+                "metadata": {"state": "pending"},
+            }
+        )
+    data = json.loads(json.dumps(store.get(b["id"])))
+    assert data["timeout"] == 7_200_000_000_000 and data["priority"] == 2
+    assert beadmod.normalize(data) == data
