@@ -106,6 +106,7 @@ class Store:
         self._catalog: Catalog | None = None
         self._prefix: str | None = None
         self._author: bytes | None = None
+        self._git_users: dict[bytes, str | None] = {}
         self._lock = None
 
     # --- set-up -----------------------------------------------------------------------------
@@ -143,17 +144,13 @@ class Store:
         return store
 
     def _configure_git(self) -> None:
-        config = self.git_config()
-        changed = False
-        for section, key, value in ((b"core", b"splitIndex", b"true"),):
-            if config.get(section, key) != value if config.has_section(section) else True:
-                config.set(section, key, value)
-                changed = True
-        if changed:
-            config.write_to_path()
-
-    def git_config(self):  # noqa: ANN201 - dulwich ConfigFile
-        return self.git.repo.get_config()
+        """Split-index mode keeps git's index update proportional to the change."""
+        config = self.git.repo.get_config()
+        with contextlib.suppress(KeyError):
+            if config.get(b"core", b"splitIndex") == b"true":
+                return
+        config.set(b"core", b"splitIndex", b"true")
+        config.write_to_path()
 
     def _read_config(self, missing_ok: bool = False) -> dict[str, Any] | None:
         path = self.root / CONFIG_PATH
@@ -195,10 +192,14 @@ class Store:
         return self._pm
 
     def _git_user(self, key: bytes) -> str | None:
-        try:
-            return self.git.repo.get_config_stack().get((b"user",), key).decode()
-        except KeyError:
-            return None
+        """git's user.name / user.email, read once per Store (this is on the write path)."""
+        if key not in self._git_users:
+            try:
+                value = self.git.repo.get_config_stack().get((b"user",), key).decode()
+            except KeyError:
+                value = None
+            self._git_users[key] = value
+        return self._git_users[key]
 
     def actor(self) -> str:
         """The acting agent's name: GC_AGENT, else BD_ACTOR, else git's user.name."""
