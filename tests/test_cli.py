@@ -203,3 +203,32 @@ def test_help_and_version() -> None:
     proc = run_cli("--help")
     assert proc.returncode == 0 and "bead" in proc.stdout and "init" in proc.stdout
     assert run_cli("--version").stdout.startswith("gc-polecat, version ")
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "needle"),
+    [
+        (None, ["--prefix", "Bad_Prefix"], "invalid prefix"),
+        (None, ["--prefix", "../x"], "invalid prefix"),
+        ("file", [], "is a file"),
+    ],
+)
+def test_init_bad_input(tmp_path: Path, make: str | None, args: list[str], needle: str) -> None:
+    target = tmp_path / "target"
+    if make == "file":
+        target.write_text("a file, not a directory\n")
+    proc = run_cli("init", str(target), *args)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and needle in proc.stderr
+    if make is None:
+        assert not (target / ".git").exists()
+    else:
+        assert target.read_text() == "a file, not a directory\n"
+
+
+def test_init_then_cli_in_the_directory(tmp_path: Path) -> None:
+    target = tmp_path / "city" / "beads"
+    proc = run_cli("init", str(target), "--prefix", "city", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["prefix"] == "city"
+    made = run_cli("bead", "create", "first", cwd=target)
+    assert made.returncode == 0 and made.stdout.startswith("city-")
+    assert_clean(target)
