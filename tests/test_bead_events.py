@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -47,22 +50,37 @@ def test_create_update_close_fire_their_hooks(repo: Path) -> None:
     assert_clean(repo)
 
 
-def test_failing_and_hanging_hooks_never_fail_the_write(repo: Path) -> None:
+def test_failing_and_hanging_hooks_never_fail_the_write(repo: Path, tmp_path: Path) -> None:
     hooks = repo / ".beads" / "hooks"
     hooks.mkdir(parents=True)
+    pid_file = tmp_path / "hanging.pid"
     (hooks / "on_create").write_text("#!/bin/sh\nexit 3\n")
-    (hooks / "on_update").write_text("#!/bin/sh\nsleep 30\n")
+    (hooks / "on_update").write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 30\n")
     for h in hooks.iterdir():
         h.chmod(0o755)
     git(repo, "add", ".beads/hooks")
     git(repo, "commit", "-qm", "bad hooks")
-    started = time.monotonic()
     made = run_cli("--repo", str(repo), "bead", "create", "x")
     assert made.returncode == 0 and made.stderr == ""
     updated = run_cli("--repo", str(repo), "bead", "update", made.stdout.strip(), "-p", "1")
-    assert updated.returncode == 0
-    assert time.monotonic() - started < 10  # the hanging hook runs in the background
+    assert updated.returncode == 0 and updated.stderr == ""
+    # The command has returned while its hook still runs: it never waited for the hook.
+    pid = int(wait_file(pid_file))
+    try:
+        os.kill(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
     assert_clean(repo)
+
+
+def wait_file(path: Path, deadline: float = 20.0) -> str:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
 
 
 def test_bd_no_hooks(repo: Path) -> None:
