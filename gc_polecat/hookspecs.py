@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import click
 
+    from .providers import SessionProvider
     from .store import CommitResult, Store
 
 hookspec = pluggy.HookspecMarker("gc_polecat")
@@ -32,3 +35,9 @@ def gc_polecat_bead_committed(store: Store, result: CommitResult) -> None:
     Called after the commit is durable and the write lock is released; an exception here is
     reported on stderr and never undoes or fails the write.
     """
+
+
+@hookspec
+def gc_polecat_register_session_providers(register: Callable[[SessionProvider], None]) -> None:
+    """Register session providers (`register(provider)`): how polecat sessions are started,
+    checked for liveness, nudged and stopped. Built in: `tmux` and `process`."""

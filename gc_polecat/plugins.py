@@ -25,6 +25,7 @@ DEFAULT_PLUGINS = (
     "gc_polecat.builtin.bead_commands",
     "gc_polecat.builtin.bead_hooks",
     "gc_polecat.builtin.demo",
+    "gc_polecat.builtin.providers_plugin",
 )
 
 _pm: pluggy.PluginManager | None = None

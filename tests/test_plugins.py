@@ -324,6 +324,7 @@ BUILTIN_COMMANDS: dict[str, set[str]] = {
     "gc_polecat.builtin.bead_commands": {"bead"},
     "gc_polecat.builtin.bead_hooks": set(),  # an observer only: runs .beads/hooks/on_*
     "gc_polecat.builtin.demo": {"demo"},
+    "gc_polecat.builtin.providers_plugin": set(),  # session providers: tmux, process
 }
 
 
