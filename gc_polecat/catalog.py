@@ -25,7 +25,7 @@ from .git import read_head
 if TYPE_CHECKING:
     from .store import Store, Transaction
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 FILENAME = "catalog.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,8 +36,9 @@ CREATE TABLE IF NOT EXISTS beads (
 CREATE INDEX IF NOT EXISTS beads_type_status ON beads (issue_type, status);
 CREATE INDEX IF NOT EXISTS beads_status ON beads (status);
 CREATE INDEX IF NOT EXISTS beads_assignee ON beads (assignee);
-CREATE TABLE IF NOT EXISTS labels (label TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (label, id))
+CREATE TABLE IF NOT EXISTS labels (id TEXT NOT NULL, label TEXT NOT NULL, PRIMARY KEY (id, label))
     WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS labels_label ON labels (label);
 CREATE TABLE IF NOT EXISTS bad (path TEXT PRIMARY KEY, error TEXT NOT NULL);
 """
 
@@ -59,6 +60,7 @@ class Catalog:
         self.store = store
         self.path = store.state_dir / FILENAME
         self._db: sqlite3.Connection | None = None
+        self._top_delta = 0  # change to the top-level count within the open SQLite transaction
 
     # --- connection -------------------------------------------------------------------------
 
@@ -140,7 +142,9 @@ class Catalog:
         try:
             known = self.commit()  # re-read under the write lock: another reader may have won
             if known != head_hex:
+                self._top_delta = 0
                 self._catch_up(known, head)
+                self._save_top_count()
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('commit', ?)", (head_hex or "",))
             db.execute("COMMIT")
         except BaseException:
@@ -159,6 +163,7 @@ class Catalog:
         if old_tree is None:
             for table in ("beads", "labels", "bad"):
                 self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            self.db.execute("DELETE FROM meta WHERE key='top_count'")
             changes: Iterable[tuple[str, bytes | None]] = self._all_bead_blobs(new_tree)
         else:
             changes = git.changed_paths(old_tree, new_tree)
@@ -172,13 +177,20 @@ class Catalog:
         if found is not None:
             yield from self.store.git.walk_blobs(found[1], ids.BEADS_DIR + "/")
 
-    def _apply_path(self, path: str, data: bytes | None) -> None:
+    def _remove(self, bead_id: str, path: str) -> None:
         db = self.db
         db.execute("DELETE FROM bad WHERE path=?", (path,))
+        if db.execute("DELETE FROM beads WHERE id=?", (bead_id,)).rowcount and "." not in bead_id:
+            self._top_delta -= 1
+        db.execute("DELETE FROM labels WHERE id=?", (bead_id,))
+
+    def _apply_path(self, path: str, data: bytes | None) -> None:
+        db = self.db
         bead_id = ids.path_id(path)
-        if bead_id is not None:
-            db.execute("DELETE FROM beads WHERE id=?", (bead_id,))
-            db.execute("DELETE FROM labels WHERE id=?", (bead_id,))
+        if bead_id is None:
+            db.execute("DELETE FROM bad WHERE path=?", (path,))
+        else:
+            self._remove(bead_id, path)
         if data is None:
             return
         if bead_id is None:
@@ -197,6 +209,7 @@ class Catalog:
         self._insert(bead, path)
 
     def _insert(self, bead: beadmod.Bead, path: str) -> None:
+        self._top_delta += "." not in bead["id"]
         self.db.execute(
             "INSERT INTO beads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -213,7 +226,7 @@ class Catalog:
         )
         self.db.executemany(
             "INSERT OR IGNORE INTO labels VALUES (?, ?)",
-            [(label, bead["id"]) for label in bead.get("labels", [])],
+            [(bead["id"], label) for label in bead.get("labels", [])],
         )
 
     def apply_commit(self, base: bytes | None, commit: bytes, tx: Transaction) -> None:
@@ -224,13 +237,13 @@ class Catalog:
             if base is None or self.commit() != base.decode():
                 db.execute("ROLLBACK")
                 return
+            self._top_delta = 0
             for change in tx.changes():
                 path = ids.id_path(change.id)
-                db.execute("DELETE FROM beads WHERE id=?", (change.id,))
-                db.execute("DELETE FROM labels WHERE id=?", (change.id,))
-                db.execute("DELETE FROM bad WHERE path=?", (path,))
+                self._remove(change.id, path)
                 if change.after is not None:
                     self._insert(change.after, path)
+            self._save_top_count()
             db.execute("INSERT OR REPLACE INTO meta VALUES ('commit', ?)", (commit.decode(),))
             db.execute("COMMIT")
         except BaseException:
@@ -246,9 +259,22 @@ class Catalog:
     def bad_files(self) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT path, error FROM bad ORDER BY path"))
 
+    def _save_top_count(self) -> None:
+        """Keep the number of top-level beads in meta: ID length needs it on every create,
+        and counting rows would make creates cost the size of the repository."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('top_count', ?)",
+            (str(self._stored_top_count() + self._top_delta),),
+        )
+        self._top_delta = 0
+
+    def _stored_top_count(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key='top_count'").fetchone()
+        return int(row[0]) if row else 0
+
     def count_top_level(self) -> int:
         self.refresh()
-        return self.db.execute("SELECT count(*) FROM beads WHERE top=1").fetchone()[0]
+        return self._stored_top_count()
 
     def list(self, query: Query) -> list[beadmod.Bead]:
         where, args = [], []

@@ -8,6 +8,7 @@ lazily: `read_head` works from the ref files alone so read-only commands can ski
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import OrderedDict
@@ -24,23 +25,28 @@ TREE_MODE = 0o040000
 ZERO = b"0" * 40
 
 
+def read_ref(git_dir: Path, ref: str) -> str | None:
+    """A ref's commit SHA (loose file, else packed-refs), or None when it does not exist."""
+    try:
+        return (git_dir / ref).read_text().strip() or None
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        pass
+    try:
+        for line in (git_dir / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref) and not line.startswith(("#", "^")):
+                return line.split(" ", 1)[0]
+    except FileNotFoundError:
+        pass
+    return None
+
+
 def read_head(git_dir: Path) -> tuple[str | None, str | None]:
     """(ref name or None when detached, commit SHA hex or None when unborn), without dulwich."""
     head = (git_dir / "HEAD").read_text().strip()
     if not head.startswith("ref: "):
         return None, head or None
     ref = head[5:]
-    try:
-        return ref, (git_dir / ref).read_text().strip() or None
-    except (FileNotFoundError, IsADirectoryError):
-        pass
-    try:
-        for line in (git_dir / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref) and not line.startswith(("#", "^")):
-                return ref, line.split(" ", 1)[0]
-    except FileNotFoundError:
-        pass
-    return ref, None
+    return ref, read_ref(git_dir, ref)
 
 
 class Git:
@@ -50,6 +56,7 @@ class Git:
         from dulwich.repo import Repo
 
         self.repo: Repo = Repo(str(root))
+        self.git_dir = Path(self.repo.controldir())
         self.store = self.repo.object_store
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._tree_cache = tree_cache
@@ -114,9 +121,10 @@ class Git:
         from dulwich.diff_tree import tree_changes
 
         for change in tree_changes(self.store, old_tree, new_tree):
-            if change.new.path is not None:
-                yield change.new.path.decode(), change.new.sha
-            else:
+            new = change.new
+            if new is not None and new.path is not None:
+                yield new.path.decode(), new.sha
+            else:  # a deletion: dulwich reports it as new=None or as an entry without a path
                 yield change.old.path.decode(), None
 
     # --- writing ---------------------------------------------------------------------------
@@ -190,17 +198,70 @@ class Git:
         self.store.add_object(commit)
         return commit.id
 
-    def cas_ref(self, ref: bytes, old: bytes | None, new: bytes, message: str) -> bool:
-        """Move `ref` from `old` to `new` only if it still points at `old` (None: unborn)."""
-        return self.repo.refs.set_if_equals(
-            ref, old if old is not None else ZERO, new, message=message.encode("utf-8")
+    def cas_ref(self, ref: bytes, old: bytes | None, new: bytes, who: bytes, message: str) -> bool:
+        """Move `ref` from `old` (None: unborn) to `new` with git's own ref-lock protocol:
+        create `<ref>.lock` exclusively, re-read the ref under it, rename. Like git by default,
+        no fsync: the rename is atomic against process death, which is what we guarantee."""
+        name = ref.decode()
+        path = self.git_dir / name
+        lock = path.with_name(path.name + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _take_ref_lock(lock)
+        try:
+            if read_ref(self.git_dir, name) != (old.decode() if old else None):
+                os.close(fd)
+                lock.unlink()
+                return False
+            os.write(fd, new + b"\n")
+            os.close(fd)
+            os.replace(lock, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            lock.unlink(missing_ok=True)
+            raise
+        self._append_reflog(name, old, new, who, message)
+        return True
+
+    def _append_reflog(self, ref: str, old: bytes | None, new: bytes, who: bytes, msg: str) -> None:
+        """One line in .git/logs/<ref>, so `git reflog` shows our commits like any other."""
+        log = self.git_dir / "logs" / ref
+        log.parent.mkdir(parents=True, exist_ok=True)
+        line = b"%s %s %s %d +0000\t%s\n" % (
+            old or ZERO,
+            new,
+            who,
+            int(time.time()),
+            msg.splitlines()[0].encode("utf-8"),
         )
+        with open(log, "ab") as f:
+            f.write(line)
 
     def ref_value(self, ref: bytes) -> bytes | None:
         try:
             return self.repo.refs[ref]
         except KeyError:
             return None
+
+
+REF_LOCK_WAIT = 2.0
+
+
+def _take_ref_lock(lock: Path) -> int:
+    """Create `<ref>.lock` exclusively, waiting briefly for a git command that holds it.
+
+    A lock left by a killed gc-polecat writer is removed by recovery (the journal names it);
+    one held longer than REF_LOCK_WAIT by anyone else is reported, not broken."""
+    deadline = time.monotonic() + REF_LOCK_WAIT
+    while True:
+        try:
+            return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if time.monotonic() > deadline:
+                from .errors import GcPolecatError
+
+                raise GcPolecatError(f"{lock} is held by another process") from None
+            time.sleep(0.002)
 
 
 def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644) -> None:

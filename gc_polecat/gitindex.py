@@ -393,10 +393,11 @@ def _smudge(worktree: Path, path: bytes, e: _Entry) -> _Entry:
 
 
 def _write_fd(fd: int, data: bytes) -> None:
+    """Write all of data. No fsync, as git's default core.fsync does not sync the index either:
+    the rename makes the update atomic against process death, which is what we guarantee."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-    os.fsync(fd)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -404,7 +405,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp_dir = path.parent if path.parent.name == SIDECAR_DIR else path.parent / SIDECAR_DIR
     tmp_dir.mkdir(exist_ok=True)
     tmp = tmp_dir / f"tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    fd = os.open(tmp, _CREATE, 0o666)
+    fd = os.open(tmp, _CREATE, 0o644)
     try:
         _write_fd(fd, data)
     finally:
@@ -466,7 +467,7 @@ def _break_stale_lock(lock: Path, seen: os.stat_result) -> None:
 
 
 class _IndexLock:
-    """git's index.lock protocol: O_EXCL create, write, fsync, rename over the index. Leaving
+    """git's index.lock protocol: O_EXCL create, write, rename over the index. Leaving
     the ``with`` block without commit() removes the lock and leaves the index untouched."""
 
     def __init__(self, git_dir: Path) -> None:
@@ -474,7 +475,7 @@ class _IndexLock:
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
             try:
-                self.fd: int | None = os.open(self.lock, _CREATE, 0o666)
+                self.fd: int | None = os.open(self.lock, _CREATE, 0o644)
                 break
             except FileExistsError:
                 with contextlib.suppress(FileNotFoundError):

@@ -292,7 +292,7 @@ class Store:
             crash_point("objects-written")
             self._write_journal(tx.ref, base, commit, list(blobs))
             crash_point("journal-written")
-            if git.cas_ref(tx.ref, base, commit, f"gc-polecat: {message.splitlines()[0]}"):
+            if git.cas_ref(tx.ref, base, commit, self.author(), f"gc-polecat: {message}"):
                 crash_point("ref-moved")
                 break
             # Someone outside gc-polecat moved the branch (a person's `git commit`): rebase our
@@ -316,13 +316,15 @@ class Store:
         return self.state_dir / "journal.json"
 
     def _write_journal(self, ref: bytes, old: bytes | None, new: bytes, paths: list[str]) -> None:
+        """Written in place: a journal torn by a kill can only exist before the ref moved, and
+        recovery treats an unparsable journal as "nothing was committed"."""
         data = {
             "ref": ref.decode(),
             "old": old.decode() if old else None,
             "new": new.decode(),
             "paths": paths,
         }
-        atomic_write(self._journal_path(), json.dumps(data).encode(), self.state_dir / "tmp")
+        self._journal_path().write_bytes(json.dumps(data).encode())
 
     def _sync_worktree(self, tree: bytes | None, paths: list[str]) -> None:
         """Make the work tree files and the index match `tree` for `paths`."""
@@ -421,6 +423,7 @@ class Transaction:
         self.files: dict[str, bytes | None] = {}
         self._beads: dict[str, beadmod.Bead | None] = {}
         self._before: dict[str, beadmod.Bead | None] = {}
+        self._base: dict[str, beadmod.Bead | None] = {}
         self._summaries: list[str] = []
         self.result: CommitResult | None = None
         self.now = beadmod.now()
@@ -431,11 +434,14 @@ class Transaction:
         ids.validate_id(bead_id)
         if bead_id in self._beads:
             pending = self._beads[bead_id]
-            return None if pending is None else dict(pending)
-        try:
-            return self.store.get(bead_id, self.base_tree)
-        except NotFound:
-            return None
+        else:
+            if bead_id not in self._base:  # parse each base bead once per transaction
+                try:
+                    self._base[bead_id] = self.store.get(bead_id, self.base_tree)
+                except NotFound:
+                    self._base[bead_id] = None
+            pending = self._base[bead_id]
+        return None if pending is None else dict(pending)
 
     def require(self, bead_id: str) -> beadmod.Bead:
         found = self.get(bead_id)

@@ -232,3 +232,13 @@ def test_init_then_cli_in_the_directory(tmp_path: Path) -> None:
     made = run_cli("bead", "create", "first", cwd=target)
     assert made.returncode == 0 and made.stdout.startswith("city-")
     assert_clean(target)
+
+
+def test_list_by_labels(cli: Cli) -> None:
+    both = create(cli, "both", "-l", "a,b")
+    only_a = create(cli, "only a", "-l", "a")
+    create(cli, "none")
+    listed = lambda *f: [b["id"] for b in json.loads(cli("bead", "list", *f, "--json").output)]  # noqa: E731
+    assert sorted(listed("-l", "a")) == sorted([both, only_a])
+    assert listed("-l", "a", "-l", "b") == [both]
+    assert listed("-l", "zzz") == []

@@ -259,3 +259,24 @@ def test_json_payload_is_bd_shape(store: Store) -> None:
     data = json.loads(json.dumps(store.get(b["id"])))
     assert data["timeout"] == 7_200_000_000_000 and data["priority"] == 2
     assert beadmod.normalize(data) == data
+
+
+def test_top_level_count_is_maintained_exactly(store: Store, repo: Path) -> None:
+    """ID length depends on this count; it must equal a real count however the beads changed."""
+
+    def real_count() -> int:
+        return sum(1 for p in (repo / "beads").glob("*/*/*.yaml") if "." not in p.stem)
+
+    with store.transaction() as tx:
+        made = [tx.create({"title": f"b{i}"})["id"] for i in range(6)]
+        tx.create({"title": "child"}, parent=made[0])
+    assert store.catalog.count_top_level() == real_count() == 6
+    with store.transaction() as tx:
+        tx.delete(made[1])
+    assert store.catalog.count_top_level() == real_count() == 5
+    victim = next((repo / "beads").glob(f"*/*/{made[2]}.yaml"))
+    git(repo, "rm", "-q", str(victim))
+    git(repo, "commit", "-qm", "a person deletes a bead")
+    assert store.catalog.count_top_level() == real_count() == 4  # caught up by tree diff
+    store.catalog.invalidate()
+    assert store.catalog.count_top_level() == real_count() == 4  # full rebuild
