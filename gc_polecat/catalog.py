@@ -25,12 +25,13 @@ from .git import read_head
 if TYPE_CHECKING:
     from .store import Store, Transaction
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 FILENAME = "catalog.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS beads (
-    id TEXT PRIMARY KEY, path TEXT NOT NULL, status TEXT NOT NULL, issue_type TEXT NOT NULL,
+    id TEXT PRIMARY KEY, path TEXT NOT NULL, blob TEXT NOT NULL, status TEXT NOT NULL,
+    issue_type TEXT NOT NULL,
     priority INTEGER NOT NULL, assignee TEXT, top INTEGER NOT NULL, created_at TEXT NOT NULL,
     json TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS beads_type_status ON beads (issue_type, status);
@@ -170,7 +171,7 @@ class Catalog:
         for path, blob in changes:
             if not path.startswith(ids.BEADS_DIR + "/") or path == f"{ids.BEADS_DIR}/README.md":
                 continue
-            self._apply_path(path, None if blob is None else git.blob(blob))
+            self._apply_path(path, blob, None if blob is None else git.blob(blob))
 
     def _all_bead_blobs(self, tree: bytes | None) -> Iterator[tuple[str, bytes]]:
         found = self.store.git.lookup(tree, ids.BEADS_DIR)
@@ -184,7 +185,7 @@ class Catalog:
             self._top_delta -= 1
         db.execute("DELETE FROM labels WHERE id=?", (bead_id,))
 
-    def _apply_path(self, path: str, data: bytes | None) -> None:
+    def _apply_path(self, path: str, blob: bytes | None, data: bytes | None) -> None:
         db = self.db
         bead_id = ids.path_id(path)
         if bead_id is None:
@@ -206,15 +207,16 @@ class Catalog:
         except InvalidBead as exc:
             db.execute("INSERT INTO bad VALUES (?, ?)", (path, str(exc)))
             return
-        self._insert(bead, path)
+        self._insert(bead, path, blob)
 
-    def _insert(self, bead: beadmod.Bead, path: str) -> None:
+    def _insert(self, bead: beadmod.Bead, path: str, blob: bytes | None) -> None:
         self._top_delta += "." not in bead["id"]
         self.db.execute(
-            "INSERT INTO beads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO beads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 bead["id"],
                 path,
+                blob.decode() if blob else "",
                 bead["status"],
                 bead["issue_type"],
                 bead["priority"],
@@ -229,7 +231,9 @@ class Catalog:
             [(bead["id"], label) for label in bead.get("labels", [])],
         )
 
-    def apply_commit(self, base: bytes | None, commit: bytes, tx: Transaction) -> None:
+    def apply_commit(
+        self, base: bytes | None, commit: bytes, tx: Transaction, blobs: dict[str, bytes | None]
+    ) -> None:
         """A writer's shortcut: apply its own changes if the catalog was at its base commit."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
@@ -242,7 +246,7 @@ class Catalog:
                 path = ids.id_path(change.id)
                 self._remove(change.id, path)
                 if change.after is not None:
-                    self._insert(change.after, path)
+                    self._insert(change.after, path, blobs.get(path))
             self._save_top_count()
             db.execute("INSERT OR REPLACE INTO meta VALUES ('commit', ?)", (commit.decode(),))
             db.execute("COMMIT")
@@ -254,6 +258,14 @@ class Catalog:
 
     def get(self, bead_id: str) -> beadmod.Bead | None:
         row = self.db.execute("SELECT json FROM beads WHERE id=?", (bead_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def get_by_blob(self, bead_id: str, blob: bytes) -> beadmod.Bead | None:
+        """The parsed bead if the catalog holds exactly this blob for it. Keyed by content, so
+        the answer is right even when the catalog lags HEAD; writers use it to skip YAML."""
+        row = self.db.execute(
+            "SELECT json FROM beads WHERE id=? AND blob=?", (bead_id, blob.decode())
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     def bad_files(self) -> list[tuple[str, str]]:

@@ -59,6 +59,7 @@ class Git:
         self.git_dir = Path(self.repo.controldir())
         self.store = self.repo.object_store
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
+        self._commit_trees: dict[bytes, bytes] = {}
         self._tree_cache = tree_cache
 
     # --- reading ---------------------------------------------------------------------------
@@ -75,7 +76,15 @@ class Git:
         return tree
 
     def commit_tree(self, commit: bytes | None) -> bytes | None:
-        return None if commit is None else self.store[commit].tree
+        """The root tree of a commit (cached: every write reads its base commit twice)."""
+        if commit is None:
+            return None
+        tree = self._commit_trees.get(commit)
+        if tree is None:
+            tree = self._commit_trees[commit] = self.store[commit].tree
+            if len(self._commit_trees) > self._tree_cache:
+                self._commit_trees.clear()
+        return tree
 
     def lookup(self, root_tree: bytes | None, path: str) -> tuple[int, bytes] | None:
         """(mode, sha) of `path` in a tree, or None."""

@@ -9,10 +9,10 @@ Write protocol (see docs/formats.md, "Crash safety"):
 4. write the journal (`.git/gc-polecat/journal.json`: the ref, old and new commit, paths);
 5. move the branch from old to new by compare-and-swap: THIS is the commit point;
 6. write the changed files into the work tree (temp file + rename) and update git's index;
-7. delete the journal, release the lock, then tell observers (plugins, bead hooks).
+7. empty the journal, release the lock, then tell observers (plugins, bead hooks).
 
-Recovery rule: if a journal exists, make the work tree and index match whatever commit the
-ref points at, for the journal's paths, then delete the journal. Before step 5 that restores
+Recovery rule: if the journal is not empty, make the work tree and index match whatever commit
+the ref points at, for the journal's paths, then empty the journal. Before step 5 that restores
 the old state; after it, it completes the new one. Readers read from git objects at the ref,
 so they always see a whole commit, never a half-written one.
 """
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from . import bead as beadmod
 from . import ids
 from .errors import BadInput, Conflict, GcPolecatError, NotARepository, NotFound
-from .git import Git, atomic_write, read_head
+from .git import TREE_MODE, Git, atomic_write, read_head
 
 if TYPE_CHECKING:
     import pluggy
@@ -225,10 +225,13 @@ class Store:
     def get(self, bead_id: str, tree: bytes | None = None) -> beadmod.Bead:
         """The bead at HEAD (or in `tree`); NotFound if absent, InvalidBead if its file is bad."""
         path = ids.id_path(bead_id)
-        data = self.git.read(self.head_tree() if tree is None else tree, path)
-        if data is None:
+        entry = self.git.lookup(self.head_tree() if tree is None else tree, path)
+        if entry is None or entry[0] == TREE_MODE:
             raise NotFound(f"no bead {bead_id}")
-        found = beadmod.load(data, path)
+        cached = self.catalog.get_by_blob(bead_id, entry[1])
+        if cached is not None:
+            return cached
+        found = beadmod.load(self.git.blob(entry[1]), path)
         if found["id"] != bead_id:
             raise beadmod.InvalidBead(f"{path}: holds id {found['id']!r}, expected {bead_id!r}")
         return found
@@ -258,7 +261,7 @@ class Store:
                 f"repository busy: could not take the write lock in {LOCK_TIMEOUT:.0f} s"
             ) from None
         try:
-            if (self.state_dir / "journal.json").exists():
+            if self.journal_pending():
                 self._recover()
             yield
         finally:
@@ -297,7 +300,7 @@ class Store:
                 break
             # Someone outside gc-polecat moved the branch (a person's `git commit`): rebase our
             # files onto it unless they touched the same paths.
-            self._journal_path().unlink(missing_ok=True)
+            self._clear_journal()
             moved = git.ref_value(tx.ref)
             moved_tree = git.commit_tree(moved)
             touched = [p for p in blobs if git.lookup(moved_tree, p) != git.lookup(tx.base_tree, p)]
@@ -308,12 +311,24 @@ class Store:
             raise Conflict("the branch kept moving during this write; retry")
         self._sync_worktree(git.commit_tree(commit), list(blobs))
         crash_point("index-written")
-        self._journal_path().unlink(missing_ok=True)
-        self._update_catalog(tx.base if base == tx.base else None, commit, tx)
+        self._clear_journal()
+        self._update_catalog(tx.base if base == tx.base else None, commit, tx, blobs)
         return CommitResult(commit.decode(), message, tuple(tx.changes()))
 
     def _journal_path(self) -> Path:
         return self.state_dir / "journal.json"
+
+    def journal_pending(self) -> bool:
+        """A write was cut short. The journal file is kept and emptied between writes, because
+        truncating a file costs less than creating and unlinking one on every commit."""
+        try:
+            return self._journal_path().stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def _clear_journal(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(self._journal_path(), 0)
 
     def _write_journal(self, ref: bytes, old: bytes | None, new: bytes, paths: list[str]) -> None:
         """Written in place: a journal torn by a kill can only exist before the ref moved, and
@@ -354,27 +369,29 @@ class Store:
             data = json.loads(journal.read_text())
             ref, paths = data["ref"].encode(), list(data["paths"])
         except (OSError, ValueError, KeyError, TypeError):
-            journal.unlink(missing_ok=True)  # torn before the rename: nothing was committed
+            self._clear_journal()  # torn while written, before the ref moved: nothing committed
             return
         for stale in (self.git_dir / "index.lock", self.git_dir / (ref.decode() + ".lock")):
             stale.unlink(missing_ok=True)  # ours: the journal proves a gc-polecat writer held them
         self._sync_worktree(self.git.commit_tree(self.git.ref_value(ref)), paths)
         shutil.rmtree(self.state_dir / "tmp", ignore_errors=True)
-        journal.unlink(missing_ok=True)
+        self._clear_journal()
         if self._catalog is not None:
             self._catalog.invalidate()
 
     def recover_if_needed(self) -> bool:
         """For readers: complete a dead writer's half-done write. True if there was one."""
-        if not self._journal_path().exists():
+        if not self.journal_pending():
             return False
         with self.locked():
             pass
         return True
 
-    def _update_catalog(self, base: bytes | None, commit: bytes, tx: Transaction) -> None:
+    def _update_catalog(
+        self, base: bytes | None, commit: bytes, tx: Transaction, blobs: dict[str, bytes | None]
+    ) -> None:
         with contextlib.suppress(Exception):  # derived data: a failure only costs a later refresh
-            self.catalog.apply_commit(base, commit, tx)
+            self.catalog.apply_commit(base, commit, tx, blobs)
 
     def _notify(self, result: CommitResult) -> None:
         """Tell every observer, each on its own: one that raises is reported and skipped, so a

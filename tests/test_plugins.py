@@ -261,7 +261,7 @@ def test_observer_runs_after_commit_is_durable_and_unlocked(
         def gc_polecat_bead_committed(self, store: Store, result: CommitResult) -> None:
             seen["head"] = head(repo)
             seen["status"] = git(repo, "status", "--porcelain")
-            seen["journal"] = (store.state_dir / "journal.json").exists()
+            seen["journal"] = store.journal_pending()
             try:  # a separate lock object: the store's own lock is re-entrant
                 with FileLock(str(store.state_dir / "write.lock"), timeout=0):
                     seen["lock_free"] = True

@@ -280,3 +280,16 @@ def test_top_level_count_is_maintained_exactly(store: Store, repo: Path) -> None
     assert store.catalog.count_top_level() == real_count() == 4  # caught up by tree diff
     store.catalog.invalidate()
     assert store.catalog.count_top_level() == real_count() == 4  # full rebuild
+
+
+def test_a_stale_catalog_never_feeds_stale_content_into_a_write(store: Store, repo: Path) -> None:
+    """Writers take parsed beads from the catalog only when its blob SHA matches git's."""
+    with store.transaction() as tx:
+        bid = tx.create({"title": "original"})["id"]
+    path = next((repo / "beads").glob(f"*/*/{bid}.yaml"))
+    path.write_text(path.read_text().replace("title: original", "title: edited by a person"))
+    git(repo, "commit", "-qam", "hand edit; the catalog still holds the old blob")
+    with store.transaction() as tx:
+        tx.update(bid, {"priority": 0})
+    after = store.get(bid)
+    assert after["title"] == "edited by a person" and after["priority"] == 0
