@@ -26,6 +26,8 @@ DEFAULT_PLUGINS = (
     "gc_polecat.builtin.bead_hooks",
     "gc_polecat.builtin.demo",
     "gc_polecat.builtin.providers_plugin",
+    "gc_polecat.builtin.lifecycle_commands",
+    "gc_polecat.builtin.wake_plugin",
 )
 
 _pm: pluggy.PluginManager | None = None

@@ -107,6 +107,7 @@ class Store:
         self._prefix: str | None = None
         self._author: bytes | None = None
         self._git_users: dict[bytes, str | None] = {}
+        self._config: dict[str, Any] | None = None
         self._lock = None
 
     # --- set-up -----------------------------------------------------------------------------
@@ -161,6 +162,14 @@ class Store:
         text = path.read_text()
         match = re.search(r"^prefix:\s*['\"]?([a-z][a-z0-9-]*)['\"]?\s*$", text, re.M)
         return {"prefix": match.group(1) if match else None}
+
+    def config(self) -> dict[str, Any]:
+        """`.beads/config.yaml`, validated: unknown keys and bad values are named errors."""
+        if self._config is None:
+            from .config import load_config
+
+            self._config = load_config(self.root / CONFIG_PATH)
+        return self._config
 
     @property
     def prefix(self) -> str:
@@ -505,6 +514,10 @@ class Transaction:
             fields["id"] = self._child_id(parent)
         else:
             fields["id"] = self._new_id(fields)
+        if fields.get("dependencies"):  # a new bead's own dependencies may leave issue_id empty
+            fields["dependencies"] = [
+                {**d, "issue_id": d.get("issue_id") or fields["id"]} for d in fields["dependencies"]
+            ]
         fields.setdefault("created_at", self.now)
         fields.setdefault("updated_at", fields["created_at"])
         fields.setdefault("created_by", self.store.actor())
@@ -596,6 +609,10 @@ class Transaction:
         return self.update(bead_id, {"dependencies": kept})
 
     # --- IDs --------------------------------------------------------------------------------
+
+    def new_id(self, fields: beadmod.Bead) -> str:
+        """A fresh top-level ID, for callers that must know it before the bead exists."""
+        return self._new_id(dict(fields))
 
     def _new_id(self, fields: beadmod.Bead) -> str:
         prefix = fields.pop("prefix", None) or self.store.prefix

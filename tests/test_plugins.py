@@ -325,6 +325,15 @@ BUILTIN_COMMANDS: dict[str, set[str]] = {
     "gc_polecat.builtin.bead_hooks": set(),  # an observer only: runs .beads/hooks/on_*
     "gc_polecat.builtin.demo": {"demo"},
     "gc_polecat.builtin.providers_plugin": set(),  # session providers: tmux, process
+    "gc_polecat.builtin.lifecycle_commands": {
+        "session",
+        "submit",
+        "verdict",
+        "await",
+        "wait",
+        "controller",
+    },
+    "gc_polecat.builtin.wake_plugin": set(),  # an observer only: wakes waiting sessions
 }
 
 
@@ -359,4 +368,4 @@ def test_builtins_implement_the_public_hooks() -> None:
     registrars = {i.plugin_name for i in hooks.gc_polecat_register_commands.get_hookimpls()}
     observers = {i.plugin_name for i in hooks.gc_polecat_bead_committed.get_hookimpls()}
     assert registrars == {name for name, commands in BUILTIN_COMMANDS.items() if commands}
-    assert observers == {"gc_polecat.builtin.bead_hooks"}
+    assert observers == {"gc_polecat.builtin.bead_hooks", "gc_polecat.builtin.wake_plugin"}

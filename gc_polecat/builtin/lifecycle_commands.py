@@ -1,0 +1,469 @@
+"""Commands of the polecat/refinery lifecycle: session, submit, verdict, await, wait, controller."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..cli import AppContext, emit_json, json_option
+from ..hookspecs import hookimpl
+
+
+def _providers(app: AppContext) -> dict[str, Any]:
+    from ..providers import get_providers
+
+    return get_providers(app.pm)
+
+
+def _caller(session_opt: str | None) -> tuple[str | None, int | None]:
+    from ..session import caller_identity
+
+    sid, epoch = caller_identity()
+    return session_opt or sid, epoch
+
+
+def _validate(*bead_ids: str | None) -> None:
+    from ..ids import validate_id
+
+    for bead_id in bead_ids:
+        if bead_id is not None:
+            validate_id(bead_id)
+
+
+# --- session --------------------------------------------------------------------------------
+
+
+@click.group("session")
+def session_group() -> None:
+    """Run and track polecat sessions (tmux or process)."""
+
+
+def _session_view(s: Any, alive: bool) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "pool": s.pool,
+        "provider": s.provider,
+        "state": s.state,
+        "epoch": s.epoch,
+        "alive": alive,
+        "work_dir": s.work_dir,
+        "handle": s.handle,
+    }
+
+
+@session_group.command("start", context_settings={"ignore_unknown_options": True})
+@click.option("--pool", required=True, help="The pool the session belongs to.")
+@click.option("--name", default=None, help="Session name (default: <pool>-<hash>).")
+@click.option("--provider", "provider_name", default="tmux", show_default=True)
+@click.option("--work-dir", type=click.Path(file_okay=False, exists=True), default=".")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
+@json_option
+@click.pass_obj
+def session_start(
+    app: AppContext,
+    pool: str,
+    name: str | None,
+    provider_name: str,
+    work_dir: str,
+    argv: tuple[str, ...],
+) -> None:
+    """Launch a session whose environment carries its identity (GC_SESSION_ID, ...)."""
+    from .. import session as sessions
+
+    started = sessions.start(
+        app.store(),
+        _providers(app),
+        pool=pool,
+        name=name,
+        provider_name=provider_name,
+        argv=argv,
+        work_dir=Path(work_dir).resolve(),
+    )
+    emit_json(_session_view(started, True)) if app.json else click.echo(started.id)
+
+
+@session_group.command("register")
+@click.option("--pool", required=True)
+@click.option("--name", default=None)
+@click.option(
+    "--pid",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The process to register (default: the caller, i.e. our parent process).",
+)
+@json_option
+@click.pass_obj
+def session_register(app: AppContext, pool: str, name: str | None, pid: int | None) -> None:
+    """Register an already running process (e.g. the agent calling this) as a session."""
+    from .. import session as sessions
+
+    store = app.store()
+    target = pid or os.getppid()
+    with store.transaction() as tx:
+        sid = tx.new_id({"title": f"session:{name or pool}"})
+        handle = sessions.registered_handle(target, store.state_dir / "sessions" / f"{sid}.log")
+        fields = sessions.session_fields(
+            name or f"{pool.replace('/', '-')}-{target}", pool, "process", os.getcwd(), handle
+        )
+        fields["id"] = sid
+        created = sessions.Session.of(tx.create(fields))
+    if app.json:
+        emit_json({**_session_view(created, True), "env": created.env(store.root)})
+    else:
+        for key, value in created.env(store.root).items():
+            click.echo(f"export {key}={value}")
+
+
+@session_group.command("list")
+@click.option("--pool", default=None)
+@click.option("--state", type=click.Choice(("active", "awaiting_verdict", "stopped", "dead")))
+@click.option("--all", "include_closed", is_flag=True, help="Include stopped sessions.")
+@json_option
+@click.pass_obj
+def session_list(
+    app: AppContext, pool: str | None, state: str | None, include_closed: bool
+) -> None:
+    """List sessions with their state and whether their process is alive."""
+    from .. import session as sessions
+    from ..catalog import Query
+
+    catalog = app.store().catalog
+    catalog.refresh()
+    labels = (sessions.SESSION_LABEL,) + ((f"pool:{pool}",) if pool else ())
+    providers = _providers(app)
+    rows = []
+    for bead in catalog.list(Query(labels=labels, include_closed=include_closed or bool(state))):
+        s = sessions.Session.of(bead)
+        if state is None or s.state == state:
+            rows.append(_session_view(s, sessions.is_alive(s, providers)))
+    if app.json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(
+            f"{r['id']}  {r['name']:<24} {r['pool']:<12} {r['state']:<17} "
+            f"{'alive' if r['alive'] else 'gone':<6} epoch {r['epoch']}"
+        )
+
+
+@session_group.command("show")
+@click.argument("session_id", metavar="ID")
+@json_option
+@click.pass_obj
+def session_show(app: AppContext, session_id: str) -> None:
+    """One session, with liveness checked now."""
+    from .. import session as sessions
+
+    _validate(session_id)
+    s = sessions.get(app.store(), session_id)
+    view = _session_view(s, sessions.is_alive(s, _providers(app)))
+    if app.json:
+        emit_json(view)
+    else:
+        for key, value in view.items():
+            click.echo(f"{key}: {value}")
+
+
+@session_group.command("stop")
+@click.argument("session_id", metavar="ID")
+@click.option("--reason", default="stopped")
+@click.pass_obj
+def session_stop(app: AppContext, session_id: str, reason: str) -> None:
+    """Stop a session: its process ends, its waits are cancelled, its work goes to the pool."""
+    from .. import session as sessions
+    from .. import wait as waits
+    from ..controller import fall_back, open_waits
+
+    _validate(session_id)
+    store = app.store()
+    target = sessions.get(store, session_id)
+    provider = _providers(app).get(target.provider)
+    if provider is not None and target.handle.get("registered") != "1":
+        provider.stop(target.handle)
+    mine = [w for w in open_waits(store) if w["metadata"].get("session_id") == session_id]
+    with store.transaction(f"{session_id}: stopped ({reason})") as tx:
+        for wait in mine:
+            current = tx.require(wait["id"])
+            if current["status"] != "closed":
+                waits.cancel(tx, current, "session-closed")
+                fall_back(tx, current["metadata"].get("work", ""), session_id, "session-closed")
+        sessions.set_state(tx, sessions.get(tx, session_id), "stopped", stop_reason=reason)
+    click.echo(f"stopped {session_id}")
+
+
+# --- submit / verdict / await ------------------------------------------------------------------
+
+
+@click.command("submit")
+@click.argument("work_id", metavar="WORK")
+@click.option("--branch", required=True)
+@click.option("--commit", "commit_sha", required=True)
+@click.option("--target", default="main", show_default=True)
+@click.option("--ttl", default=None, help="Wait lifetime, e.g. 2h (default: wait_ttl in config).")
+@click.option("--worktree", default=None, help="The sandbox (default: the current directory).")
+@click.option("--session", "session_opt", default=None, help="Default: $GC_SESSION_ID.")
+@json_option
+@click.pass_obj
+def submit_command(
+    app: AppContext,
+    work_id: str,
+    branch: str,
+    commit_sha: str,
+    target: str,
+    ttl: str | None,
+    worktree: str | None,
+    session_opt: str | None,
+) -> None:
+    """Polecat: submit attempt N of WORK to the refinery and create the wait (one commit)."""
+    from ..config import parse_duration
+    from ..verdict import submit
+
+    session_id, epoch = _caller(session_opt)
+    _validate(work_id, session_id)
+    store = app.store()
+    seconds = parse_duration(ttl, "--ttl") if ttl else store.config()["wait_ttl"]
+    with store.transaction() as tx:
+        done = submit(
+            tx,
+            work_id,
+            session_id=session_id,
+            epoch=epoch,
+            branch=branch,
+            commit=commit_sha,
+            target=target,
+            ttl=seconds,
+            worktree=str(Path(worktree or os.getcwd()).resolve()),
+        )
+        tx.message = (
+            f"{work_id}: submitted attempt {done.attempt} as {done.submission['id']} "
+            f"(wait {done.wait['id']})"
+        )
+    if app.json:
+        emit_json({"submission": done.submission, "wait": done.wait, "attempt": done.attempt})
+    else:
+        click.echo(f"{done.submission['id']} {done.wait['id']}")
+
+
+@click.command("verdict")
+@click.argument("submission_id", metavar="SUBMISSION")
+@click.option("--merged", "outcome", flag_value="merged")
+@click.option("--fix-needed", "outcome", flag_value="fix_needed")
+@click.option("--type", "failure_type", type=click.Choice(("conflict", "tests", "build", "review")))
+@click.option("--reason", default="")
+@click.option("--log", "log", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option("--commit", "commit_sha", default=None, help="The commit judged (must match).")
+@click.option("--merge-commit", default=None)
+@json_option
+@click.pass_obj
+def verdict_command(
+    app: AppContext,
+    submission_id: str,
+    outcome: str | None,
+    failure_type: str | None,
+    reason: str,
+    log: str | None,
+    commit_sha: str | None,
+    merge_commit: str | None,
+) -> None:
+    """Refinery: record the verdict on SUBMISSION and route its work (one commit)."""
+    from ..errors import BadInput
+    from ..verdict import record_verdict
+
+    _validate(submission_id)
+    if outcome is None:
+        raise BadInput("give --merged or --fix-needed")
+    store = app.store()
+    with store.transaction() as tx:
+        judged = record_verdict(
+            tx,
+            submission_id,
+            outcome,
+            providers=_providers(app),
+            failure_type=failure_type,
+            reason=reason,
+            log=Path(log) if log else None,
+            commit=commit_sha,
+            merge_commit=merge_commit,
+            refinery=store.actor(),
+        )
+        tx.message = (
+            f"{submission_id}: verdict {outcome}"
+            f"{' (' + failure_type + ')' if failure_type else ''}, "
+            f"work routed to {judged.routed}"
+        )
+    if app.json:
+        emit_json({"verdict": judged.verdict, "routed": judged.routed, "noop": judged.noop})
+    else:
+        click.echo(
+            f"{judged.verdict['id']} {judged.routed}{' (already recorded)' if judged.noop else ''}"
+        )
+
+
+@click.command("await")
+@click.argument("wait_id", metavar="[WAIT]", required=False)
+@click.option("--work", "work_id", default=None)
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Seconds.")
+@json_option
+@click.pass_obj
+def await_command(
+    app: AppContext, wait_id: str | None, work_id: str | None, timeout: float | None
+) -> int:
+    """Block until the verdict: exit 0 merged, 10 fix needed, 20 the wait ended without a
+    verdict for this session, 30 still pending at --timeout."""
+    from ..session import caller_identity
+    from ..wait import await_verdict, find_wait
+
+    _validate(wait_id, work_id)
+    session_id, epoch = caller_identity()
+    store = app.store()
+    wait = find_wait(store, wait_id, work_id, session_id)
+    result = await_verdict(store, wait, timeout=timeout, epoch=epoch, session_id=session_id)
+    if app.json:
+        emit_json(result.payload)
+    else:
+        verdict = result.payload.get("verdict") or {}
+        meta = verdict.get("metadata", {})
+        words = {0: "merged", 10: "fix needed", 20: "ended without a verdict", 30: "still pending"}
+        click.echo(
+            f"{wait['id']}: {words[result.code]}"
+            + (
+                f" ({meta.get('failure_type')}): {verdict.get('description', '')}"
+                if result.code == 10
+                else ""
+            )
+        )
+    return result.code
+
+
+# --- wait -----------------------------------------------------------------------------------
+
+
+@click.group("wait")
+def wait_group() -> None:
+    """Inspect and steer waits (as Gas City's `gc wait`)."""
+
+
+@wait_group.command("list")
+@click.option(
+    "--state", type=click.Choice(("pending", "ready", "closed", "canceled", "expired", "failed"))
+)
+@click.option("--session", "session_id", default=None)
+@json_option
+@click.pass_obj
+def wait_list(app: AppContext, state: str | None, session_id: str | None) -> None:
+    """WAIT SESSION STATE KIND NOTE."""
+    from ..catalog import Query
+    from ..wait import WAIT_LABEL
+    from ..wait import state as state_of
+
+    catalog = app.store().catalog
+    catalog.refresh()
+    labels = (WAIT_LABEL,) + ((f"session:{session_id}",) if session_id else ())
+    rows = [w for w in catalog.list(Query(labels=labels)) if state in (None, state_of(w))]
+    if app.json:
+        emit_json(rows)
+        return
+    for w in rows:
+        m = w.get("metadata", {})
+        click.echo(
+            f"{w['id']}  {m.get('session_id', '-'):<12} {state_of(w):<9} "
+            f"{m.get('kind', '-'):<5} {w.get('description', '')}"
+        )
+
+
+@wait_group.command("inspect")
+@click.argument("wait_id", metavar="ID")
+@json_option
+@click.pass_obj
+def wait_inspect(app: AppContext, wait_id: str) -> None:
+    """Every field of one wait."""
+    from .bead_commands import _read, _report
+
+    _validate(wait_id)
+    _report(app, _read(app, (wait_id,)), single=True)
+
+
+@wait_group.command("cancel")
+@click.argument("wait_id", metavar="ID")
+@click.option("--reason", default="canceled by hand")
+@click.pass_obj
+def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
+    """Cancel a wait; its work falls back to the pool."""
+    from .. import wait as waits
+    from ..controller import fall_back
+    from ..errors import BadInput
+
+    _validate(wait_id)
+    with app.store().transaction(f"{wait_id}: canceled ({reason})") as tx:
+        wait = tx.require(wait_id)
+        if not waits.is_wait(wait) or wait["status"] == "closed":
+            raise BadInput(f"{wait_id} is not an open wait")
+        waits.cancel(tx, wait, reason)
+        meta = wait.get("metadata", {})
+        fall_back(tx, meta.get("work", ""), meta.get("session_id", ""), "wait-canceled")
+    click.echo(f"canceled {wait_id}")
+
+
+@wait_group.command("ready")
+@click.argument("wait_id", metavar="ID")
+@click.pass_obj
+def wait_ready(app: AppContext, wait_id: str) -> None:
+    """Trigger a pending wait by hand; on a closed wait, make a new one (delivery_attempt + 1)."""
+    from .. import wait as waits
+    from ..errors import BadInput
+
+    _validate(wait_id)
+    with app.store().transaction(f"{wait_id}: made ready by hand") as tx:
+        wait = tx.require(wait_id)
+        if not waits.is_wait(wait):
+            raise BadInput(f"{wait_id} is not a wait")
+        if wait["status"] == "closed":
+            made = waits.retry(tx, wait)
+            click.echo(f"new wait {made['id']}")
+        elif waits.state(wait) == "pending":
+            waits.make_ready(tx, wait, wait.get("metadata", {}).get("verdict", ""))
+            click.echo(f"ready {wait_id}")
+        else:
+            raise BadInput(f"{wait_id} is already {waits.state(wait)}")
+
+
+# --- controller ---------------------------------------------------------------------------
+
+
+@click.group("controller")
+def controller_group() -> None:
+    """The level-triggered reconciler."""
+
+
+@controller_group.command("run")
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=5.0, show_default=True)
+@click.pass_obj
+def controller_run(app: AppContext, once: bool, interval: float) -> None:
+    """Expire, cancel, ready and re-deliver waits until the repository agrees with the world."""
+    from ..controller import run
+
+    run(
+        app.store(),
+        _providers(app),
+        once=once,
+        interval=interval,
+        report=lambda line: click.echo(line),
+    )
+
+
+@hookimpl
+def gc_polecat_register_commands(cli: click.Group) -> None:
+    for command in (
+        session_group,
+        submit_command,
+        verdict_command,
+        await_command,
+        wait_group,
+        controller_group,
+    ):
+        cli.add_command(command)

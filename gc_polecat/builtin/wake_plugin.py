@@ -1,0 +1,81 @@
+"""Wakes the waiting session when a commit makes its wait ready: a plugin like any other.
+
+The doorbell reaches an `await` blocked in the session at once. When no one is listening (the
+agent sits idle at its prompt), the session is nudged through its provider (a line typed into
+the tmux pane, or the process's inbox) and the nudge is recorded on the wait. Missed wakes are
+the controller's job: it re-delivers ready waits that nobody collected (lessons.md #9).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from ..bead import Bead
+    from ..store import CommitResult, Store
+
+
+def nudge_line(wait: Bead) -> str:
+    meta = wait.get("metadata", {})
+    return (
+        f"gc-polecat: the refinery's verdict on {meta.get('work', '?')} is in "
+        f"(wait {wait['id']}); run: gc-polecat await {wait['id']}"
+    )
+
+
+def wake(store: Store, wait: Bead) -> str:
+    """Ring, and nudge if nobody heard; returns how the session was reached."""
+    from .. import session as sessions
+    from ..providers import get_providers
+    from ..wait import ring_for
+
+    if ring_for(store.state_dir, wait):
+        return "doorbell"
+    sid = wait.get("metadata", {}).get("session_id", "")
+    try:
+        target = sessions.get(store, sid)
+    except Exception:  # noqa: BLE001 - a missing session is the controller's to handle
+        return "unreachable"
+    provider = get_providers(store.pm).get(target.provider)
+    if provider is None or target.handle.get("registered") == "1":
+        return "unreachable"
+    try:
+        return "nudge" if provider.nudge(target.handle, nudge_line(wait)) else "unreachable"
+    except Exception:  # noqa: BLE001 - a failed nudge must not fail the write that fired it
+        return "unreachable"
+
+
+def record(store: Store, wait_id: str, how: str) -> None:
+    from .. import bead as beadmod
+    from ..wait import state
+
+    with store.transaction(f"{wait_id}: woken by {how}") as tx:
+        current = tx.require(wait_id)
+        if state(current) != "ready":
+            return
+        meta = dict(current.get("metadata", {}))
+        meta.update(
+            {
+                "woken_by": how,
+                "woken_at": beadmod.now(),
+                "wake_count": str(int(meta.get("wake_count", "0")) + 1),
+            }
+        )
+        tx.update(wait_id, {"metadata": meta})
+
+
+@hookimpl
+def gc_polecat_bead_committed(store: Store, result: CommitResult) -> None:
+    from ..wait import is_wait, state
+
+    for change in result.changes:
+        after, before = change.after, change.before
+        if after is None or not is_wait(after) or state(after) != "ready":
+            continue
+        if before is not None and state(before) == "ready":
+            continue  # already woken for this readiness
+        how = wake(store, after)
+        if how == "nudge":
+            record(store, after["id"], how)

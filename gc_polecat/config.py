@@ -1,0 +1,64 @@
+"""Repository settings in `.beads/config.yaml`, checked so a typo is an error, not a default.
+
+| key | default | meaning |
+|---|---|---|
+| `prefix` | `gc` | ID prefix of new beads |
+| `max_attempts` | 3 | submission attempts per work item before it escalates |
+| `wait_ttl` | `2h` | how long a wait for a verdict lives before it expires |
+| `delivery_timeout` | `30s` | a ready wait not delivered by then is woken again by the controller |
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput
+
+DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d)?$")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+DEFAULTS: dict[str, Any] = {
+    "prefix": "gc",
+    "max_attempts": 3,
+    "wait_ttl": 7200.0,
+    "delivery_timeout": 30.0,
+}
+
+
+def parse_duration(value: object, what: str) -> float:
+    """`90s`, `30m`, `2h`, `1d`, `250ms` or a bare number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise BadInput(f"{what}: not a duration: {value!r}")
+    if isinstance(value, (int, float)) and value >= 0:
+        return float(value)
+    m = DURATION_RE.fullmatch(str(value).strip())
+    if not m:
+        raise BadInput(f"{what}: not a duration (e.g. 90s, 30m, 2h): {value!r}")
+    return int(m.group(1)) * _SECONDS[m.group(2) or "s"]
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    try:
+        raw = YAML(typ="safe", pure=True).load(path.read_text()) or {}
+    except Exception as exc:
+        raise BadInput(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise BadInput(f"{path}: must be a mapping of settings")
+    unknown = sorted(set(raw) - set(DEFAULTS))
+    if unknown:
+        raise BadInput(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(DEFAULTS)})")
+    config = dict(DEFAULTS)
+    if "prefix" in raw:
+        config["prefix"] = str(raw["prefix"])
+    if "max_attempts" in raw:
+        value = raw["max_attempts"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+            raise BadInput(f"{path}: max_attempts must be an integer 1..100, not {value!r}")
+        config["max_attempts"] = value
+    for key in ("wait_ttl", "delivery_timeout"):
+        if key in raw:
+            config[key] = parse_duration(raw[key], f"{path}: {key}")
+    return config

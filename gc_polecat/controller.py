@@ -1,0 +1,178 @@
+"""The level-triggered controller: redoes whatever a missed hook or a dead process left undone.
+
+Each pass reads the open waits from the repository and repairs each one in its own commit:
+
+| finding | action |
+|---|---|
+| pending, past `expires_at` | expire the wait; the work falls back to the pool |
+| pending or ready, session gone, dead or stopped | cancel (`session-dead`); the work falls back |
+| pending or ready, session epoch moved on | cancel (`continuation-stale`); the work falls back |
+| pending, its submission already has a verdict | make it ready (the verdict's routing was lost) |
+| ready, not collected within `delivery_timeout` | ring and nudge again; count the attempt |
+
+"Falls back" means the work leaves the session: unassigned, routed to the session's pool with
+every resume field (verdict.pool_fields). A pass that finds nothing to do writes nothing, so a
+second pass right after the first changes nothing; every action is one commit, so a controller
+killed at any moment and restarted converges from the files alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from . import session as sessions
+from . import wait as waits
+from .errors import BadInput, NotFound
+
+if TYPE_CHECKING:
+    from .bead import Bead
+    from .providers import SessionProvider
+    from .store import Store, Transaction
+
+
+def open_waits(store: Store) -> list[Bead]:
+    from .catalog import Query
+
+    store.catalog.refresh()
+    return [
+        w
+        for w in store.catalog.list(Query(labels=(waits.WAIT_LABEL,), include_closed=False))
+        if waits.is_wait(w)
+    ]
+
+
+def _session(tx: Transaction, session_id: str) -> sessions.Session | None:
+    try:
+        return sessions.get(tx, session_id)
+    except (NotFound, BadInput):
+        return None
+
+
+def fall_back(tx: Transaction, work_id: str, session_id: str, reason: str) -> bool:
+    """Take the work from a session that can no longer finish it; False if it was not its."""
+    from .verdict import pool_fields
+
+    work = tx.get(work_id) if work_id else None
+    if work is None or work["status"] == "closed" or work.get("assignee") != session_id:
+        return False
+    meta = dict(work.get("metadata", {}))
+    meta["gc.fallback_reason"] = reason
+    pool = ""
+    found = _session(tx, session_id)
+    if found is not None:
+        pool = found.pool
+    tx.update(work_id, pool_fields(work, meta, pool or meta.get("gc.routed_to", "")))
+    return True
+
+
+def _lost(
+    session: sessions.Session | None, wait: Bead, providers: Mapping[str, SessionProvider]
+) -> str | None:
+    """Why the waiting session can no longer take a wake, or None if it can."""
+    if session is None or session.state in ("stopped", "dead"):
+        return "session-dead"
+    if str(session.epoch) != wait.get("metadata", {}).get("registered_epoch"):
+        return "continuation-stale"
+    if not sessions.is_alive(session, providers):
+        return "session-dead"
+    return None
+
+
+def _repair(
+    store: Store,
+    wait_id: str,
+    providers: Mapping[str, SessionProvider],
+    delivery_timeout: float,
+    now: dt.datetime,
+) -> str | None:
+    """One wait, one transaction; returns what was done, or None."""
+    done: str | None = None
+    redeliver: Bead | None = None
+    with store.transaction() as tx:
+        wait = tx.get(wait_id)
+        if wait is None or wait["status"] == "closed":
+            return None
+        meta = wait.get("metadata", {})
+        st = waits.state(wait)
+        session = _session(tx, meta.get("session_id", ""))
+        work_id = meta.get("work", "")
+        if st == "pending" and waits.expired(wait, now):
+            waits.expire(tx, wait)
+            fall_back(tx, work_id, meta.get("session_id", ""), "wait-expired")
+            if session is not None and session.state == "awaiting_verdict":
+                sessions.set_state(tx, session, "active")
+            done = "expired"
+        elif (why := _lost(session, wait, providers)) is not None:
+            waits.cancel(tx, wait, why)
+            fall_back(tx, work_id, meta.get("session_id", ""), why)
+            if (
+                session is not None
+                and session.state in sessions.LIVE_STATES
+                and why == "session-dead"
+            ):
+                sessions.set_state(tx, session, "dead")
+            done = f"canceled ({why})"
+        elif st == "pending":
+            sub = tx.get(meta.get("submission", "")) if meta.get("submission") else None
+            verdict_id = (sub or {}).get("metadata", {}).get("verdict")
+            if sub is not None and sub["status"] == "closed" and verdict_id:
+                waits.make_ready(tx, wait, verdict_id)
+                done = "made ready"
+        elif st == "ready" and _overdue(meta, delivery_timeout, now):
+            attempt = int(meta.get("delivery_attempt", "1")) + 1
+            wait = tx.update(
+                wait_id,
+                {
+                    "metadata": {
+                        **meta,
+                        "delivery_attempt": str(attempt),
+                        "redelivered_at": waits.at(),
+                    }
+                },
+            )
+            redeliver, done = wait, "re-delivered"
+        tx.message = f"controller: {wait_id} {done}" if done else None
+    if redeliver is not None:
+        from .builtin.wake_plugin import wake
+
+        wake(store, redeliver)
+    return done
+
+
+def _overdue(meta: Mapping[str, str], timeout: float, now: dt.datetime) -> bool:
+    last = meta.get("redelivered_at") or meta.get("ready_at")
+    if not last:
+        return True
+    moment = dt.datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    return (now - moment).total_seconds() >= timeout
+
+
+def reconcile(store: Store, providers: Mapping[str, SessionProvider]) -> list[tuple[str, str]]:
+    """One level-triggered pass over every open wait; returns (wait, action) for each change."""
+    timeout = store.config()["delivery_timeout"]
+    now = dt.datetime.now(dt.UTC)
+    actions = []
+    for wait in open_waits(store):
+        done = _repair(store, wait["id"], providers, timeout, now)
+        if done:
+            actions.append((wait["id"], done))
+    return actions
+
+
+def run(
+    store: Store,
+    providers: Mapping[str, SessionProvider],
+    *,
+    once: bool,
+    interval: float,
+    report=print,
+) -> None:  # noqa: ANN001 - a print-like callable
+    while True:
+        for wait_id, done in reconcile(store, providers):
+            report(f"{wait_id}: {done}")
+        if once:
+            return
+        time.sleep(interval)

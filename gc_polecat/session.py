@@ -1,0 +1,212 @@
+"""Session beads: one per polecat session, the identity a verdict must find again.
+
+A session bead (`issue_type: session`, labels `gc:session` and `pool:<pool>`) records how to
+reach the session (the provider's handle, under `handle.*` metadata keys), its continuation
+epoch and instance token (the fence that keeps a stale wake from reaching a later
+incarnation), and its state. The session's process learns its identity from the environment,
+as in Gas City: GC_SESSION_ID, GC_SESSION_NAME, GC_CONTINUATION_EPOCH, GC_POLECAT_REPO.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .bead import Bead
+from .errors import BadInput, NotFound
+from .providers import Handle, ProviderError, check_session_name, process_start_time
+
+if TYPE_CHECKING:
+    from .providers import SessionProvider
+    from .store import Store, Transaction
+
+SESSION_LABEL = "gc:session"
+# active: working or idle; awaiting_verdict: pinned, waiting on the refinery;
+# stopped: ended on purpose; dead: its process is gone (found by the controller).
+STATES = ("active", "awaiting_verdict", "stopped", "dead")
+LIVE_STATES = ("active", "awaiting_verdict")
+HANDLE_PREFIX = "handle."
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session bead, read as the fields the lifecycle needs."""
+
+    id: str
+    name: str
+    pool: str
+    provider: str
+    state: str
+    epoch: int
+    token: str
+    handle: Handle
+    work_dir: str
+    bead: Bead
+
+    @classmethod
+    def of(cls, bead: Bead) -> Session:
+        if bead.get("issue_type") != "session" or SESSION_LABEL not in bead.get("labels", []):
+            raise BadInput(f"{bead['id']} is not a session bead")
+        meta = bead.get("metadata", {})
+        try:
+            epoch = int(meta.get("continuation_epoch", "1"))
+        except ValueError:
+            raise BadInput(f"{bead['id']}: continuation_epoch is not a number") from None
+        return cls(
+            id=bead["id"],
+            name=meta.get("session_name", ""),
+            pool=meta.get("pool", ""),
+            provider=meta.get("provider", ""),
+            state=meta.get("state", "active") if bead["status"] != "closed" else "stopped",
+            epoch=epoch,
+            token=meta.get("instance_token", ""),
+            handle={
+                k[len(HANDLE_PREFIX) :]: v for k, v in meta.items() if k.startswith(HANDLE_PREFIX)
+            },
+            work_dir=meta.get("work_dir", ""),
+            bead=bead,
+        )
+
+    def env(self, repo: Path) -> dict[str, str]:
+        """What the session's process is told about itself."""
+        return {
+            "GC_SESSION_ID": self.id,
+            "GC_SESSION_NAME": self.name,
+            "GC_CONTINUATION_EPOCH": str(self.epoch),
+            "GC_INSTANCE_TOKEN": self.token,
+            "GC_POLECAT_REPO": str(repo),
+        }
+
+
+def session_fields(name: str, pool: str, provider: str, work_dir: str, handle: Handle) -> Bead:
+    """The bead for a new session (state active, epoch 1)."""
+    check_session_name(name)
+    if not pool or not all(c.isalnum() or c in "-_./" for c in pool):
+        raise BadInput(f"invalid pool name {pool!r}")
+    meta = {
+        "session_name": name,
+        "pool": pool,
+        "provider": provider,
+        "state": "active",
+        "continuation_epoch": "1",
+        "instance_token": secrets.token_hex(8),
+        "work_dir": work_dir,
+    }
+    meta.update({HANDLE_PREFIX + k: v for k, v in handle.items()})
+    return {
+        "title": f"session:{name}",
+        "issue_type": "session",
+        "labels": [SESSION_LABEL, f"pool:{pool}"],
+        "metadata": meta,
+    }
+
+
+def get(reader: Transaction | Store, session_id: str) -> Session:
+    """The session bead, through a transaction's pending view or at HEAD."""
+    try:
+        bead = reader.require(session_id) if hasattr(reader, "require") else reader.get(session_id)
+    except NotFound:
+        raise NotFound(f"no session {session_id}") from None
+    return Session.of(bead)
+
+
+def set_state(tx: Transaction, session: Session, state: str, **meta: str) -> Bead:
+    assert state in STATES, state
+    changes: dict[str, str] = {"state": state, **meta}
+    merged = {**session.bead.get("metadata", {}), **changes}
+    fields: Bead = {"metadata": merged}
+    if state in ("stopped",):
+        fields["status"] = "closed"
+        fields["close_reason"] = meta.get("stop_reason", state)
+    return tx.update(session.id, fields)
+
+
+def is_alive(session: Session, providers: Mapping[str, SessionProvider]) -> bool:
+    """The session's process exists and is the same incarnation (PID start time, tmux pane)."""
+    if session.state not in LIVE_STATES:
+        return False
+    provider = providers.get(session.provider)
+    if provider is None:
+        return False
+    try:
+        return provider.is_alive(session.handle)
+    except ProviderError:
+        return False
+
+
+def caller_identity() -> tuple[str | None, int | None]:
+    """(GC_SESSION_ID, GC_CONTINUATION_EPOCH) of the calling process, as Gas City exports them."""
+    sid = os.environ.get("GC_SESSION_ID") or None
+    raw = os.environ.get("GC_CONTINUATION_EPOCH")
+    try:
+        epoch = int(raw) if raw else None
+    except ValueError:
+        raise BadInput(f"GC_CONTINUATION_EPOCH is not a number: {raw!r}") from None
+    return sid, epoch
+
+
+def registered_handle(pid: int, log: Path) -> Handle:
+    """A handle for a process we did not start (`session register`): liveness only."""
+    start = process_start_time(pid)
+    if start is None:
+        raise BadInput(f"process {pid} does not exist")
+    return {
+        "provider": "process",
+        "name": "registered",
+        "pid": str(pid),
+        "pid_start": start,
+        "pgid": str(os.getpgid(pid)),
+        "inbox": str(log.with_suffix(".inbox")),
+        "nudge_signal": "0",
+        "log": str(log),
+        "registered": "1",
+    }
+
+
+def start(
+    store: Store,
+    providers: Mapping[str, SessionProvider],
+    *,
+    pool: str,
+    name: str | None,
+    provider_name: str,
+    argv: Sequence[str],
+    work_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+) -> Session:
+    """Create the session bead and launch its process in one transaction (one commit).
+
+    The process needs its session ID before it starts, so it is launched inside the
+    transaction; if the commit then fails, the process is stopped again."""
+    provider = providers.get(provider_name)
+    if provider is None:
+        raise BadInput(f"unknown provider {provider_name!r} (have: {', '.join(sorted(providers))})")
+    if not argv:
+        raise BadInput("no command given: session start --pool P -- CMD...")
+    if not work_dir.is_dir():
+        raise BadInput(f"not a directory: {work_dir}")
+    logs = store.state_dir / "sessions"
+    logs.mkdir(parents=True, exist_ok=True)
+    handle: Handle | None = None
+    try:
+        with store.transaction() as tx:
+            session_id = tx.new_id({"title": f"session:{name or pool}"})
+            session_name = name or f"{pool.replace('/', '-')}-{session_id.rsplit('-', 1)[1]}"
+            fields = session_fields(session_name, pool, provider_name, str(work_dir), {})
+            fields["id"] = session_id
+            draft = Session.of({**fields, "status": "open"})
+            env = {**os.environ, **(extra_env or {}), **draft.env(store.root)}
+            handle = provider.start(
+                session_name, list(argv), env, work_dir, logs / f"{session_id}.log"
+            )
+            fields["metadata"].update({HANDLE_PREFIX + k: v for k, v in handle.items()})
+            created = tx.create(fields)
+    except BaseException:
+        if handle is not None:
+            provider.stop(handle, grace=1.0)
+        raise
+    return Session.of(created)

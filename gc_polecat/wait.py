@@ -1,0 +1,273 @@
+"""Wait beads: a session pinned to a submission until its verdict is delivered.
+
+Shaped like Gas City's waits (reference/gascity.md): `issue_type: gate`, labels `gc:wait` and
+`session:<id>`, metadata `session_id`, `kind`, `state`, `dep_ids`, `dep_mode`,
+`registered_epoch`, `delivery_attempt`, `expires_at`, ... States: pending -> ready -> closed
+(delivered), or the terminal canceled / expired / failed. A terminal wait's bead is closed.
+Unlike Gas City, every wait gets an expiry (lessons.md #6), and readiness comes from the
+verdict's own commit rather than a 30 s controller tick.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import bead as beadmod
+from .bead import Bead
+from .errors import BadInput, NotFound
+
+if TYPE_CHECKING:
+    from .session import Session
+    from .store import Store, Transaction
+
+WAIT_LABEL = "gc:wait"
+STATES = ("pending", "ready", "closed", "canceled", "expired", "failed")
+TERMINAL = ("closed", "canceled", "expired", "failed")
+# `await` exit statuses (PRODUCT.md)
+EXIT_MERGED, EXIT_FIX_NEEDED, EXIT_ENDED, EXIT_PENDING = 0, 10, 20, 30
+RECHECK = 5.0  # a missed doorbell costs at most this much latency, never correctness
+
+
+def state(wait: Bead) -> str:
+    return wait.get("metadata", {}).get("state", "pending")
+
+
+def is_wait(bead: Bead) -> bool:
+    return bead.get("issue_type") == "gate" and WAIT_LABEL in bead.get("labels", [])
+
+
+def at(seconds_from_now: float = 0.0) -> str:
+    moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def create(
+    tx: Transaction, session: Session, submission_id: str, work_id: str, ttl: float, note: str = ""
+) -> Bead:
+    now = beadmod.now()
+    return tx.create(
+        {
+            "title": f"wait:{session.bead['title']}",
+            "issue_type": "gate",
+            "description": note or f"verdict on {submission_id} for {work_id}",
+            "labels": [WAIT_LABEL, f"session:{session.id}"],
+            "await_type": "bead",
+            "await_id": submission_id,
+            "timeout": int(ttl * 1e9),
+            "waiters": [session.id],
+            "dependencies": [
+                {
+                    "issue_id": "",
+                    "depends_on_id": submission_id,
+                    "type": "waits-for",
+                    "created_at": now,
+                }
+            ],
+            "metadata": {
+                "session_id": session.id,
+                "session_name": session.name,
+                "kind": "deps",
+                "state": "pending",
+                "dep_ids": submission_id,
+                "dep_mode": "all",
+                "registered_epoch": str(session.epoch),
+                "delivery_attempt": "1",
+                "created_by_session": session.id,
+                "created_at": now,
+                "expires_at": at(ttl),
+                "work": work_id,
+                "submission": submission_id,
+            },
+        }
+    )
+
+
+def _transition(tx: Transaction, wait: Bead, new_state: str, **meta: str) -> Bead:
+    merged = {**wait.get("metadata", {}), "state": new_state, **meta}
+    fields: Bead = {"metadata": merged}
+    if new_state in TERMINAL:
+        fields.update({"status": "closed", "close_reason": meta.get("reason", new_state)})
+    return tx.update(wait["id"], fields)
+
+
+def make_ready(tx: Transaction, wait: Bead, verdict_id: str) -> Bead:
+    return _transition(tx, wait, "ready", ready_at=beadmod.now(), verdict=verdict_id)
+
+
+def cancel(tx: Transaction, wait: Bead, reason: str) -> Bead:
+    return _transition(tx, wait, "canceled", canceled_at=beadmod.now(), reason=reason)
+
+
+def expire(tx: Transaction, wait: Bead) -> Bead:
+    return _transition(tx, wait, "expired", expired_at=beadmod.now(), reason="expired")
+
+
+def deliver(tx: Transaction, wait: Bead, to: str) -> Bead:
+    return _transition(
+        tx, wait, "closed", delivered_at=beadmod.now(), delivered_to=to, reason="delivered"
+    )
+
+
+def retry(tx: Transaction, wait: Bead) -> Bead:
+    """`wait ready` on a terminal wait: a new wait, delivery_attempt + 1 (Gas City's rule)."""
+    meta = dict(wait.get("metadata", {}))
+    attempt = int(meta.get("delivery_attempt", "1")) + 1
+    meta.update(
+        {
+            "state": "pending",
+            "delivery_attempt": str(attempt),
+            "retried_from_wait": wait["id"],
+            "created_at": beadmod.now(),
+        }
+    )
+    for key in ("ready_at", "delivered_at", "delivered_to", "canceled_at", "expired_at", "reason"):
+        meta.pop(key, None)
+    fields = {
+        k: v
+        for k, v in wait.items()
+        if k
+        not in (
+            "id",
+            "status",
+            "created_at",
+            "updated_at",
+            "closed_at",
+            "close_reason",
+            "dependencies",
+            "created_by",
+        )
+    }
+    fields["metadata"] = meta
+    fields["dependencies"] = [{**d, "issue_id": ""} for d in wait.get("dependencies", [])]
+    return tx.create(fields)
+
+
+def expired(wait: Bead, now: dt.datetime | None = None) -> bool:
+    expires = wait.get("metadata", {}).get("expires_at")
+    if not expires:
+        return False
+    moment = dt.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    return (now or dt.datetime.now(dt.UTC)) >= moment
+
+
+# --- await ---------------------------------------------------------------------------------
+
+
+@dataclass
+class AwaitResult:
+    code: int
+    payload: dict[str, Any]
+
+
+def find_wait(
+    store: Store, wait_id: str | None, work_id: str | None, session_id: str | None
+) -> Bead:
+    """The wait named, or the work's current wait, or the session's newest open wait."""
+    if wait_id:
+        found = store.get(wait_id)
+        if not is_wait(found):
+            raise BadInput(f"{wait_id} is not a wait")
+        return found
+    if work_id:
+        work = store.get(work_id)
+        wid = work.get("metadata", {}).get("gc.wait")
+        if not wid:
+            raise NotFound(f"{work_id} has no wait (was it submitted?)")
+        return store.get(wid)
+    if session_id:
+        from .catalog import Query
+
+        store.catalog.refresh()
+        mine = [
+            b
+            for b in store.catalog.list(Query(labels=(WAIT_LABEL, f"session:{session_id}")))
+            if b["status"] != "closed"
+        ]
+        if mine:
+            return max(mine, key=lambda b: (b["created_at"], b["id"]))
+        raise NotFound(f"session {session_id} has no open wait")
+    raise BadInput("await needs a WAIT, --work W, or GC_SESSION_ID")
+
+
+def _payload(store: Store, wait: Bead, code: int, verdict: Bead | None) -> dict[str, Any]:
+    meta = wait.get("metadata", {})
+    work = None
+    if meta.get("work"):
+        try:
+            work = store.get(meta["work"])
+        except NotFound:
+            work = None
+    outcome = verdict.get("metadata", {}).get("outcome") if verdict else None
+    return {
+        "wait": wait["id"],
+        "state": state(wait),
+        "exit": code,
+        "outcome": outcome,
+        "verdict": verdict,
+        "work": work,
+    }
+
+
+def _settled(store: Store, wait: Bead, epoch: int | None, me: str) -> AwaitResult | None:
+    """The answer if the wait has one for this caller, else None (still pending)."""
+    meta = wait.get("metadata", {})
+    st = state(wait)
+    if st == "pending":
+        return None
+    if st in ("canceled", "expired", "failed"):
+        return AwaitResult(EXIT_ENDED, _payload(store, wait, EXIT_ENDED, None))
+    if epoch is not None and str(epoch) != meta.get("registered_epoch"):
+        # registered by an earlier incarnation: never delivered to a later one
+        return AwaitResult(
+            EXIT_ENDED, {**_payload(store, wait, EXIT_ENDED, None), "reason": "continuation-stale"}
+        )
+    verdict = store.get(meta["verdict"]) if meta.get("verdict") else None
+    if verdict is None:
+        return AwaitResult(EXIT_ENDED, _payload(store, wait, EXIT_ENDED, None))
+    if st == "ready":
+        with store.transaction(f"{wait['id']}: delivered to {me}") as tx:
+            current = tx.require(wait["id"])
+            if state(current) == "ready":
+                wait = deliver(tx, current, me)
+    outcome = verdict["metadata"].get("outcome")
+    code = EXIT_MERGED if outcome == "merged" else EXIT_FIX_NEEDED
+    return AwaitResult(code, _payload(store, wait, code, verdict))
+
+
+def await_verdict(
+    store: Store, wait: Bead, *, timeout: float | None, epoch: int | None, session_id: str | None
+) -> AwaitResult:
+    """Block until the wait settles; doorbell first, then read git, so no ring is lost."""
+    from .wake import Doorbell
+
+    me = f"{session_id or 'pid'}:{os.getpid()}"
+    keys = [wait["id"]] + ([session_id] if session_id else [])
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Doorbell(store.state_dir / "wake", keys) as bell:
+        while True:
+            current = store.get(wait["id"])
+            result = _settled(store, current, epoch, me)
+            if result is not None:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                return AwaitResult(EXIT_PENDING, _payload(store, current, EXIT_PENDING, None))
+            left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
+            bell.wait(max(left, 0.0))
+
+
+def ring_for(state_dir: os.PathLike[str], wait: Bead) -> int:
+    """Wake whoever blocks on this wait or its session; returns how many listeners heard."""
+    from pathlib import Path
+
+    from .wake import ring
+
+    meta: Mapping[str, str] = wait.get("metadata", {})
+    heard = ring(Path(state_dir) / "wake", wait["id"], "ready")
+    if meta.get("session_id"):
+        heard += ring(Path(state_dir) / "wake", meta["session_id"], wait["id"])
+    return heard

@@ -1,0 +1,468 @@
+"""The feature request's acceptance criteria, end to end: real git, real processes, real tmux.
+
+The polecat is tests/agent.sh, a scripted stand-in for the LLM agent (which cannot run here):
+it runs inside a real session, submits, blocks in `gc-polecat await`, fixes and resubmits.
+The test plays the refinery with `gc-polecat verdict` and the operator with `controller run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT, assert_clean, git
+
+AGENT = ROOT / "tests" / "agent.sh"
+
+
+class City:
+    """One beads repository plus the environment every gc-polecat process here shares."""
+
+    def __init__(self, root: Path, tmp: Path) -> None:
+        self.root = root
+        self.tmp = tmp
+        self.socket = tmp / "tmux.sock"
+        self.env = {
+            **os.environ,
+            "GC_POLECAT_REPO": str(root),
+            "GC_POLECAT_TMUX_SOCKET": str(self.socket),
+        }
+        for var in ("GC_SESSION_ID", "GC_CONTINUATION_EPOCH"):
+            self.env.pop(var, None)
+
+    def run(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gc_polecat", *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, **(env or {})},
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"gc-polecat {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def bead(self, bead_id: str) -> dict[str, Any]:
+        return self.json("bead", "show", bead_id)[0]
+
+    def head(self) -> str:
+        return git(self.root, "rev-parse", "HEAD").strip()
+
+    def start_agent(self, work: str, provider: str, name: str) -> tuple[str, Path]:
+        evidence = self.tmp / f"{name}.evidence"
+        wd = self.tmp / f"worktree-{name}"
+        wd.mkdir()
+        sid = self.run(
+            "session",
+            "start",
+            "--pool",
+            "polecats",
+            "--name",
+            name,
+            "--provider",
+            provider,
+            "--work-dir",
+            str(wd),
+            "--",
+            "sh",
+            str(AGENT),
+            work,
+            str(evidence),
+            sys.executable,
+        ).stdout.strip()
+        return sid, evidence
+
+    def sling(self, work: str, session_id: str) -> None:
+        self.run("bead", "update", work, "--status", "in_progress", "--assignee", session_id)
+
+    def current_submission(self, work: str, attempt: int) -> str:
+        """Wait until the work's attempt N is submitted; returns the submission ID."""
+
+        def ready() -> str | None:
+            meta = self.bead(work).get("metadata", {})
+            if meta.get("gc.attempt") == str(attempt) and meta.get("gc.submission"):
+                sub = self.bead(meta["gc.submission"])
+                return sub["id"] if sub["status"] != "closed" else None
+            return None
+
+        return wait_for(ready, f"attempt {attempt} of {work}")
+
+
+def wait_for(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def evidence_lines(path: Path, n: int) -> list[list[str]]:
+    return wait_for(
+        lambda: (
+            (
+                lines := [line.split() for line in path.read_text().splitlines()]
+                if path.exists()
+                else []
+            )
+            and len(lines) >= n
+            and lines
+        ),
+        f"{n} evidence lines in {path}",
+    )
+
+
+@pytest.fixture
+def city(repo: Path, tmp_path: Path) -> Iterator[City]:
+    c = City(repo, tmp_path)
+    yield c
+    for bead in c.json("session", "list", "--all"):
+        if bead["alive"]:
+            c.run("session", "stop", bead["id"], check=False)
+    subprocess.run(["tmux", "-S", str(c.socket), "kill-server"], capture_output=True)
+
+
+# --- the minimum acceptance criteria ----------------------------------------------------------
+
+
+def test_fix_needed_is_resumed_by_the_same_tmux_session_then_merged(city: City) -> None:
+    """MAC 1 + 4: a failed merge is resumed by the same healthy session; the merge cleans up."""
+    work = city.run("bead", "create", "Fix the login test").stdout.strip()
+    sid, evidence = city.start_agent(work, "tmux", "furiosa")
+    handle = city.json("session", "show", sid)["handle"]
+    city.sling(work, sid)
+
+    first = city.current_submission(work, 1)
+    log = city.tmp / "pytest.log"
+    log.write_text("".join(f"line {i}\n" for i in range(2000)) + "FAILED test_login\n")
+    city.run(
+        "verdict",
+        first,
+        "--fix-needed",
+        "--type",
+        "tests",
+        "--reason",
+        "test_login fails",
+        "--log",
+        str(log),
+    )
+    second = city.current_submission(work, 2)  # the same agent fixed and resubmitted
+    city.run("verdict", second, "--merged", "--merge-commit", "abcdef12")
+    lines = evidence_lines(evidence, 2)
+
+    (a1, code1, pid1, sid1, ep1, wd1, tty1), (a2, code2, pid2, sid2, ep2, wd2, tty2) = lines[:2]
+    assert (a1, code1, a2, code2) == ("1", "10", "2", "0")
+    assert pid1 == pid2 == handle["pane_pid"]  # the same process in the same pane
+    assert sid1 == sid2 == sid and ep1 == ep2 == "1" and wd1 == wd2
+    assert tty1 == tty2 != "-"
+    session = city.json("session", "show", sid)
+    assert session["alive"] and session["handle"]["pane_id"] == handle["pane_id"]
+    assert session["state"] == "active" and session["epoch"] == 1
+
+    closed = city.bead(work)
+    assert closed["status"] == "closed" and closed["metadata"]["merged_sha"] == "abcdef12"
+    verdict = city.bead(city.bead(first)["metadata"]["verdict"])
+    assert verdict["status"] == "closed" and "FAILED test_login" in verdict["notes"]
+    assert len(verdict["notes"].encode()) < 4096 + 200  # a bounded excerpt, not the whole log
+    assert city.json("wait", "list", "--state", "pending") == []
+    assert city.json("wait", "list", "--state", "ready") == []
+    assert [w["metadata"]["state"] for w in city.json("wait", "list")] == ["closed", "closed"]
+    assert_clean(city.root)
+
+
+def test_killed_waiter_falls_back_and_a_fresh_session_finishes_from_metadata(city: City) -> None:
+    """MAC 3: the original polecat is gone; the metadata-based pool path still works."""
+    work = city.run("bead", "create", "Flaky cache").stdout.strip()
+    sid, _ = city.start_agent(work, "process", "nux")
+    city.sling(work, sid)
+    first = city.current_submission(work, 1)
+    pid = int(city.json("session", "show", sid)["handle"]["pid"])
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: not city.json("session", "show", sid)["alive"], "the session to die")
+
+    acted = city.run("controller", "run", "--once").stdout
+    assert "canceled (session-dead)" in acted
+    fallen = city.bead(work)
+    meta = fallen["metadata"]
+    assert fallen["status"] == "open" and "assignee" not in fallen
+    assert meta["gc.routed_to"] == "polecats" and meta["gc.previous_session"] == sid
+    assert meta["branch"] == f"polecat/test/{work}" and meta["gc.attempt"] == "1"
+    assert meta["work_dir"].endswith("worktree-nux")
+    assert city.json("session", "show", sid)["state"] == "dead"
+
+    city.run(
+        "verdict", first, "--fix-needed", "--type", "conflict", "--reason", "conflicts with main"
+    )
+    routed = city.bead(work)
+    assert (
+        routed["status"] == "open"
+        and routed["metadata"]["rejection_reason"] == "conflicts with main"
+    )
+    assert not any(d["depends_on_id"] == first for d in routed.get("dependencies", []))
+
+    fresh, evidence = city.start_agent(work, "process", "toast")
+    city.sling(work, fresh)  # a fresh polecat, resuming from the metadata above
+    second = city.current_submission(work, 2)
+    assert city.bead(second)["metadata"]["session"] == fresh
+    assert city.bead(second)["metadata"]["branch"] == meta["branch"]
+    city.run("verdict", second, "--merged")
+    assert evidence_lines(evidence, 1)[0][:2] == ["1", "0"]
+    assert city.bead(work)["status"] == "closed"
+    assert_clean(city.root)
+
+
+def test_waiting_session_is_never_reaped_by_the_controller(city: City) -> None:
+    """MAC 2 (the controller half; pool sizing is issue 4): a live waiter keeps its work."""
+    work = city.run("bead", "create", "Long review").stdout.strip()
+    sid, _ = city.start_agent(work, "process", "slit")
+    city.sling(work, sid)
+    city.current_submission(work, 1)
+    head = city.head()
+    for _ in range(3):
+        assert city.run("controller", "run", "--once").stdout == ""
+    assert city.head() == head
+    assert city.json("session", "show", sid)["state"] == "awaiting_verdict"
+    assert city.bead(work)["assignee"] == sid
+
+
+# --- verdicts that arrive late, twice, conflicting, or for the wrong attempt --------------------
+
+
+@pytest.fixture
+def manual(city: City) -> tuple[City, str, str, dict[str, str]]:
+    """A live session (a sleeping process) and a work item assigned to it; no agent."""
+    work = city.run("bead", "create", "Manual").stdout.strip()
+    sid = city.run(
+        "session", "start", "--pool", "polecats", "--provider", "process", "--", "sleep", "300"
+    ).stdout.strip()
+    city.sling(work, sid)
+    return city, work, sid, {"GC_SESSION_ID": sid, "GC_CONTINUATION_EPOCH": "1"}
+
+
+def submit(
+    city: City, work: str, env: dict[str, str], commit: str = "a" * 40, *extra: str
+) -> tuple[str, str]:
+    sub, wait = city.run(
+        "submit", work, "--branch", f"polecat/m/{work}", "--commit", commit, *extra, env=env
+    ).stdout.split()
+    return sub, wait
+
+
+def test_duplicate_conflicting_and_old_attempt_verdicts(manual) -> None:  # noqa: ANN001
+    city, work, sid, env = manual
+    sub1, wait1 = submit(city, work, env)
+    city.run("verdict", sub1, "--fix-needed", "--type", "build", "--reason", "does not compile")
+    sub2, wait2 = submit(city, work, env, "b" * 40)
+    head = city.head()
+
+    again = city.run("verdict", sub1, "--fix-needed", "--type", "build", "--reason", "again")
+    assert "already recorded" in again.stdout and city.head() == head  # no-op, no commit
+    other = city.run("verdict", sub1, "--merged", check=False)
+    assert other.returncode == 2 and "already judged fix_needed" in other.stderr
+    wrong = city.run("verdict", sub2, "--merged", "--commit", "c" * 40, check=False)
+    assert wrong.returncode == 2 and "not " + "c" * 40 in wrong.stderr
+    unknown = city.run("verdict", "gc-zzzzz", "--merged", check=False)
+    assert unknown.returncode == 2 and "no submission gc-zzzzz" in unknown.stderr
+    assert city.head() == head
+    assert city.bead(wait2)["metadata"]["state"] == "pending"  # nobody was woken
+
+    city.run("verdict", sub2, "--merged", "--commit", "b" * 40)
+    dup = city.run("verdict", sub2, "--merged")
+    assert dup.returncode == 0 and "already recorded" in dup.stdout
+    assert (
+        city.run(
+            "verdict", sub2, "--fix-needed", "--type", "tests", "--reason", "x", check=False
+        ).returncode
+        == 2
+    )
+    assert city.bead(work)["status"] == "closed"
+    assert_clean(city.root)
+
+
+def test_verdict_after_the_wait_expired_goes_to_the_pool(manual) -> None:  # noqa: ANN001
+    city, work, sid, env = manual
+    sub, wait = submit(city, work, env, "a" * 40, "--ttl", "1s")
+    time.sleep(1.2)
+    assert "expired" in city.run("controller", "run", "--once").stdout
+    assert city.bead(wait)["metadata"]["state"] == "expired"
+    assert city.json("session", "show", sid)["state"] == "active"  # released, not pinned
+    routed = city.run("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "late")
+    assert routed.stdout.split()[1] == "pool"
+    work_bead = city.bead(work)
+    assert work_bead["status"] == "open" and work_bead["metadata"]["gc.routed_to"] == "polecats"
+    assert city.bead(wait)["metadata"]["state"] == "expired"  # a late verdict wakes no one
+    late = city.run("await", wait, "--timeout", "1", env=env, check=False)
+    assert late.returncode == 20
+
+
+def test_submit_refusals(manual) -> None:  # noqa: ANN001
+    city, work, sid, env = manual
+    other = city.run("bead", "create", "not yours").stdout.strip()
+    head = city.head()
+    stale = city.run(
+        "submit",
+        work,
+        "--branch",
+        "b",
+        "--commit",
+        "a" * 40,
+        env={**env, "GC_CONTINUATION_EPOCH": "2"},
+        check=False,
+    )
+    assert stale.returncode == 2 and "stale epoch" in stale.stderr
+    notmine = city.run("submit", other, "--branch", "b", "--commit", "a" * 40, env=env, check=False)
+    assert notmine.returncode == 2 and "assigned to nobody" in notmine.stderr
+    for bad in (["--branch", "../x y"], ["--commit", "not-a-sha"], ["--branch", "-rf"]):
+        args = {"--branch": "ok", "--commit": "a" * 40}
+        args[bad[0]] = bad[1]
+        proc = city.run(
+            "submit", work, *[x for kv in args.items() for x in kv], env=env, check=False
+        )
+        assert proc.returncode == 2
+    assert city.head() == head
+    submit(city, work, env)
+    twice = city.run("submit", work, "--branch", "b", "--commit", "a" * 40, env=env, check=False)
+    assert twice.returncode == 2 and "already has an open submission" in twice.stderr
+
+
+def test_stale_epoch_is_never_delivered(manual) -> None:  # noqa: ANN001
+    city, work, sid, env = manual
+    sub, wait = submit(city, work, env)
+    city.run("verdict", sub, "--fix-needed", "--type", "review", "--reason", "naming")
+    later = city.run(
+        "await",
+        wait,
+        "--timeout",
+        "1",
+        "--json",
+        env={**env, "GC_CONTINUATION_EPOCH": "2"},
+        check=False,
+    )
+    assert later.returncode == 20 and json.loads(later.stdout)["reason"] == "continuation-stale"
+    assert city.bead(wait)["metadata"]["state"] == "ready"  # not delivered to the later epoch
+    same = city.run("await", wait, "--json", env=env, check=False)
+    assert same.returncode == 10
+    payload = json.loads(same.stdout)
+    assert payload["work"]["metadata"]["rejection_reason"] == "naming"
+    assert city.bead(wait)["metadata"]["state"] == "closed"
+
+
+def test_attempt_cap_escalates(manual) -> None:  # noqa: ANN001
+    city, work, sid, env = manual
+    config = city.root / ".beads" / "config.yaml"
+    config.write_text(config.read_text() + "max_attempts: 2\n")
+    git(city.root, "commit", "-qam", "cap attempts at 2")
+    for attempt, commit in ((1, "a" * 40), (2, "b" * 40)):
+        sub, wait = submit(city, work, env, commit)
+        routed = city.run(
+            "verdict", sub, "--fix-needed", "--type", "tests", "--reason", f"r{attempt}"
+        )
+    assert routed.stdout.split()[1] == "escalated"
+    escalated = city.bead(work)
+    assert escalated["status"] == "blocked" and "gc:escalated" in escalated["labels"]
+    assert "assignee" not in escalated
+    assert city.run("await", wait, env=env, check=False).returncode == 10  # told, so it stops
+    third = city.run("submit", work, "--branch", "b", "--commit", "c" * 40, env=env, check=False)
+    assert third.returncode == 2
+
+
+def test_idle_tmux_session_is_nudged(city: City) -> None:
+    """No `await` is listening: the verdict types one line into the session's pane."""
+    work = city.run("bead", "create", "Nudge me").stdout.strip()
+    heard = city.tmp / "heard"
+    sid = city.run(
+        "session",
+        "start",
+        "--pool",
+        "polecats",
+        "--provider",
+        "tmux",
+        "--",
+        "sh",
+        "-c",
+        f'while read line; do echo "$line" >> {heard}; done',
+    ).stdout.strip()
+    city.sling(work, sid)
+    env = {"GC_SESSION_ID": sid, "GC_CONTINUATION_EPOCH": "1"}
+    sub, wait = submit(city, work, env)
+    city.run("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "x")
+    line = wait_for(lambda: heard.exists() and heard.read_text().strip(), "the nudge")
+    assert f"gc-polecat await {wait}" in line and work in line
+    assert city.bead(wait)["metadata"]["woken_by"] == "nudge"
+
+
+def test_wait_commands(manual) -> None:  # noqa: ANN001
+    city, work, sid, env = manual
+    sub, wait = submit(city, work, env)
+    assert [w["id"] for w in city.json("wait", "list", "--session", sid)] == [wait]
+    assert city.json("wait", "inspect", wait)[0]["metadata"]["registered_epoch"] == "1"
+    city.run("wait", "cancel", wait)
+    assert city.bead(wait)["metadata"]["state"] == "canceled"
+    assert city.bead(work)["metadata"]["gc.routed_to"] == "polecats"
+    retried = city.run("wait", "ready", wait).stdout.split()[-1]
+    assert city.bead(retried)["metadata"]["delivery_attempt"] == "2"
+    assert city.run("wait", "cancel", "gc-zzzz", check=False).returncode == 2
+
+
+# --- the controller, killed and restarted -----------------------------------------------------
+
+
+def test_controller_killed_mid_flight_converges(city: City) -> None:
+    rng = random.Random(7)
+    works, sessions = [], []
+    for i in range(4):
+        work = city.run("bead", "create", f"w{i}").stdout.strip()
+        sid = city.run(
+            "session", "start", "--pool", "polecats", "--provider", "process", "--", "sleep", "300"
+        ).stdout.strip()
+        city.sling(work, sid)
+        env = {"GC_SESSION_ID": sid, "GC_CONTINUATION_EPOCH": "1"}
+        submit(city, work, env, f"{i + 1:040d}", *(["--ttl", "1s"] if i == 3 else []))
+        works.append(work)
+        sessions.append(sid)
+    for sid in sessions[:2]:  # two waiters die
+        os.killpg(int(city.json("session", "show", sid)["handle"]["pid"]), signal.SIGKILL)
+    time.sleep(1.2)  # the fourth wait expires
+    for _ in range(3):  # start, let it work a little, kill it mid-pass
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gc_polecat", "controller", "run", "--interval", "0.05"],
+            env=city.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.2 + rng.random() * 0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    city.run("controller", "run", "--once")
+    head = city.head()
+    assert city.run("controller", "run", "--once").stdout == ""  # converged: nothing left to do
+    assert city.head() == head
+    states = [city.bead(city.bead(w)["metadata"]["gc.wait"])["metadata"]["state"] for w in works]
+    assert states == ["canceled", "canceled", "pending", "expired"]
+    for w in (works[0], works[1], works[3]):
+        assert (
+            "assignee" not in city.bead(w)
+            and city.bead(w)["metadata"]["gc.routed_to"] == "polecats"
+        )
+    assert city.bead(works[2])["assignee"] == sessions[2]
+    assert_clean(city.root)
