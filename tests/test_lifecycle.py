@@ -466,3 +466,41 @@ def test_controller_killed_mid_flight_converges(city: City) -> None:
         )
     assert city.bead(works[2])["assignee"] == sessions[2]
     assert_clean(city.root)
+
+
+def test_session_register_tracks_the_calling_process(city: City) -> None:
+    """`session register` records the caller (its parent shell) and prints its identity."""
+    script = (
+        f"{sys.executable} -m gc_polecat session register --pool polecats --name reg; "
+        "echo PID=$$; sleep 300"
+    )
+    proc = subprocess.Popen(
+        ["sh", "-c", script],
+        env=city.env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline().strip() for _ in range(6)]
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in lines[:5])
+    assert lines[5] == f"PID={proc.pid}"
+    sid = exports["GC_SESSION_ID"]
+    shown = city.json("session", "show", sid)
+    assert shown["alive"] and shown["handle"]["pid"] == str(proc.pid)
+    assert exports["GC_CONTINUATION_EPOCH"] == "1"
+    city.run("session", "stop", sid)  # registered: recorded as stopped, never killed
+    assert proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    bad = city.run("session", "register", "--pool", "p", "--pid", "999999999", check=False)
+    assert bad.returncode == 2
+
+
+def test_config_errors_name_the_key(manual) -> None:  # noqa: ANN001
+    city, work, sid, env = manual
+    config = city.root / ".beads" / "config.yaml"
+    config.write_text(config.read_text() + "max_attempt: 2\n")
+    git(city.root, "commit", "-qam", "typo")
+    proc = city.run("submit", work, "--branch", "b", "--commit", "a" * 40, env=env, check=False)
+    assert proc.returncode == 2 and "unknown setting 'max_attempt'" in proc.stderr
