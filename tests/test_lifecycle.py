@@ -407,7 +407,7 @@ def test_idle_tmux_session_is_nudged(city: City) -> None:
     sub, wait = submit(city, work, env)
     city.run("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "x")
     line = wait_for(lambda: heard.exists() and heard.read_text().strip(), "the nudge")
-    assert f"gc-polecat await {wait}" in line and work in line
+    assert f"gc-polecat await {wait}" in line and f"verdict on {work}: fix needed" in line
     assert city.bead(wait)["metadata"]["woken_by"] == "nudge"
 
 

@@ -17,12 +17,22 @@ if TYPE_CHECKING:
     from ..store import CommitResult, Store
 
 
-def nudge_line(wait: Bead) -> str:
+def nudge_line(wait: Bead, outcome: str) -> str:
+    """One printable line naming the work and the outcome, and what to run next."""
     meta = wait.get("metadata", {})
+    said = {"merged": "merged", "fix_needed": "fix needed"}.get(outcome, outcome or "in")
     return (
-        f"gc-polecat: the refinery's verdict on {meta.get('work', '?')} is in "
+        f"gc-polecat: refinery verdict on {meta.get('work', '?')}: {said} "
         f"(wait {wait['id']}); run: gc-polecat await {wait['id']}"
     )
+
+
+def _outcome(store: Store, wait: Bead) -> str:
+    verdict_id = wait.get("metadata", {}).get("verdict", "")
+    try:
+        return store.get(verdict_id).get("metadata", {}).get("outcome", "") if verdict_id else ""
+    except Exception:  # noqa: BLE001 - the nudge still goes out without it
+        return ""
 
 
 def wake(store: Store, wait: Bead) -> str:
@@ -42,7 +52,8 @@ def wake(store: Store, wait: Bead) -> str:
     if provider is None or target.handle.get("registered") == "1":
         return "unreachable"
     try:
-        return "nudge" if provider.nudge(target.handle, nudge_line(wait)) else "unreachable"
+        line = nudge_line(wait, _outcome(store, wait))
+        return "nudge" if provider.nudge(target.handle, line) else "unreachable"
     except Exception:  # noqa: BLE001 - a failed nudge must not fail the write that fired it
         return "unreachable"
 
