@@ -1,6 +1,6 @@
 """Run every benchmark and print one summary table: metric, figure, target, anchor.
 
-    .venv/bin/python benchmarks/run_all.py [--keep] [--profile] [--only writes,list,show]
+    .venv/bin/python benchmarks/run_all.py [--keep] [--profile] [--only writes,list,show,wake]
 
 Anchors: bd publishes create 2.5 ms / update 18 ms / ready query 30 ms at 10K issues (storage
 level, Apple M2 Pro); Gas City's file store rewrites one whole JSON file per write (emulated
@@ -17,9 +17,10 @@ from collections.abc import Sequence
 import _common as c
 import bench_list
 import bench_show
+import bench_wake
 import bench_writes
 
-BENCHES = ("writes", "list", "show")
+BENCHES = ("writes", "list", "show", "wake")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures += bench_list.run(args.keep)
     if "show" in chosen:
         figures += bench_show.run(args.keep, args.profile)
+    if "wake" in chosen:
+        figures += bench_wake.run(args.keep)
 
     c.section("summary")
     c.print_table(figures)

@@ -253,6 +253,15 @@ class Store:
 
     # --- writing ----------------------------------------------------------------------------
 
+    def warm_write_path(self) -> None:
+        """Load what a commit needs now. A process that blocks and then writes (await records
+        delivery right after its wake) would otherwise pay these imports on the wake path."""
+        import filelock  # noqa: F401
+
+        from . import beadhooks, gitindex  # noqa: F401
+
+        _ = self.git, self.catalog.db
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the repository write lock (re-entrant within this Store) and recover first."""

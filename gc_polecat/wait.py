@@ -246,6 +246,7 @@ def await_verdict(
     from .wake import Doorbell
 
     me = f"{session_id or 'pid'}:{os.getpid()}"
+    store.warm_write_path()
     keys = [wait["id"]] + ([session_id] if session_id else [])
     deadline = None if timeout is None else time.monotonic() + timeout
     with Doorbell(store.state_dir / "wake", keys) as bell:
