@@ -6,6 +6,11 @@ entries that replace, delete or add to it. An update reads and rewrites just the
 finds paths in the shared index by binary search over an mmapped sidecar of entry offsets.
 When the small part outgrows ``MAX_SPLIT_ENTRIES`` (or the index is not split) everything is
 folded into a fresh shared index. Pure Python: git itself must be able to read all of this.
+
+A long-running writer calls update_index once per commit, so each process remembers, per git
+dir, the split it last wrote (shared index still mapped) and the identity of that ``.git/index``.
+While the file on disk is still exactly that one, the next update starts from memory instead of
+re-reading and re-parsing it; anything else (git, another process, a fold) takes the full path.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import mmap
 import os
 import secrets
 import struct
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +34,8 @@ LOCK_TIMEOUT = 2.0  # seconds to wait for a live index.lock
 LOCK_STALE_AFTER = 10.0  # an index.lock older than this was left by a killed process
 SHARED_EXPIRY = 86400.0  # unreferenced shared index files older than this are deleted
 SIDECAR_DIR = "gc-polecat"
+CACHE_ENABLED = True  # reuse this process's last update while .git/index is unchanged
+CACHE_SIZE = 16  # git dirs remembered; each keeps its shared index and sidecar open
 
 _HEADER = struct.Struct(">4sII")  # signature, version, entry count
 _EXTENDED, _NAME_MASK, _KEPT_FLAGS = 0x4000, 0x0FFF, 0xB000  # assume-valid + stage are kept
@@ -80,6 +88,11 @@ def _pack_entry(e: _Entry) -> bytes:
     flags = e.flags | min(len(e.path), _NAME_MASK) | (_EXTENDED if e.xflags else 0)
     fixed = e.head + (struct.pack(">HH", flags, e.xflags) if e.xflags else struct.pack(">H", flags))
     return fixed + e.path + b"\0" * (8 - (len(fixed) + len(e.path)) % 8)
+
+
+def _encoded(e: _Entry) -> _Entry:
+    """e with its on-disk bytes filled in: entries we keep across calls are encoded only once."""
+    return e if e.raw else e._replace(raw=_pack_entry(e))
 
 
 def _pack_index(entries: list[_Entry], extensions: bytes = b"") -> tuple[bytes, list[int]]:
@@ -217,12 +230,14 @@ class _Shared:
     """A shared index opened for O(log n) lookups: acts as a sorted sequence of entry paths."""
 
     def __init__(self, git_dir: Path, sha: bytes) -> None:
-        self.path = git_dir / f"sharedindex.{sha.hex()}"
+        self.sha, self.path = sha, git_dir / f"sharedindex.{sha.hex()}"
         try:
             with open(self.path, "rb") as f:
                 self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                self.ids = [_file_id(os.fstat(f.fileno()))]  # of the files mapped, for unchanged()
         except (FileNotFoundError, ValueError) as exc:
             raise IndexFormatError(f"{self.path}: cannot open shared index ({exc})") from None
+        self.files: list[Path] = [self.path]
         self.offsets: bytes | mmap.mmap = b""
         sig, self.version, self.count = _HEADER.unpack_from(self.map.read(12).ljust(12, b"\0"))
         try:
@@ -230,25 +245,35 @@ class _Shared:
                 raise IndexFormatError(f"{self.path}: not an index file")
             if self.version == 4:
                 raise _NeedsFold
-            self.offsets = self._open_offsets(git_dir / SIDECAR_DIR / f"{self.path.name}.offsets")
+            if self.count:
+                sidecar = git_dir / SIDECAR_DIR / f"{self.path.name}.offsets"
+                self.offsets, sidecar_id = self._open_offsets(sidecar)
+                self.files.append(sidecar)
+                self.ids.append(sidecar_id)
         except BaseException:
             self.close()
             raise
 
-    def _open_offsets(self, sidecar: Path) -> bytes | mmap.mmap:
-        if self.count == 0:
-            return b""
+    def _open_offsets(self, sidecar: Path) -> tuple[bytes | mmap.mmap, tuple[int, int, int]]:
         try:
             with open(sidecar, "rb") as f:
-                if os.fstat(f.fileno()).st_size == 4 * self.count:
-                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                st = os.fstat(f.fileno())
+                if st.st_size == 4 * self.count:
+                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), _file_id(st)
         except FileNotFoundError:
             pass
         index = _read_index(self.path)  # rebuild once per shared index: O(n)
         assert index is not None
         data = struct.pack(f"<{self.count}I", *index.offsets)
-        _atomic_write(sidecar, data)
-        return data
+        return data, _file_id(_atomic_write(sidecar, data))
+
+    def unchanged(self) -> bool:
+        """Whether opening it again would map the same files: someone may have deleted or
+        replaced the shared index or its sidecar (which we would then rebuild) since we did."""
+        try:
+            return self.ids == [_file_id(os.stat(p)) for p in self.files]
+        except OSError:
+            return False
 
     def __len__(self) -> int:
         return self.count
@@ -273,6 +298,11 @@ class _Shared:
                 m.close()
 
 
+def _file_id(st: os.stat_result) -> tuple[int, int, int]:
+    """Which file this is, ignoring mtime: we freshen shared indexes with utime ourselves."""
+    return st.st_dev, st.st_ino, st.st_size
+
+
 @dataclass
 class _Split:
     """The small ``.git/index``: edits against a shared index, by shared-index position."""
@@ -295,15 +325,20 @@ class _Split:
             self.deleted.add(pos)
         if entry is not None and span:
             self.deleted.discard(span[0])
-            self.replaced[span[0]] = entry._replace(path=b"")  # git wants empty names here
+            self.replaced[span[0]] = _encoded(entry._replace(path=b""))  # git wants no names here
         elif entry is not None:
-            self.added[(path, 0)] = entry
+            self.added[(path, 0)] = _encoded(entry)
 
     def pack(self) -> bytes:
         entries = [self.replaced[p] for p in sorted(self.replaced)]
         entries += [self.added[k] for k in sorted(self.added)]
         link = self.base + _ewah_encode(self.deleted) + _ewah_encode(sorted(self.replaced))
         return _pack_index(entries, b"link" + struct.pack(">I", len(link)) + link)[0]
+
+    def resolve(self) -> list[_Entry]:
+        """The final, sorted entry list (shared index read in full). O(n): for a fold."""
+        shared = _read_shared(self.shared.path)
+        return _merge(shared, self.replaced, self.deleted, self.added.values())
 
 
 def _base(index: _Index | None) -> bytes | None:
@@ -330,12 +365,14 @@ def _parse_link(index: _Index, count: int, where: Path) -> tuple[list[int], list
     return deleted, replaced
 
 
-def _open_split(git_dir: Path, index: _Index | None) -> _Split | None:
-    """The index as a split over a searchable shared index, or None when it must be folded."""
+def _open_split(git_dir: Path, index: _Index | None, spare: _Shared | None) -> _Split | None:
+    """The index as a split over a searchable shared index, or None when it must be folded.
+    `spare` is used instead of opening the shared index again when it is still that file."""
     if index is None or (base := _base(index)) is None:
         return None
     try:
-        shared = _Shared(git_dir, base)
+        reuse = spare is not None and spare.sha == base and spare.unchanged()
+        shared = spare if reuse else _Shared(git_dir, base)
     except _NeedsFold:
         return None
     try:
@@ -349,22 +386,37 @@ def _open_split(git_dir: Path, index: _Index | None) -> _Split | None:
     )
 
 
+def _read_shared(path: Path) -> list[_Entry]:
+    shared = _read_index(path)
+    if shared is None:
+        raise IndexFormatError(f"{path}: shared index is missing")
+    return shared.entries
+
+
+def _merge(
+    shared: list[_Entry],
+    replaced: Mapping[int, _Entry],
+    deleted: Iterable[int],
+    added: Iterable[_Entry],
+) -> list[_Entry]:
+    """Apply a split part's edits to the shared entries: the sorted final entry list."""
+    base = list(shared)
+    for p, e in replaced.items():
+        base[p] = e._replace(path=base[p].path, raw=b"")
+    gone = set(deleted)
+    merged = {(e.path, e.stage): e for p, e in enumerate(base) if p not in gone}
+    merged.update(((e.path, e.stage), e) for e in added)
+    return [e for k, e in sorted(merged.items()) if k[1] == 0 or (k[0], 0) not in merged]
+
+
 def _resolve(git_dir: Path, index: _Index | None) -> list[_Entry]:
     """The final, sorted entry list of an index (shared + split applied). O(n): not hot path."""
     if index is None or (sha := _base(index)) is None:
         return index.entries if index else []
-    shared_path = git_dir / f"sharedindex.{sha.hex()}"
-    shared = _read_index(shared_path)
-    if shared is None:
-        raise IndexFormatError(f"{shared_path}: shared index is missing")
-    deleted, replaced = _parse_link(index, len(shared.entries), git_dir / "index")
-    base = list(shared.entries)
-    for p, e in zip(replaced, index.entries, strict=False):
-        base[p] = e._replace(path=base[p].path, raw=b"")
-    gone = set(deleted)
-    merged = {(e.path, e.stage): e for p, e in enumerate(base) if p not in gone}
-    merged.update(((e.path, e.stage), e) for e in index.entries[len(replaced) :])
-    return [e for k, e in sorted(merged.items()) if k[1] == 0 or (k[0], 0) not in merged]
+    shared = _read_shared(git_dir / f"sharedindex.{sha.hex()}")
+    deleted, replaced = _parse_link(index, len(shared), git_dir / "index")
+    edits = dict(zip(replaced, index.entries, strict=False))
+    return _merge(shared, edits, deleted, index.entries[len(replaced) :])
 
 
 # --- racy git ----------------------------------------------------------------------------------
@@ -400,17 +452,20 @@ def _write_fd(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file + rename so readers and crashes only ever see whole files."""
+def _atomic_write(path: Path, data: bytes) -> os.stat_result:
+    """Write via a temp file + rename so readers and crashes only ever see whole files.
+    Returns the stat of the file written, to recognise it later."""
     tmp_dir = path.parent if path.parent.name == SIDECAR_DIR else path.parent / SIDECAR_DIR
     tmp_dir.mkdir(exist_ok=True)
     tmp = tmp_dir / f"tmp-{os.getpid()}-{secrets.token_hex(4)}"
     fd = os.open(tmp, _CREATE, 0o644)
     try:
         _write_fd(fd, data)
+        st = os.fstat(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    return st
 
 
 def _write_shared(git_dir: Path, entries: list[_Entry]) -> bytes:
@@ -450,7 +505,7 @@ def _fold(git_dir: Path, entries: list[_Entry], hot: bytes, old_base: bytes | No
     return _Split(_Shared(git_dir, sha), sha, added=added)
 
 
-# --- locking and the update flow --------------------------------------------------------------
+# --- locking -----------------------------------------------------------------------------------
 
 
 def _break_stale_lock(lock: Path, seen: os.stat_result) -> None:
@@ -489,16 +544,20 @@ class _IndexLock:
         st = os.fstat(self.fd)
         self.ino, self.mtime = st.st_ino, _mtime_key(st.st_mtime_ns)  # mtime: "now" by the fs
 
-    def commit(self, data: bytes) -> None:
+    def commit(self, data: bytes) -> os.stat_result:
+        """Install data as the index; returns the stat of the file written (our inode, not
+        whatever is at the path by the time we could look)."""
         fd, self.fd = self.fd, None
         assert fd is not None
         try:
             _write_fd(fd, data)
+            written = os.fstat(fd)
         finally:
             os.close(fd)
         if os.lstat(self.lock).st_ino != self.ino:  # someone broke our lock and took it
             raise IndexLockedError(f"{self.lock} was taken over while we held it")
         os.replace(self.lock, self.index)
+        return written
 
     def __enter__(self) -> _IndexLock:
         return self
@@ -509,24 +568,133 @@ class _IndexLock:
             self.lock.unlink(missing_ok=True)
 
 
-def _editable_split(worktree: Path, git_dir: Path, index: _Index | None, hot: bytes) -> _Split:
-    """The index as a split we can edit in place (its racy entries checked) or, when the index
-    is missing, not split, or its split part is full, everything folded into a new shared index."""
-    since = _mtime_key(index.mtime_ns if index else 0)
-    split = _open_split(git_dir, index)
-    if split is not None and split.size() <= MAX_SPLIT_ENTRIES:
-        for p, e in split.replaced.items():
-            if e.mtime >= since:
-                split.replaced[p] = _smudge(worktree, split.shared[p], e)
-        for k, e in split.added.items():
-            if e.mtime >= since:
-                split.added[k] = _smudge(worktree, e.path, e)
-        return split
-    if split is not None:
+# --- what this process wrote last --------------------------------------------------------------
+
+
+class _Identity(NamedTuple):
+    """Recognises one ``.git/index`` file. Size and checksum pin its content (so parsing it
+    would give back the split we kept); mtime is also what racy-git checks compare against."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    checksum: bytes
+
+
+class _Cached(NamedTuple):
+    identity: _Identity  # the .git/index we wrote ...
+    split: _Split  # ... and what parsing it would give, its shared index still open
+
+
+_cache: dict[str, _Cached] = {}  # by absolute git dir; oldest first
+_cache_lock = threading.Lock()  # guards _cache only; the index lock orders the updates
+
+
+def _identity(path: Path) -> _Identity | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+        os.lseek(fd, max(st.st_size - 20, 0), os.SEEK_SET)
+        checksum = os.read(fd, 20)
+    finally:
+        os.close(fd)
+    return _Identity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, checksum)
+
+
+def _take_cached(git_dir: Path) -> _Cached | None:
+    """Remove our state for git_dir from the cache: the caller owns it (and must close it or
+    give it back), so a failed update can never leave half-edited state behind."""
+    if not CACHE_ENABLED:
+        return None
+    with _cache_lock:
+        return _cache.pop(os.path.abspath(git_dir), None)
+
+
+def _remember(git_dir: Path, written: os.stat_result, data: bytes, split: _Split) -> None:
+    """Keep split, which is what parsing the index file we just wrote would give."""
+    if not CACHE_ENABLED:
         split.shared.close()
-    entries = _resolve(git_dir, index)
-    entries = [_smudge(worktree, e.path, e) if e.mtime >= since else e for e in entries]
-    return _fold(git_dir, entries, hot, _base(index))
+        return
+    w, key = written, os.path.abspath(git_dir)
+    entry = _Cached(_Identity(w.st_dev, w.st_ino, w.st_size, w.st_mtime_ns, data[-20:]), split)
+    with _cache_lock:
+        dropped = [_cache.pop(key, None)]  # another thread's: either may be stale, use tells
+        _cache[key] = entry
+        while len(_cache) > CACHE_SIZE:
+            dropped.append(_cache.pop(next(iter(_cache))))
+    for old in dropped:
+        if old is not None:
+            old.split.shared.close()
+
+
+def clear_cache() -> None:
+    """Forget every remembered index and close the shared indexes kept open for them."""
+    with _cache_lock:
+        dropped = list(_cache.values())
+        _cache.clear()
+    for old in dropped:
+        old.split.shared.close()
+
+
+# --- the update flow ---------------------------------------------------------------------------
+
+
+def _current_split(
+    git_dir: Path, cached: _Cached | None
+) -> tuple[_Split | None, _Index | None, int]:
+    """The index as a split (None when it must be folded), the parsed index (None when the
+    cache stood in for it) and the index file's mtime (0 if there is none)."""
+    if (
+        cached
+        and cached.identity == _identity(git_dir / "index")
+        and cached.split.shared.unchanged()
+    ):
+        # .git/index is byte for byte the file we wrote (same size and checksum) and still has
+        # the mtime it had then: parsing it would give exactly cached.split.
+        return cached.split, None, cached.identity.mtime_ns
+    index = _read_index(git_dir / "index")
+    split = _open_split(git_dir, index, cached.split.shared if cached else None)
+    return split, index, index.mtime_ns if index else 0
+
+
+def _editable_split(worktree: Path, git_dir: Path, hot: bytes, cached: _Cached | None) -> _Split:
+    """The index as a split we can edit in place (its racy entries checked) or, when the index
+    is missing, not split, or its split part is full, everything folded into a new shared index.
+    Takes over `cached`: what still matches the files on disk is reused, the rest is closed."""
+    split, keep = None, None
+    try:
+        split, index, index_mtime = _current_split(git_dir, cached)
+        # Racy git: an entry not older than the index file we replace may hide a same-size edit
+        # made within its timestamp tick, which our newer index would make look clean for good.
+        # `since` is that file's mtime whether we just read it or remember it: a cache hit needs
+        # the same st_mtime_ns (a touched or rewritten index is a miss), so it is the value a
+        # re-read would give, and the cached entries are the ones a re-read would give (earlier
+        # smudges included). Only the parse is remembered, never a verdict: the work tree is
+        # checked (_smudge) here on every call, as without a cache, since a racy edit can happen
+        # between two of our calls.
+        since = _mtime_key(index_mtime)
+        if split is not None and split.size() <= MAX_SPLIT_ENTRIES:
+            for p, e in split.replaced.items():
+                if e.mtime >= since:
+                    split.replaced[p] = _smudge(worktree, split.shared[p], e)
+            for k, e in split.added.items():
+                if e.mtime >= since:
+                    split.added[k] = _smudge(worktree, e.path, e)
+            keep = split.shared
+            return split
+        entries = split.resolve() if split is not None else _resolve(git_dir, index)
+        entries = [_smudge(worktree, e.path, e) if e.mtime >= since else e for e in entries]
+        folded = _fold(git_dir, entries, hot, split.base if split else _base(index))
+        keep = folded.shared
+        return folded
+    finally:  # close what we do not hand on (closing twice is harmless)
+        for shared in (cached.split.shared if cached else None, split.shared if split else None):
+            if shared is not None and shared is not keep:
+                shared.close()
 
 
 # --- public API --------------------------------------------------------------------------------
@@ -564,16 +732,18 @@ def update_index(
         for p, v in changes.items()
     }
     with _IndexLock(git_dir) as lock:
-        split = _editable_split(worktree, git_dir, _read_index(lock.index), lock.mtime)
+        split = _editable_split(worktree, git_dir, lock.mtime, _take_cached(git_dir))
         try:
             for path in sorted(new):
                 split.apply(path, new[path])
             data = split.pack()
-        finally:
+            written = lock.commit(data)
+        except BaseException:
             split.shared.close()
-        lock.commit(data)
+            raise
     with contextlib.suppress(OSError):  # like git: a referenced shared index stays fresh
         os.utime(split.shared.path)
+    _remember(git_dir, written, data, split)
 
 
 def write_full_index(
@@ -589,13 +759,20 @@ def write_full_index(
             raise ValueError(f"duplicate path {path!r}")
         by_path[e.path] = e
     with _IndexLock(git_dir) as lock:
+        if cached := _take_cached(git_dir):
+            cached.split.shared.close()
         try:  # only to spare the shared index it references from expiry
             old_base = _base(_read_index(lock.index))
         except IndexFormatError:
             old_base = None
         split = _fold(git_dir, [by_path[p] for p in sorted(by_path)], lock.mtime, old_base)
-        split.shared.close()
-        lock.commit(split.pack())
+        try:
+            data = split.pack()
+            written = lock.commit(data)
+        except BaseException:
+            split.shared.close()
+            raise
+    _remember(git_dir, written, data, split)
 
 
 def read_entries(git_dir: Path) -> dict[str, tuple[bytes, int]]:

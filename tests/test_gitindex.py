@@ -4,6 +4,7 @@ a clean work tree, a consistent index and a clean fsck."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -11,6 +12,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,14 @@ def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for who in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
         monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    """Each test starts with nothing remembered and leaves no shared index open."""
+    gitindex.clear_cache()
+    yield
+    gitindex.clear_cache()
 
 
 def git(
@@ -411,9 +421,11 @@ def test_rejects_bad_paths(git_env: None, tmp_path: Path) -> None:
             update_index(repo, repo / ".git", {bad: None})
 
 
+@pytest.mark.parametrize("cache", [True, False])
 def test_hot_path_does_not_read_the_whole_shared_index(
-    git_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    git_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: bool
 ) -> None:
+    monkeypatch.setattr(gitindex, "CACHE_ENABLED", cache)
     repo = make_repo(tmp_path)
     git_dir = repo / ".git"
     sha = bytes.fromhex(git(repo, "hash-object", "-w", "--stdin").strip() or "0" * 40)
@@ -444,12 +456,265 @@ def test_hot_path_does_not_read_the_whole_shared_index(
     (repo / "beads" / "new.yaml").parent.mkdir()
     (repo / "beads" / "new.yaml").write_text("")
     update_index(repo, git_dir, {"beads/new.yaml": (sha, BLOB), names[777]: None, names[4]: None})
-    assert full_reads == ["index"]
+    assert full_reads == ([] if cache else ["index"])  # the cache stands in for .git/index
     assert probes <= 3 * 20  # a binary search per changed path, nothing per split entry
     monkeypatch.undo()
     entries = read_entries(git_dir)
     assert len(entries) == 50_000 - 2 + 1 and "beads/new.yaml" in entries
     assert names[777] not in entries and names[5] in entries
+
+
+# --- the per-process cache --------------------------------------------------------------------
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every file _read_index parses from now on (the parse the cache is there to avoid)."""
+    reads: list[Path] = []
+    real = gitindex._read_index
+
+    def counting(path: Path) -> gitindex._Index | None:
+        reads.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(gitindex, "_read_index", counting)
+    return reads
+
+
+def index_reads(reads: list[Path], git_dir: Path) -> int:
+    return reads.count(git_dir / "index")
+
+
+def fold_all(repo: Path) -> None:
+    """Move every entry into a new shared index (those not written in this very tick)."""
+    write_full_index(repo, repo / ".git", [(p, *v) for p, v in read_entries(repo / ".git").items()])
+
+
+def test_cached_updates_write_the_same_bytes_as_uncached(
+    git_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One sequence of updates (adds, edits, deletes, folds, racy entries, a racy edit) against
+    two git dirs over one work tree, so that the stat data agree: one with the cache, one
+    without. Every .git/index and every shared index must come out identical."""
+    monkeypatch.setattr(gitindex, "MAX_SPLIT_ENTRIES", 6)
+    monkeypatch.setattr(gitindex, "CACHE_ENABLED", True)
+    reads = count_reads(monkeypatch)
+    repo = make_repo(tmp_path)
+    cached, uncached = repo / ".git", tmp_path / "uncached.git"
+    uncached.mkdir()
+    now = time.time_ns()
+    future = now + 3600 * 10**9  # racy: never older than an index we write
+    rng = random.Random(3)
+    live: set[str] = set()
+    racy: set[str] = set()  # live files with a future mtime
+    edited = ""  # a racy file whose content we changed behind the index's back
+    for step in range(40):
+        files: dict[str, Content] = {f"n/{step}.yaml": b"new %d\n" % step}
+        others = sorted(live - {edited})
+        if others and step % 3 == 0:
+            files[rng.choice(others)] = b"edit %d\n" % step
+        if len(others) > 4 and step % 5 == 0:
+            files[rng.choice(sorted(set(others) - set(files)))] = None
+        if edited and step % 7 == 5:
+            files[edited], edited = b"fixed\n", ""
+        changes = commit(repo, files)
+        for path, content in files.items():
+            racy.discard(path)
+            live.discard(path)
+            if content is not None:  # a fixed mtime, else one run folds what the other keeps
+                stamp = future if step % 4 == 0 else now - (100 - step) * 10**9
+                os.utime(repo / path, ns=(stamp, stamp))
+                live.add(path)
+                racy.update([path] if stamp == future else [])
+        for git_dir, enabled in ((cached, True), (uncached, False)):
+            gitindex.CACHE_ENABLED = enabled
+            update_index(repo, git_dir, changes)
+        assert (cached / "index").read_bytes() == (uncached / "index").read_bytes(), step
+        assert {p.name for p in cached.glob("sharedindex.*")} == {
+            p.name for p in uncached.glob("sharedindex.*")
+        }
+        if step % 7 == 3 and step < 35 and racy:  # same size and mtime: only a re-hash sees it
+            edited = sorted(racy)[0]
+            size = (repo / edited).stat().st_size
+            (repo / edited).write_bytes(b"x" * size)
+            os.utime(repo / edited, ns=(future, future))
+        elif edited:
+            listed = git(repo, "ls-files", "--debug", edited).split("size: ")[1].split()[0]
+            assert listed == "0"  # smudged, in both (the bytes are equal)
+    assert index_reads(reads, cached) == 1  # the first call, when there was nothing to remember
+    assert index_reads(reads, uncached) == 40
+    assert len(shared_files(repo)) >= 4  # several folds, from cached state
+    assert not edited
+    assert_clean(repo)
+
+
+@pytest.mark.parametrize("rewrite", ["status", "add", "no-split-index", "touch"])
+def test_index_rewritten_between_updates_is_read_again(
+    git_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rewrite: str
+) -> None:
+    repo = make_repo(tmp_path)
+    git_dir = repo / ".git"
+    update_index(repo, git_dir, commit(repo, {f"b/{i}": b"%d\n" % i for i in range(40)}))
+    fold_all(repo)  # else git sees a split part of 40 additions and writes a new shared index
+    update_index(repo, git_dir, commit(repo, {"b/0": b"zero\n"}))
+    reads = count_reads(monkeypatch)
+    opened: list[bytes] = []
+    real_init = gitindex._Shared.__init__
+
+    def counting_init(self: gitindex._Shared, git_dir: Path, sha: bytes) -> None:
+        opened.append(sha)
+        real_init(self, git_dir, sha)
+
+    monkeypatch.setattr(gitindex._Shared, "__init__", counting_init)
+    update_index(repo, git_dir, commit(repo, {"b/1": b"one\n"}))
+    assert reads == [] and opened == []  # served from the cache
+    before, shared = os.stat(git_dir / "index"), current_shared(repo)
+    if rewrite == "status":  # git refreshes the changed stat data and writes the index back
+        old = time.time_ns() - 10**12
+        os.utime(repo / "b/2", ns=(old, old))
+        git(repo, "status", "--porcelain")
+    elif rewrite == "add":
+        (repo / "user.txt").write_text("mine\n")
+        git(repo, "add", "user.txt")
+        git(repo, "commit", "-qm", "user")
+    elif rewrite == "no-split-index":
+        git(repo, "update-index", "--no-split-index")
+    else:  # same bytes, but a new mtime: the racy-git reference point moved
+        os.utime(git_dir / "index", ns=(before.st_mtime_ns + 1,) * 2)
+    after = os.stat(git_dir / "index")
+    assert (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns)
+    update_index(repo, git_dir, commit(repo, {"b/3": b"three\n"}))
+    assert index_reads(reads, git_dir) == 1
+    if rewrite == "no-split-index":
+        assert current_shared(repo) != shared  # folded: git's index was not split
+    else:
+        assert current_shared(repo) == shared and opened == []  # still mapped: not reopened
+    assert_clean(repo)  # may rewrite the index itself, so the next call may read it once more
+    reads.clear()
+    update_index(repo, git_dir, commit(repo, {"b/4": b"four\n"}))
+    update_index(repo, git_dir, commit(repo, {"b/5": b"five\n"}))
+    assert index_reads(reads, git_dir) <= 1
+    assert_clean(repo)
+
+
+def test_fold_from_cached_state(
+    git_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gitindex, "MAX_SPLIT_ENTRIES", 3)
+    repo = make_repo(tmp_path)
+    git_dir = repo / ".git"
+    update_index(repo, git_dir, commit(repo, {f"b/{i}": b"%d" % i for i in range(10)}))
+    reads = count_reads(monkeypatch)
+    folds = 0
+    for step in range(12):
+        before = current_shared(repo)
+        files: dict[str, Content] = {f"b/{step % 10}": b"s%d" % step, f"c/{step}": b"c"}
+        if step:
+            files[f"c/{step - 1}"] = None
+        update_index(repo, git_dir, commit(repo, files))
+        folds += current_shared(repo) != before
+    assert folds >= 3
+    assert index_reads(reads, git_dir) == 0  # every fold started from the cached split
+    assert {p.name for p in reads} <= shared_files(repo)  # ... reading only the shared index
+    assert sorted(read_entries(git_dir)) == [f"b/{i}" for i in range(10)] + ["c/11"]
+    assert_clean(repo)
+
+
+@pytest.mark.parametrize("ahead", [50.0, 0.5])
+@pytest.mark.parametrize("where", ["added", "replaced"])
+def test_racily_clean_entry_is_smudged_from_cached_state(
+    git_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, ahead: float
+) -> None:
+    """test_racily_clean_entry_is_smudged, with the racy entry known only from the cache: in
+    the split's additions, or replacing a shared index entry. With a small `ahead` the entry's
+    mtime is past by the next call, yet not older than the index that call replaces: racy
+    only by the old index's mtime, not by the clock."""
+    repo = make_repo(tmp_path)
+    first: dict[str, Content] = {"base": b"base"}
+    if where == "replaced":
+        first["racy"] = b"orig"
+    update_index(repo, repo / ".git", commit(repo, first))
+    fold_all(repo)  # "racy" moves to the shared index, to be replaced below
+    changes = commit(repo, {"racy": b"aaaa"})
+    future = time.time_ns() + int(ahead * 10**9)
+    os.utime(repo / "racy", ns=(future, future))  # not older than the index we are about to write
+    update_index(repo, repo / ".git", changes)
+    assert os.stat(repo / ".git" / "index").st_mtime_ns <= future
+    while ahead < 1 and time.time_ns() <= future + 10**7:  # wait until its mtime is past
+        time.sleep(0.05)
+    reads = count_reads(monkeypatch)
+    (repo / "racy").write_bytes(b"bbbb")
+    os.utime(repo / "racy", ns=(future, future))
+    update_index(repo, repo / ".git", commit(repo, {"other": b"o"}))
+    assert reads == []  # the index was not read: the entry checked was the cached one
+    index = (repo / ".git" / "index").read_bytes()
+    assert (b"racy" in index) == (where == "added")  # replacements carry no name
+    entry = [ln for ln in git(repo, "ls-files", "--debug", "racy").splitlines() if "size" in ln]
+    assert entry[0].split()[1] == "0"  # smudged: git will re-hash it
+    assert git(repo, "status", "--porcelain") == " M racy\n"
+
+
+OTHER_WRITER = """
+import json, sys
+sys.path.insert(0, {root!r})
+from gc_polecat import gitindex
+gitindex.MAX_SPLIT_ENTRIES = int(sys.argv[2])
+changes = {{p: v and (bytes.fromhex(v[0]), v[1]) for p, v in json.loads(sys.argv[3]).items()}}
+gitindex.update_index(sys.argv[1], sys.argv[1] + "/.git", changes)
+"""
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_update_by_another_process_is_read_again(
+    git_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fold: bool
+) -> None:
+    repo = make_repo(tmp_path)
+    git_dir = repo / ".git"
+    update_index(repo, git_dir, commit(repo, {"a": b"a", "b": b"b"}))
+    update_index(repo, git_dir, commit(repo, {"a": b"a2"}))
+    reads = count_reads(monkeypatch)
+    theirs = commit(repo, {"c": b"c", "b": None})
+    encoded = {p: v and (v[0].hex(), v[1]) for p, v in theirs.items()}
+    script = OTHER_WRITER.format(root=str(ROOT))
+    limit = "0" if fold else "500"
+    subprocess.run(
+        [sys.executable, "-c", script, str(repo), limit, json.dumps(encoded)], check=True
+    )
+    assert len(shared_files(repo)) == (2 if fold else 1)
+    update_index(repo, git_dir, commit(repo, {"d": b"d"}))
+    assert reads == [git_dir / "index"]
+    assert sorted(read_entries(git_dir)) == ["a", "c", "d"]
+    assert_clean(repo)
+
+
+def test_cached_state_does_not_hide_a_missing_shared_index(git_env: None, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    update_index(repo, repo / ".git", commit(repo, {"a": b"a", "b": b"b"}))
+    update_index(repo, repo / ".git", commit(repo, {"a": b"a2"}))
+    (shared,) = (repo / ".git").glob("sharedindex.*")
+    shared.unlink()
+    with pytest.raises(IndexFormatError, match=shared.name):
+        update_index(repo, repo / ".git", commit(repo, {"b": None}))
+
+
+def test_cache_is_bounded_and_releases_its_files(
+    git_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gitindex, "CACHE_SIZE", 2)
+    repos = [make_repo(tmp_path, name=f"r{i}") for i in range(4)]
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    for step in range(3):
+        for repo in repos:
+            update_index(repo, repo / ".git", commit(repo, {"a": b"%d" % step}))
+    assert len(gitindex._cache) == 2
+    assert open_fds() - before <= 2 * 2  # a shared index and its sidecar per remembered dir
+    gitindex.clear_cache()
+    assert open_fds() == before
+    for repo in repos:
+        assert_clean(repo)
 
 
 CHILD = """
