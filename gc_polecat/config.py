@@ -6,6 +6,7 @@
 | `max_attempts` | 3 | submission attempts per work item before it escalates |
 | `wait_ttl` | `2h` | how long a wait for a verdict lives before it expires |
 | `delivery_timeout` | `30s` | a ready wait not delivered by then is woken again by the controller |
+| `submission_ttl` | `24h` | an unjudged submission whose wait has ended is withdrawn then |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "max_attempts": 3,
     "wait_ttl": 7200.0,
     "delivery_timeout": 30.0,
+    "submission_ttl": 86400.0,
 }
 
 
@@ -58,7 +60,7 @@ def load_config(path: Path) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
             raise BadInput(f"{path}: max_attempts must be an integer 1..100, not {value!r}")
         config["max_attempts"] = value
-    for key in ("wait_ttl", "delivery_timeout"):
+    for key in ("wait_ttl", "delivery_timeout", "submission_ttl"):
         if key in raw:
             config[key] = parse_duration(raw[key], f"{path}: {key}")
     return config

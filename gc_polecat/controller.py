@@ -9,6 +9,7 @@ Each pass reads the open waits from the repository and repairs each one in its o
 | pending or ready, session epoch moved on | cancel (`continuation-stale`); the work falls back |
 | pending, its submission already has a verdict | make it ready (the verdict's routing was lost) |
 | ready, not collected within `delivery_timeout` | ring and nudge again; count the attempt |
+| unjudged after `submission_ttl`, its wait ended | withdraw the submission; the work is unblocked |
 
 "Falls back" means the work leaves the session: unassigned, routed to the session's pool with
 every resume field (verdict.pool_fields). A pass that finds nothing to do writes nothing, so a
@@ -159,7 +160,42 @@ def reconcile(store: Store, providers: Mapping[str, SessionProvider]) -> list[tu
         done = _repair(store, wait["id"], providers, timeout, now)
         if done:
             actions.append((wait["id"], done))
+    ttl = store.config()["submission_ttl"]
+    for sub in open_submissions(store):
+        if _withdraw(store, sub["id"], ttl, now):
+            actions.append((sub["id"], "withdrawn (no verdict)"))
     return actions
+
+
+def open_submissions(store: Store) -> list[Bead]:
+    from .catalog import Query
+    from .verdict import SUBMISSION_LABEL
+
+    store.catalog.refresh()
+    return store.catalog.list(Query(labels=(SUBMISSION_LABEL,), include_closed=False))
+
+
+def _withdraw(store: Store, submission_id: str, ttl: float, now: dt.datetime) -> bool:
+    """The refinery never answered: once nobody waits any more and the submission is older
+    than `submission_ttl`, close it so the work it blocks can be picked up from the pool.
+    A verdict arriving later is refused (the submission is closed without one)."""
+    with store.transaction(f"controller: {submission_id} withdrawn, no verdict") as tx:
+        sub = tx.get(submission_id)
+        if sub is None or sub["status"] == "closed":
+            return False
+        born = dt.datetime.strptime(sub["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        if (now - born).total_seconds() < ttl:
+            return False
+        meta = sub.get("metadata", {})
+        wait = tx.get(meta.get("wait", "")) if meta.get("wait") else None
+        if wait is not None and wait["status"] != "closed":
+            return False  # someone still waits: the wait's own expiry comes first
+        tx.update(submission_id, {"status": "closed", "close_reason": "withdrawn: no verdict"})
+        work = tx.get(meta.get("work", "")) if meta.get("work") else None
+        if work is not None:
+            deps = [d for d in work.get("dependencies", []) if d["depends_on_id"] != submission_id]
+            tx.update(work["id"], {"dependencies": deps})
+    return True
 
 
 def run(

@@ -291,7 +291,8 @@ def _repeat(
     """A verdict for a judged submission: the same one again is a no-op, another is refused."""
     verdict = tx.get(_meta(sub).get("verdict", "")) if _meta(sub).get("verdict") else None
     if verdict is None:
-        raise BadInput(f"{sub['id']} is closed without a verdict; it cannot be judged")
+        why = sub.get("close_reason") or "closed"
+        raise BadInput(f"{sub['id']} was {why} without a verdict; it cannot be judged")
     vm = _meta(verdict)
     same = vm.get("outcome") == outcome and vm.get("failure_type", "") == (failure_type or "")
     if same and merge_commit and vm.get("merge_commit") not in (None, "", merge_commit):

@@ -504,3 +504,25 @@ def test_config_errors_name_the_key(manual) -> None:  # noqa: ANN001
     git(city.root, "commit", "-qam", "typo")
     proc = city.run("submit", work, "--branch", "b", "--commit", "a" * 40, env=env, check=False)
     assert proc.returncode == 2 and "unknown setting 'max_attempt'" in proc.stderr
+
+
+def test_a_refinery_that_never_answers_releases_the_work(manual) -> None:  # noqa: ANN001
+    """Abandonment: the wait expires, then the unanswered submission is withdrawn."""
+    city, work, sid, env = manual
+    config = city.root / ".beads" / "config.yaml"
+    config.write_text(config.read_text() + "submission_ttl: 2s\n")
+    git(city.root, "commit", "-qam", "short submission ttl")
+    sub, wait = submit(city, work, env, "a" * 40, "--ttl", "1s")
+    time.sleep(1.2)
+    assert "expired" in city.run("controller", "run", "--once").stdout
+    blocked = city.bead(work)
+    assert any(d["depends_on_id"] == sub for d in blocked["dependencies"])  # not yet
+    time.sleep(1.0)
+    assert "withdrawn" in city.run("controller", "run", "--once").stdout
+    freed = city.bead(work)
+    assert freed["status"] == "open" and "assignee" not in freed
+    assert not any(d["depends_on_id"] == sub for d in freed.get("dependencies", []))
+    late = city.run("verdict", sub, "--merged", check=False)
+    assert late.returncode == 2 and "withdrawn" in late.stderr
+    head = city.head()
+    assert city.run("controller", "run", "--once").stdout == "" and city.head() == head
