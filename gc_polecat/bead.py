@@ -49,6 +49,18 @@ def now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def meta_int(bead: Bead, key: str, default: int) -> int:
+    """A whole number kept in string metadata (attempts, epochs, counters). A malformed value
+    (a hand edit) is bad input naming the bead and key, not an internal error."""
+    raw = bead.get("metadata", {}).get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise _fail(bead["id"], f"metadata.{key}", f"must be a whole number, not {raw!r}") from None
+
+
 def _fail(bead_id: str, key: str, problem: str) -> InvalidBead:
     return InvalidBead(f"bead {bead_id}: {key} {problem}")
 

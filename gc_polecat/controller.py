@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from . import session as sessions
 from . import wait as waits
+from .bead import meta_int
 from .errors import BadInput, NotFound
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def _repair(
                 waits.make_ready(tx, wait, verdict_id)
                 done = "made ready"
         elif st == "ready" and _overdue(meta, delivery_timeout, now):
-            attempt = int(meta.get("delivery_attempt", "1")) + 1
+            attempt = meta_int(wait, "delivery_attempt", 1) + 1
             wait = tx.update(
                 wait_id,
                 {

@@ -102,12 +102,6 @@ class Git:
     def blob(self, sha: bytes) -> bytes:
         return self.store[sha].as_raw_string()
 
-    def read(self, root_tree: bytes | None, path: str) -> bytes | None:
-        found = self.lookup(root_tree, path)
-        if found is None or found[0] == TREE_MODE:
-            return None
-        return self.blob(found[1])
-
     def list_dir(self, root_tree: bytes | None, path: str) -> list[str]:
         found = self.lookup(root_tree, path)
         if found is None or found[0] != TREE_MODE:

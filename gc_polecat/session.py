@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bead import Bead
+from .bead import Bead, meta_int
 from .errors import BadInput, NotFound
 from .providers import Handle, ProviderError, check_session_name, process_start_time
 
@@ -52,10 +52,7 @@ class Session:
         if bead.get("issue_type") != "session" or SESSION_LABEL not in bead.get("labels", []):
             raise BadInput(f"{bead['id']} is not a session bead")
         meta = bead.get("metadata", {})
-        try:
-            epoch = int(meta.get("continuation_epoch", "1"))
-        except ValueError:
-            raise BadInput(f"{bead['id']}: continuation_epoch is not a number") from None
+        epoch = meta_int(bead, "continuation_epoch", 1)
         return cls(
             id=bead["id"],
             name=meta.get("session_name", ""),

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from . import session as sessions
 from . import wait as waits
-from .bead import Bead
+from .bead import Bead, meta_int
 from .errors import BadInput, NotFound
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def submit(
     if pending is not None:
         raise BadInput(f"{work_id} already has an open submission {pending['id']}")
     meta = _meta(work)
-    attempt = int(meta.get("gc.attempt", "0") or "0") + 1
+    attempt = meta_int(work, "gc.attempt", 0) + 1
     cap = tx.store.config()["max_attempts"]
     if attempt > cap:
         raise BadInput(
@@ -234,7 +234,7 @@ def record_verdict(
     wait = tx.get(meta.get("wait", "")) if meta.get("wait") else None
     session = _maybe_session(tx, meta.get("session", ""))
     live = _live_waiter(wait, session, providers)
-    attempt = int(meta.get("attempt", "1"))
+    attempt = meta_int(sub, "attempt", 1)
     cap = tx.store.config()["max_attempts"]
     if outcome == "merged":
         routed = "closed"

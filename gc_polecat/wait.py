@@ -116,7 +116,7 @@ def deliver(tx: Transaction, wait: Bead, to: str) -> Bead:
 def retry(tx: Transaction, wait: Bead) -> Bead:
     """`wait ready` on a terminal wait: a new wait, delivery_attempt + 1 (Gas City's rule)."""
     meta = dict(wait.get("metadata", {}))
-    attempt = int(meta.get("delivery_attempt", "1")) + 1
+    attempt = beadmod.meta_int(wait, "delivery_attempt", 1) + 1
     meta.update(
         {
             "state": "pending",

@@ -526,3 +526,16 @@ def test_a_refinery_that_never_answers_releases_the_work(manual) -> None:  # noq
     assert late.returncode == 2 and "withdrawn" in late.stderr
     head = city.head()
     assert city.run("controller", "run", "--once").stdout == "" and city.head() == head
+
+
+def test_a_hand_edited_attempt_count_is_bad_input(manual) -> None:  # noqa: ANN001
+    city, work, sid, env = manual
+    path = next((city.root / "beads").glob(f"*/*/{work}.yaml"))
+    path.write_text(
+        path.read_text().replace("metadata:\n", "metadata:\n  gc.attempt: two\n", 1)
+        if "metadata:\n" in path.read_text()
+        else path.read_text() + "metadata:\n  gc.attempt: two\n"
+    )
+    git(city.root, "commit", "-qam", "a bad hand edit")
+    proc = city.run("submit", work, "--branch", "b", "--commit", "a" * 40, env=env, check=False)
+    assert proc.returncode == 2 and "metadata.gc.attempt must be a whole number" in proc.stderr

@@ -71,7 +71,7 @@ def record(store: Store, wait_id: str, how: str) -> None:
             {
                 "woken_by": how,
                 "woken_at": beadmod.now(),
-                "wake_count": str(int(meta.get("wake_count", "0")) + 1),
+                "wake_count": str(beadmod.meta_int(current, "wake_count", 0) + 1),
             }
         )
         tx.update(wait_id, {"metadata": meta})
