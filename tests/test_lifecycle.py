@@ -510,14 +510,17 @@ def test_a_refinery_that_never_answers_releases_the_work(manual) -> None:  # noq
     """Abandonment: the wait expires, then the unanswered submission is withdrawn."""
     city, work, sid, env = manual
     config = city.root / ".beads" / "config.yaml"
-    config.write_text(config.read_text() + "submission_ttl: 2s\n")
-    git(city.root, "commit", "-qam", "short submission ttl")
+    base = config.read_text()
+    config.write_text(base + "submission_ttl: 1h\n")
+    git(city.root, "commit", "-qam", "a long submission ttl")
     sub, wait = submit(city, work, env, "a" * 40, "--ttl", "1s")
     time.sleep(1.2)
-    assert "expired" in city.run("controller", "run", "--once").stdout
+    first = city.run("controller", "run", "--once").stdout
+    assert "expired" in first and "withdrawn" not in first
     blocked = city.bead(work)
-    assert any(d["depends_on_id"] == sub for d in blocked["dependencies"])  # not yet
-    time.sleep(1.0)
+    assert any(d["depends_on_id"] == sub for d in blocked["dependencies"])  # still blocked
+    config.write_text(base + "submission_ttl: 1s\n")
+    git(city.root, "commit", "-qam", "now a short one")
     assert "withdrawn" in city.run("controller", "run", "--once").stdout
     freed = city.bead(work)
     assert freed["status"] == "open" and "assignee" not in freed
