@@ -7,6 +7,7 @@
 | `wait_ttl` | `2h` | how long a wait for a verdict lives before it expires |
 | `delivery_timeout` | `30s` | a ready wait not delivered by then is woken again by the controller |
 | `submission_ttl` | `24h` | an unjudged submission whose wait has ended is withdrawn then |
+| `pools` | none | per-pool settings (`gc_polecat/pool.py`, `docs/commands.md`) |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "wait_ttl": 7200.0,
     "delivery_timeout": 30.0,
     "submission_ttl": 86400.0,
+    "pools": {},
 }
 
 
@@ -63,4 +65,7 @@ def load_config(path: Path) -> dict[str, Any]:
     for key in ("wait_ttl", "delivery_timeout", "submission_ttl"):
         if key in raw:
             config[key] = parse_duration(raw[key], f"{path}: {key}")
+    from .pool import parse_pools
+
+    config["pools"] = parse_pools(raw.get("pools"), f"{path}:")
     return config

@@ -332,6 +332,7 @@ BUILTIN_COMMANDS: dict[str, set[str]] = {
         "await",
         "wait",
         "controller",
+        "pool",
     },
     "gc_polecat.builtin.wake_plugin": set(),  # an observer only: wakes waiting sessions
 }

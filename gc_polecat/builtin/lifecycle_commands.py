@@ -198,6 +198,19 @@ def session_stop(app: AppContext, session_id: str, reason: str) -> None:
 # --- submit / verdict / await ------------------------------------------------------------------
 
 
+def _default_ttl(store: Any, session_id: str | None) -> float:
+    """The session's pool's wait_ttl, else the repository's."""
+    from .. import session as sessions
+    from ..errors import GcPolecatError
+    from ..pool import get_pool
+
+    try:
+        pool = get_pool(store, sessions.get(store, session_id).pool) if session_id else None
+    except GcPolecatError:
+        pool = None  # submit itself reports the unknown session
+    return pool.wait_ttl if pool and pool.wait_ttl else store.config()["wait_ttl"]
+
+
 @click.command("submit")
 @click.argument("work_id", metavar="WORK")
 @click.option("--branch", required=True)
@@ -225,7 +238,7 @@ def submit_command(
     session_id, epoch = _caller(session_opt)
     _validate(work_id, session_id)
     store = app.store()
-    seconds = parse_duration(ttl, "--ttl") if ttl else store.config()["wait_ttl"]
+    seconds = parse_duration(ttl, "--ttl") if ttl else _default_ttl(store, session_id)
     with store.transaction() as tx:
         done = submit(
             tx,
@@ -456,6 +469,36 @@ def controller_run(app: AppContext, once: bool, interval: float) -> None:
     )
 
 
+@click.group("pool")
+def pool_group() -> None:
+    """Pool state and configuration."""
+
+
+@pool_group.command("status")
+@json_option
+@click.pass_obj
+def pool_status(app: AppContext) -> None:
+    """Each pool at a glance: sessions by state, waiters against the cap, work in the pool."""
+    from ..pool import status
+
+    rows = status(app.store(), _providers(app))
+    if app.json:
+        emit_json(rows)
+        return
+    for r in rows:
+        states: dict[str, int] = {}
+        for s in r["sessions"].values():
+            states[s["state"]] = states.get(s["state"], 0) + 1
+        cap = r["max_waiting"] if r["max_waiting"] is not None else "-"
+        limit = f", max {r['max_active']}" if r["max_active"] else ""
+        click.echo(
+            f"{r['pool']:<16} sessions {len(r['sessions'])} (alive {r['alive']}{limit})  "
+            f"waiting {r['waiting']}/{cap}  work ready {r['work_ready']}, "
+            f"blocked {r['work_blocked']}  "
+            + " ".join(f"{k}={v}" for k, v in sorted(states.items()))
+        )
+
+
 @hookimpl
 def gc_polecat_register_commands(cli: click.Group) -> None:
     for command in (
@@ -465,5 +508,6 @@ def gc_polecat_register_commands(cli: click.Group) -> None:
         await_command,
         wait_group,
         controller_group,
+        pool_group,
     ):
         cli.add_command(command)
