@@ -46,6 +46,13 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
+def configure(repo: Path, settings: str) -> None:
+    """Commit `.beads/config.yaml` as `prefix: gc` plus `settings`, with plain git, as a
+    person editing the settings would. Each call replaces the previous settings."""
+    (repo / ".beads" / "config.yaml").write_text("prefix: gc\n" + settings)
+    git(repo, "commit", "-qam", f"configure: {settings.splitlines()[0]}")
+
+
 def assert_clean(repo: Path) -> None:
     """The invariants every command must leave: clean status, clean fsck, linear history."""
     assert git(repo, "status", "--porcelain") == ""

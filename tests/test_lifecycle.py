@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, assert_clean, git
+from .conftest import ROOT, assert_clean, configure, git
 
 AGENT = ROOT / "tests" / "agent.sh"
 
@@ -369,9 +369,7 @@ def test_stale_epoch_is_never_delivered(manual) -> None:  # noqa: ANN001
 
 def test_attempt_cap_escalates(manual) -> None:  # noqa: ANN001
     city, work, sid, env = manual
-    config = city.root / ".beads" / "config.yaml"
-    config.write_text(config.read_text() + "max_attempts: 2\n")
-    git(city.root, "commit", "-qam", "cap attempts at 2")
+    configure(city.root, "max_attempts: 2\n")
     for attempt, commit in ((1, "a" * 40), (2, "b" * 40)):
         sub, wait = submit(city, work, env, commit)
         routed = city.run(
@@ -499,9 +497,7 @@ def test_session_register_tracks_the_calling_process(city: City) -> None:
 
 def test_config_errors_name_the_key(manual) -> None:  # noqa: ANN001
     city, work, sid, env = manual
-    config = city.root / ".beads" / "config.yaml"
-    config.write_text(config.read_text() + "max_attempt: 2\n")
-    git(city.root, "commit", "-qam", "typo")
+    configure(city.root, "max_attempt: 2\n")  # a typo
     proc = city.run("submit", work, "--branch", "b", "--commit", "a" * 40, env=env, check=False)
     assert proc.returncode == 2 and "unknown setting 'max_attempt'" in proc.stderr
 
@@ -509,18 +505,14 @@ def test_config_errors_name_the_key(manual) -> None:  # noqa: ANN001
 def test_a_refinery_that_never_answers_releases_the_work(manual) -> None:  # noqa: ANN001
     """Abandonment: the wait expires, then the unanswered submission is withdrawn."""
     city, work, sid, env = manual
-    config = city.root / ".beads" / "config.yaml"
-    base = config.read_text()
-    config.write_text(base + "submission_ttl: 1h\n")
-    git(city.root, "commit", "-qam", "a long submission ttl")
+    configure(city.root, "submission_ttl: 1h\n")
     sub, wait = submit(city, work, env, "a" * 40, "--ttl", "1s")
     time.sleep(1.2)
     first = city.run("controller", "run", "--once").stdout
     assert "expired" in first and "withdrawn" not in first
     blocked = city.bead(work)
     assert any(d["depends_on_id"] == sub for d in blocked["dependencies"])  # still blocked
-    config.write_text(base + "submission_ttl: 1s\n")
-    git(city.root, "commit", "-qam", "now a short one")
+    configure(city.root, "submission_ttl: 1s\n")
     assert "withdrawn" in city.run("controller", "run", "--once").stdout
     freed = city.bead(work)
     assert freed["status"] == "open" and "assignee" not in freed

@@ -10,7 +10,7 @@ import pytest
 from gc_polecat.errors import BadInput
 from gc_polecat.pool import parse_pools
 
-from .conftest import git, run_cli
+from .conftest import configure, run_cli
 
 GOOD = {
     "polecats": {
@@ -61,21 +61,15 @@ def test_bad_pool_names(name: str) -> None:
         parse_pools({name: {"max_active": 1}}, "c:")
 
 
-def write_pools(repo: Path, text: str) -> None:
-    config = repo / ".beads" / "config.yaml"
-    config.write_text(config.read_text() + text)
-    git(repo, "commit", "-qam", "pools")
-
-
 def test_bad_config_is_exit_2_on_the_command_line(repo: Path) -> None:
-    write_pools(repo, "pools:\n  polecats:\n    max_active: 2\n    max_waiting: 5\n")
+    configure(repo, "pools:\n  polecats:\n    max_active: 2\n    max_waiting: 5\n")
     proc = run_cli("--repo", str(repo), "pool", "status")
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
     assert "pools.polecats.max_waiting (5) is above max_active (2)" in proc.stderr
 
 
 def test_pool_status_and_the_pools_wait_ttl(repo: Path) -> None:
-    write_pools(
+    configure(
         repo, "pools:\n  polecats:\n    max_active: 3\n    max_waiting: 1\n    wait_ttl: 15m\n"
     )
     env = {"GC_POLECAT_REPO": str(repo)}
