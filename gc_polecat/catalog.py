@@ -54,6 +54,7 @@ class Query:
     labels: tuple[str, ...] = ()
     include_closed: bool = True
     limit: int | None = None
+    meta: tuple[tuple[str, str], ...] = ()  # (key, value) pairs the metadata must hold
 
 
 class Catalog:
@@ -288,6 +289,14 @@ class Catalog:
         self.refresh()
         return self._stored_top_count()
 
+    def assignees(self) -> set[str]:
+        """Everyone who holds open work: what the pool reconciler treats as ownership."""
+        self.refresh()
+        rows = self.db.execute(
+            "SELECT DISTINCT assignee FROM beads WHERE status != 'closed' AND assignee != ''"
+        )
+        return {row[0] for row in rows}
+
     def list(self, query: Query) -> list[beadmod.Bead]:
         where, args = [], []
         if query.statuses:
@@ -304,6 +313,9 @@ class Catalog:
         for label in query.labels:
             where.append("id IN (SELECT id FROM labels WHERE label = ?)")
             args.append(label)
+        for key, value in query.meta:
+            where.append("json_extract(json, ?) = ?")
+            args += ['$.metadata."' + key.replace('"', "") + '"', value]
         sql = "SELECT json FROM beads"
         if where:
             sql += " WHERE " + " AND ".join(where)

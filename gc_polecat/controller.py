@@ -10,6 +10,7 @@ Each pass reads the open waits from the repository and repairs each one in its o
 | pending, its submission already has a verdict | make it ready (the verdict's routing was lost) |
 | ready, not collected within `delivery_timeout` | ring and nudge again; count the attempt |
 | unjudged after `submission_ttl`, its wait ended | withdraw the submission; the work is unblocked |
+| a configured pool is off its desired state | `pool reconcile` (reconcile.py), every pass |
 
 "Falls back" means the work leaves the session: unassigned, routed to the session's pool with
 every resume field (verdict.pool_fields). A pass that finds nothing to do writes nothing, so a
@@ -67,6 +68,9 @@ def fall_back(tx: Transaction, work_id: str, session_id: str, reason: str) -> bo
     if found is not None:
         pool = found.pool
     tx.update(work_id, pool_fields(work, meta, pool or meta.get("gc.routed_to", "")))
+    from .cleanup import begin
+
+    begin(tx, session_id, work_id, "released", wait=meta.get("gc.wait", ""))
     return True
 
 
@@ -165,6 +169,12 @@ def reconcile(store: Store, providers: Mapping[str, SessionProvider]) -> list[tu
     for sub in open_submissions(store):
         if _withdraw(store, sub["id"], ttl, now):
             actions.append((sub["id"], "withdrawn (no verdict)"))
+    if store.config()["pools"]:
+        from .reconcile import reconcile as reconcile_pools
+
+        for action, outcome in reconcile_pools(store, providers):
+            if outcome and not outcome.startswith("skipped"):
+                actions.append((action.target, f"{action.kind}: {outcome}"))
     return actions
 
 

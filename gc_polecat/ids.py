@@ -109,3 +109,28 @@ def generate_id(
             if not exists(candidate):
                 return candidate
     raise BadInput(f"could not find a free ID for prefix {prefix!r}")
+
+
+# --- git names carried in beads (branches, targets, commits) ---------------------------------
+
+SHA_CHARS = set("0123456789abcdef")
+
+
+def check_sha(value: str, what: str) -> str:
+    if not 4 <= len(value) <= 64 or not set(value) <= SHA_CHARS:
+        raise BadInput(f"{what} must be a hexadecimal commit id, not {value!r}")
+    return value
+
+
+def check_ref(value: str, what: str) -> str:
+    """Branch and target names: git's rules, plus nothing a shell or YAML could misread."""
+    bad = (" ", "~", "^", ":", "?", "*", "[", "\\", "..", "@{", "//")
+    if (
+        not value
+        or value.startswith(("-", "/"))
+        or value.endswith(("/", ".lock", "."))
+        or any(b in value for b in bad)
+        or not value.isprintable()
+    ):
+        raise BadInput(f"invalid {what} {value!r}")
+    return value

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -164,6 +165,60 @@ def registered_handle(pid: int, log: Path) -> Handle:
     }
 
 
+def launch(
+    tx: Transaction,
+    providers: Mapping[str, SessionProvider],
+    *,
+    pool: str,
+    name: str | None,
+    provider_name: str,
+    argv: Sequence[str],
+    work_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    extra_meta: Mapping[str, str] | None = None,
+) -> Session:
+    """Create the session bead in `tx` and launch its process. The process needs its session
+    ID before it starts, so it is launched before the commit; if the caller's transaction then
+    fails, the process is stopped again (see `stop_on_failure`)."""
+    provider = providers.get(provider_name)
+    if provider is None:
+        raise BadInput(f"unknown provider {provider_name!r} (have: {', '.join(sorted(providers))})")
+    if not argv:
+        raise BadInput("no command given: session start --pool P -- CMD...")
+    if not work_dir.is_dir():
+        raise BadInput(f"not a directory: {work_dir}")
+    logs = tx.store.state_dir / "sessions"
+    logs.mkdir(parents=True, exist_ok=True)
+    session_id = tx.new_id({"title": f"session:{name or pool}"})
+    session_name = name or f"{pool.replace('/', '-')}-{session_id.rsplit('-', 1)[1]}"
+    fields = session_fields(session_name, pool, provider_name, str(work_dir), {})
+    fields["id"] = session_id
+    fields["metadata"].update(extra_meta or {})
+    draft = Session.of({**fields, "status": "open"})
+    env = {**os.environ, **(extra_env or {}), **draft.env(tx.store.root)}
+    handle = provider.start(session_name, list(argv), env, work_dir, logs / f"{session_id}.log")
+    fields["metadata"].update({HANDLE_PREFIX + k: v for k, v in handle.items()})
+    try:
+        return Session.of(tx.create(fields))
+    except BaseException:
+        provider.stop(handle, grace=1.0)
+        raise
+
+
+@contextmanager
+def stop_on_failure(providers: Mapping[str, SessionProvider]) -> Iterator[list[Session]]:
+    """Collects sessions launched inside a transaction; stops them if it does not commit."""
+    launched: list[Session] = []
+    try:
+        yield launched
+    except BaseException:
+        for s in launched:
+            provider = providers.get(s.provider)
+            if provider is not None:
+                provider.stop(s.handle, grace=1.0)
+        raise
+
+
 def start(
     store: Store,
     providers: Mapping[str, SessionProvider],
@@ -175,35 +230,18 @@ def start(
     work_dir: Path,
     extra_env: Mapping[str, str] | None = None,
 ) -> Session:
-    """Create the session bead and launch its process in one transaction (one commit).
-
-    The process needs its session ID before it starts, so it is launched inside the
-    transaction; if the commit then fails, the process is stopped again."""
-    provider = providers.get(provider_name)
-    if provider is None:
-        raise BadInput(f"unknown provider {provider_name!r} (have: {', '.join(sorted(providers))})")
-    if not argv:
-        raise BadInput("no command given: session start --pool P -- CMD...")
-    if not work_dir.is_dir():
-        raise BadInput(f"not a directory: {work_dir}")
-    logs = store.state_dir / "sessions"
-    logs.mkdir(parents=True, exist_ok=True)
-    handle: Handle | None = None
-    try:
-        with store.transaction() as tx:
-            session_id = tx.new_id({"title": f"session:{name or pool}"})
-            session_name = name or f"{pool.replace('/', '-')}-{session_id.rsplit('-', 1)[1]}"
-            fields = session_fields(session_name, pool, provider_name, str(work_dir), {})
-            fields["id"] = session_id
-            draft = Session.of({**fields, "status": "open"})
-            env = {**os.environ, **(extra_env or {}), **draft.env(store.root)}
-            handle = provider.start(
-                session_name, list(argv), env, work_dir, logs / f"{session_id}.log"
+    """Create the session bead and launch its process in one transaction (one commit)."""
+    with stop_on_failure(providers) as launched, store.transaction() as tx:
+        launched.append(
+            launch(
+                tx,
+                providers,
+                pool=pool,
+                name=name,
+                provider_name=provider_name,
+                argv=argv,
+                work_dir=work_dir,
+                extra_env=extra_env,
             )
-            fields["metadata"].update({HANDLE_PREFIX + k: v for k, v in handle.items()})
-            created = tx.create(fields)
-    except BaseException:
-        if handle is not None:
-            provider.stop(handle, grace=1.0)
-        raise
-    return Session.of(created)
+        )
+    return launched[0]

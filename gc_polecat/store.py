@@ -108,6 +108,7 @@ class Store:
         self._author: bytes | None = None
         self._git_users: dict[bytes, str | None] = {}
         self._config: dict[str, Any] | None = None
+        self._config_stamp: tuple[int, int, int] | None = None
         self._lock = None
 
     # --- set-up -----------------------------------------------------------------------------
@@ -164,11 +165,19 @@ class Store:
         return {"prefix": match.group(1) if match else None}
 
     def config(self) -> dict[str, Any]:
-        """`.beads/config.yaml`, validated: unknown keys and bad values are named errors."""
-        if self._config is None:
+        """`.beads/config.yaml`, validated: unknown keys and bad values are named errors.
+        Re-read when the file changes, so a long-running controller sees a pool resized."""
+        path = self.root / CONFIG_PATH
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = None
+        if self._config is None or self._config_stamp != stamp:
             from .config import load_config
 
-            self._config = load_config(self.root / CONFIG_PATH)
+            self._config = load_config(path)
+            self._config_stamp = stamp
         return self._config
 
     @property

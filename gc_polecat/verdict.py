@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import polecat as polecats
 from . import session as sessions
 from . import wait as waits
 from .bead import Bead, meta_int
 from .errors import BadInput, NotFound
+from .ids import check_ref, check_sha
 
 if TYPE_CHECKING:
     from .providers import SessionProvider
@@ -35,27 +37,6 @@ ESCALATED_LABEL = "gc:escalated"
 OUTCOMES = ("merged", "fix_needed")
 FAILURE_TYPES = ("conflict", "tests", "build", "review")
 LOG_EXCERPT_BYTES = 4096
-SHA_CHARS = set("0123456789abcdef")
-
-
-def check_sha(value: str, what: str) -> str:
-    if not 4 <= len(value) <= 64 or not set(value) <= SHA_CHARS:
-        raise BadInput(f"{what} must be a hexadecimal commit id, not {value!r}")
-    return value
-
-
-def check_ref(value: str, what: str) -> str:
-    """Branch and target names: git's rules, plus nothing a shell or YAML could misread."""
-    bad = (" ", "~", "^", ":", "?", "*", "[", "\\", "..", "@{", "//")
-    if (
-        not value
-        or value.startswith(("-", "/"))
-        or value.endswith(("/", ".lock", "."))
-        or any(b in value for b in bad)
-        or not value.isprintable()
-    ):
-        raise BadInput(f"invalid {what} {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -144,6 +125,9 @@ def submit(
     wait = waits.create(tx, session, sub["id"], work_id, ttl, note)
     sub = tx.update(sub["id"], {"metadata": {**_meta(sub), "wait": wait["id"]}})
     sessions.set_state(tx, session, "awaiting_verdict", work=work_id)
+    polecat = polecats.of_session(tx, session.bead)
+    if polecat is not None and polecat.work == work_id:
+        polecats.update(tx, polecat, "awaiting_verdict", bump=("attempts",))
     meta.update(
         {
             "gc.submission": sub["id"],
@@ -282,7 +266,26 @@ def record_verdict(
     )
     _route_work(tx, work, sub, verdict, routed, reason, failure_type, merge_commit)
     _settle_wait_and_session(tx, wait, session, verdict, routed, live)
+    _settle_polecat(tx, sub, routed)
     return Judged(verdict, routed)
+
+
+def _settle_polecat(tx: Transaction, sub: Bead, routed: str) -> None:
+    """The submitting polecat's side of the verdict: back to work on a fix, or `done` with a
+    cleanup finalizer when the work left it (merged, escalated, or gone to the pool)."""
+    from . import cleanup
+
+    meta = _meta(sub)
+    session_id, work_id = meta.get("session", ""), meta.get("work", "")
+    if routed == "session":
+        session = tx.get(session_id)
+        polecat = polecats.of_session(tx, session) if session else None
+        if polecat is not None and polecat.work == work_id:
+            polecats.update(tx, polecat, "working", bump=("fix_cycles",))
+        return
+    reason = {"closed": "merged", "escalated": "escalated", "pool": "released"}[routed]
+    also = meta.get("commit", "") if routed == "closed" else ""
+    cleanup.begin(tx, session_id, work_id, reason, also=also, wait=meta.get("wait", ""))
 
 
 def _repeat(

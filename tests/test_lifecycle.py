@@ -14,13 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import ROOT, assert_clean, configure, git
+from .conftest import ROOT, assert_clean, configure, git, wait_for
 
 AGENT = ROOT / "tests" / "agent.sh"
 
@@ -105,16 +105,6 @@ class City:
             return None
 
         return wait_for(ready, f"attempt {attempt} of {work}")
-
-
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def evidence_lines(path: Path, n: int) -> list[list[str]]:

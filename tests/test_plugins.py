@@ -332,8 +332,8 @@ BUILTIN_COMMANDS: dict[str, set[str]] = {
         "await",
         "wait",
         "controller",
-        "pool",
     },
+    "gc_polecat.builtin.pool_commands": {"pool", "sling", "next", "cleanup"},
     "gc_polecat.builtin.wake_plugin": set(),  # an observer only: wakes waiting sessions
 }
 

@@ -39,7 +39,12 @@ def test_a_full_pool_config_parses() -> None:
         ({"max_active": 0}, "pools.polecats.max_active must be an integer >= 1"),
         ({}, "pools.polecats.max_active is required"),
         ({"max_active": 2, "min_active": 3}, "min_active (3) is above max_active (2)"),
-        ({"max_active": 2, "max_waiting": 3}, "max_waiting (3) is above max_active (2)"),
+        ({"max_active": 2, "max_waiting": -1}, "pools.polecats.max_waiting must be an integer"),
+        ({"max_active": 2, "command": "sh agent.sh"}, "pools.polecats.command must be a list"),
+        ({"max_active": 2, "command": ["sh", 3]}, "pools.polecats.command must be a list"),
+        ({"max_active": 2, "provider": "a b"}, "pools.polecats.provider must be a provider"),
+        ({"max_active": 2, "target": "ma in"}, "pools.polecats.target: invalid branch name"),
+        ({"max_active": 2, "repo": ""}, "pools.polecats.repo must be a path"),
         ({"max_active": "4"}, "pools.polecats.max_active must be an integer"),
         ({"max_active": 2, "max_wait": 1}, "pools.polecats.max_wait: unknown setting"),
         ({"max_active": 2, "names": ["ok", "not ok"]}, "pools.polecats.names must be a list"),
@@ -62,10 +67,10 @@ def test_bad_pool_names(name: str) -> None:
 
 
 def test_bad_config_is_exit_2_on_the_command_line(repo: Path) -> None:
-    configure(repo, "pools:\n  polecats:\n    max_active: 2\n    max_waiting: 5\n")
+    configure(repo, "pools:\n  polecats:\n    max_active: 2\n    min_active: 5\n")
     proc = run_cli("--repo", str(repo), "pool", "status")
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
-    assert "pools.polecats.max_waiting (5) is above max_active (2)" in proc.stderr
+    assert "pools.polecats.min_active (5) is above max_active (2)" in proc.stderr
 
 
 def test_pool_status_and_the_pools_wait_ttl(repo: Path) -> None:

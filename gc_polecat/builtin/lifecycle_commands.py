@@ -469,36 +469,6 @@ def controller_run(app: AppContext, once: bool, interval: float) -> None:
     )
 
 
-@click.group("pool")
-def pool_group() -> None:
-    """Pool state and configuration."""
-
-
-@pool_group.command("status")
-@json_option
-@click.pass_obj
-def pool_status(app: AppContext) -> None:
-    """Each pool at a glance: sessions by state, waiters against the cap, work in the pool."""
-    from ..pool import status
-
-    rows = status(app.store(), _providers(app))
-    if app.json:
-        emit_json(rows)
-        return
-    for r in rows:
-        states: dict[str, int] = {}
-        for s in r["sessions"].values():
-            states[s["state"]] = states.get(s["state"], 0) + 1
-        cap = r["max_waiting"] if r["max_waiting"] is not None else "-"
-        limit = f", max {r['max_active']}" if r["max_active"] else ""
-        click.echo(
-            f"{r['pool']:<16} sessions {len(r['sessions'])} (alive {r['alive']}{limit})  "
-            f"waiting {r['waiting']}/{cap}  work ready {r['work_ready']}, "
-            f"blocked {r['work_blocked']}  "
-            + " ".join(f"{k}={v}" for k, v in sorted(states.items()))
-        )
-
-
 @hookimpl
 def gc_polecat_register_commands(cli: click.Group) -> None:
     for command in (
@@ -508,6 +478,5 @@ def gc_polecat_register_commands(cli: click.Group) -> None:
         await_command,
         wait_group,
         controller_group,
-        pool_group,
     ):
         cli.add_command(command)

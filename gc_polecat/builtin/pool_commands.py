@@ -1,0 +1,197 @@
+"""Commands of the persistent pool: pool status/init/reconcile, sling, next, cleanup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..cli import AppContext, emit_json, json_option
+from ..hookspecs import hookimpl
+from .lifecycle_commands import _providers, _validate
+
+
+@click.group("pool")
+def pool_group() -> None:
+    """Pools of persistent polecats: status, init, reconcile."""
+
+
+@pool_group.command("status")
+@click.argument("pool", required=False)
+@json_option
+@click.pass_obj
+def pool_status(app: AppContext, pool: str | None) -> None:
+    """Each pool at a glance: polecats and their health, waiters against the cap, work."""
+    from ..pool import status
+
+    rows = [r for r in status(app.store(), _providers(app)) if pool in (None, r["pool"])]
+    if pool is not None and not rows:
+        from ..errors import NotFound
+
+        raise NotFound(f"no pool {pool!r}")
+    if app.json:
+        emit_json(rows)
+        return
+    for r in rows:
+        cap = r["max_waiting"] if r["max_waiting"] is not None else "-"
+        limit = f", max {r['max_active']}" if r["max_active"] else ""
+        click.echo(
+            f"{r['pool']}: polecats {len(r['polecats'])}, sessions alive {r['alive']}{limit}, "
+            f"waiting {r['waiting']}/{cap}, work ready {r['work_ready']} "
+            f"blocked {r['work_blocked']}, cleanups {r['cleanups']}"
+        )
+        for pid, p in r["polecats"].items():
+            click.echo(
+                f"  {p['name']:<12} {pid:<10} {p['health']:<17} "
+                f"{'alive' if p['alive'] else '-':<6} {p['work'] or '-':<10} {p['branch'] or '-'}"
+            )
+
+
+@pool_group.command("init")
+@click.argument("pool")
+@click.option("--size", type=click.IntRange(min=1), required=True, help="Persistent polecats.")
+@json_option
+@click.pass_obj
+def pool_init(app: AppContext, pool: str, size: int) -> None:
+    """Create SIZE persistent polecats (identity and worktree each), idle; idempotent."""
+    from ..pool import init_pool
+
+    made = init_pool(app.store(), pool, size)
+    if app.json:
+        emit_json([{"id": p.id, "name": p.name, "sandbox": p.sandbox} for p in made])
+        return
+    for p in made:
+        click.echo(f"{p.id} {p.name} {p.sandbox}")
+
+
+@pool_group.command("reconcile")
+@click.argument("pools", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@json_option
+@click.pass_obj
+def pool_reconcile(app: AppContext, pools: tuple[str, ...], dry_run: bool) -> None:
+    """Bring pools to their desired state (all configured pools by default)."""
+    from ..pool import require_pool
+    from ..reconcile import reconcile
+
+    store = app.store()
+    for name in pools:
+        require_pool(store, name)
+    done = reconcile(store, _providers(app), list(pools) or None, dry_run=dry_run)
+    if app.json:
+        emit_json(
+            [
+                {"kind": a.kind, "target": a.target, "why": a.why, "outcome": outcome}
+                for a, outcome in done
+            ]
+        )
+        return
+    if not done:
+        click.echo("nothing to do")
+    for action, outcome in done:
+        tail = "" if dry_run else f" -> {outcome}"
+        click.echo(f"{action.kind:<8} {action.target}  ({action.why}){tail}")
+
+
+@click.command("sling")
+@click.argument("work_id", metavar="WORK")
+@click.option("--pool", "pool_name", required=True)
+@json_option
+@click.pass_obj
+def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
+    """Give WORK to an idle polecat of the pool, or a new one under max_active (one commit);
+    with no capacity, queue it in the pool for `pool reconcile`."""
+    from ..sling import sling
+
+    _validate(work_id)
+    done = sling(app.store(), _providers(app), work_id, pool_name)
+    if app.json:
+        emit_json({**done.__dict__, "queued": done.queued})
+    elif done.queued:
+        click.echo(f"{work_id} queued in pool {pool_name}: no idle polecat and no room")
+    else:
+        click.echo(f"{work_id} {done.name} {done.session} {done.branch} {done.sandbox}")
+
+
+@click.command("next")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Seconds.")
+@click.option("--session", "session_opt", default=None, help="Default: $GC_SESSION_ID.")
+@json_option
+@click.pass_obj
+def next_command(app: AppContext, timeout: float | None, session_opt: str | None) -> int:
+    """Polecat: block until work is slung to this session; exit 0 with the work ID, 20 when
+    the session has ended, 30 at --timeout."""
+    from ..errors import BadInput
+    from ..session import caller_identity
+    from ..sling import await_work
+
+    session_id = session_opt or caller_identity()[0]
+    if not session_id:
+        raise BadInput("next needs the calling session: set GC_SESSION_ID (or --session)")
+    _validate(session_id)
+    code, work = await_work(app.store(), session_id, timeout)
+    if app.json:
+        emit_json({"exit": code, "work": work})
+    elif work is not None:
+        click.echo(work["id"])
+    return code
+
+
+@click.command("cleanup")
+@click.argument("finalizer_id", metavar="[FINALIZER]", required=False)
+@click.option("--all", "run_all", is_flag=True, help="Every pending cleanup (as the controller).")
+@json_option
+@click.pass_obj
+def cleanup_command(app: AppContext, finalizer_id: str | None, run_all: bool) -> None:
+    """Sync the sandbox to the target, delete the branch, verify, and close the finalizer.
+    Without FINALIZER: the calling session's polecat's pending cleanup. Exit 1 if a check
+    fails (the finalizer stays open and says why)."""
+    from .. import cleanup
+    from ..errors import GcPolecatError, NotFound
+
+    _validate(finalizer_id)
+    store = app.store()
+    if run_all:
+        targets = [f["id"] for f in cleanup.pending(store)]
+    elif finalizer_id:
+        targets = [finalizer_id]
+    else:
+        targets = [_own_finalizer(store)]
+    results: list[Any] = [cleanup.run(store, t, _providers(app)) for t in targets]
+    if finalizer_id and not results:
+        raise NotFound(f"no finalizer {finalizer_id}")
+    if app.json:
+        emit_json([r.__dict__ for r in results])
+    else:
+        for r in results:
+            click.echo(f"{r.finalizer} {r.result}{': ' + r.detail if r.detail else ''}")
+    failed = [r for r in results if r.result == "failed"]
+    if failed:
+        raise GcPolecatError(f"cleanup {failed[0].finalizer} failed: {failed[0].detail}")
+
+
+def _own_finalizer(store: Any) -> str:
+    from .. import cleanup
+    from .. import polecat as polecats
+    from ..errors import BadInput, NotFound
+    from ..session import caller_identity
+
+    session_id = caller_identity()[0]
+    if not session_id:
+        raise BadInput("cleanup needs a FINALIZER, --all, or GC_SESSION_ID")
+    _validate(session_id)
+    session = store.get(session_id)
+    polecat_id = session.get("metadata", {}).get("polecat")
+    if not polecat_id:
+        raise NotFound(f"session {session_id} is not a pool polecat's")
+    for fin in cleanup.pending(store):
+        if fin["metadata"].get("polecat") == polecat_id:
+            return fin["id"]
+    p = polecats.get(store, polecat_id)
+    raise NotFound(f"polecat {p.name if p else polecat_id} has no pending cleanup")
+
+
+@hookimpl
+def gc_polecat_register_commands(cli: click.Group) -> None:
+    for command in (pool_group, sling_command, next_command, cleanup_command):
+        cli.add_command(command)

@@ -1,0 +1,377 @@
+"""Persistent pools end to end: real git worktrees, real processes and tmux, real CLI agents.
+
+The polecats are `tests/polecat_agent.sh`, a shell script standing in for the LLM agent (which
+cannot run here); it drives the real `gc-polecat next/submit/await/cleanup` commands from
+inside the sessions the pool starts. The test plays the refinery (verdicts) and the controller
+(reconcile passes). Leaks are counted from git, the filesystem and the process table, not from
+our own beads alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gc_polecat import cleanup, sandbox
+from gc_polecat import polecat as polecats
+from gc_polecat import session as sessions
+from gc_polecat import wait as waits
+from gc_polecat.catalog import Query
+from gc_polecat.controller import reconcile as controller_pass
+from gc_polecat.plugins import make_plugin_manager
+from gc_polecat.providers import get_providers
+from gc_polecat.reconcile import reconcile
+from gc_polecat.sling import sling
+from gc_polecat.store import Store
+from gc_polecat.verdict import SUBMISSION_LABEL, record_verdict
+
+from .conftest import ROOT, assert_clean, configure, git, wait_for
+
+AGENT = ROOT / "tests" / "polecat_agent.sh"
+
+
+class City:
+    """A bare origin, the code clone the sandboxes hang off, and the beads repository."""
+
+    def __init__(self, repo: Path, tmp: Path) -> None:
+        self.beads = repo
+        self.tmp = tmp
+        self.origin = tmp / "origin.git"
+        self.code = tmp / "code"
+        self.evidence = tmp / "evidence"
+        seed = tmp / "seed"
+        git(tmp, "init", "-q", "-b", "main", str(seed))
+        (seed / "README").write_text("code\n")
+        git(seed, "add", "README")
+        git(seed, "commit", "-qm", "initial")
+        git(tmp, "clone", "-q", "--bare", str(seed), str(self.origin))
+        git(tmp, "clone", "-q", str(self.origin), str(self.code))
+        self.pm = make_plugin_manager(load_entrypoints=False)
+        self.store = Store(repo, pm=self.pm)
+        self.providers = get_providers(self.pm)
+
+    def configure(self, provider: str = "process", **settings: Any) -> None:
+        lines = [f"    {k}: {v}" for k, v in settings.items()]
+        configure(
+            self.beads,
+            "pools:\n  cats:\n"
+            + "\n".join(lines)
+            + f"\n    repo: {self.code}\n    provider: {provider}\n"
+            + f"    command: [sh, {AGENT}]\n",
+        )
+
+    def work(self, title: str) -> str:
+        with self.store.transaction() as tx:
+            return tx.create({"title": title})["id"]
+
+    def bead(self, bead_id: str) -> dict[str, Any]:
+        return self.store.get(bead_id)
+
+    def open_beads(self, label: str) -> list[dict[str, Any]]:
+        self.store.catalog.refresh()
+        return self.store.catalog.list(Query(labels=(label,), include_closed=False))
+
+    def pending_waits(self) -> list[dict[str, Any]]:
+        return [w for w in self.open_beads(waits.WAIT_LABEL) if waits.state(w) == "pending"]
+
+    def polecat(self, name: str) -> polecats.Polecat:
+        return next(p for p in polecats.of_pool(self.store, "cats") if p.name == name)
+
+    def verdict(self, sub_id: str, outcome: str, failure: str | None = None) -> str:
+        with self.store.transaction() as tx:
+            judged = record_verdict(
+                tx,
+                sub_id,
+                outcome,
+                providers=self.providers,
+                failure_type=failure,
+                reason="tests failed" if failure else "",
+            )
+        return judged.routed
+
+    def submission(self, work: str, attempt: int) -> str:
+        def probe() -> str | None:
+            meta = self.bead(work).get("metadata", {})
+            if meta.get("gc.attempt") == str(attempt) and meta.get("gc.submission"):
+                sub = self.bead(meta["gc.submission"])
+                return sub["id"] if sub["status"] != "closed" else None
+            return None
+
+        return wait_for(probe, f"attempt {attempt} of {work}")
+
+    def evidence_lines(self) -> list[list[str]]:
+        if not self.evidence.exists():
+            return []
+        return [line.split() for line in self.evidence.read_text().splitlines()]
+
+    def session_pids(self) -> dict[str, tuple[int, bool]]:
+        """session ID -> (pid, bead open) for every pool session ever started."""
+        self.store.catalog.refresh()
+        out = {}
+        for bead in self.store.catalog.list(Query(labels=(sessions.SESSION_LABEL,))):
+            s = sessions.Session.of(bead)
+            pid = s.handle.get("pid") or s.handle.get("pane_pid") or "0"
+            out[s.id] = (int(pid), s.state in sessions.LIVE_STATES)
+        return out
+
+    def describe(self, works: list[str]) -> str:
+        """Where everything stands, for a failure message."""
+        lines = []
+        for w in works:
+            b = self.bead(w)
+            m = b.get("metadata", {})
+            if b["status"] != "closed":
+                lines.append(
+                    f"{w} {b['status']} assignee={b.get('assignee', '')} "
+                    f"attempt={m.get('gc.attempt')} sub={m.get('gc.submission')} "
+                    f"polecat={m.get('gc.polecat')} deps={b.get('dependencies', [])}"
+                )
+        for p in polecats.of_pool(self.store, "cats", include_retired=True):
+            lines.append(f"polecat {p.name} {p.state} work={p.work} session={p.session}")
+        for f in self.open_beads(cleanup.CLEANUP_LABEL):
+            lines.append(f"finalizer {f['id']} {f['metadata']}")
+        for sid, (pid, open_) in self.session_pids().items():
+            lines.append(f"session {sid} pid={pid} open={open_} running={_running(pid)}")
+        return "\n".join(lines)
+
+    def audit(self) -> None:
+        """No leaked worktree, branch, session, wait or finalizer, from git and the OS."""
+        live = [p for p in polecats.of_pool(self.store, "cats")]
+        assert all(p.state == "idle" for p in live), [(p.name, p.state) for p in live]
+        trees = sorted(sandbox.worktrees(self.code))
+        assert trees == sorted(Path(p.sandbox).resolve() for p in live)
+        for p in live:
+            st = sandbox.state(Path(p.sandbox), p.name, "main")
+            assert st.clean and st.on_base and not st.branches, st
+        local = git(self.code, "for-each-ref", "--format=%(refname)", "refs/heads").split()
+        assert local == ["refs/heads/main"], local
+        remote = git(self.origin, "for-each-ref", "--format=%(refname)", "refs/heads").split()
+        assert remote == ["refs/heads/main"], remote
+        assert self.pending_waits() == []
+        assert [w["id"] for w in self.open_beads(waits.WAIT_LABEL)] == []
+        assert [f["id"] for f in self.open_beads(cleanup.CLEANUP_LABEL)] == []
+        assert [s["id"] for s in self.open_beads(SUBMISSION_LABEL)] == []
+        # a session stopped from inside (a retired polecat's own cleanup) exits by itself:
+        # its `next` returns 20; give it a moment, then every process must match its bead
+        sids = self.session_pids()
+        wait_for(
+            lambda: all(_running(pid) == open_ for pid, open_ in sids.values()),
+            "stopped sessions to exit",
+            timeout=10,
+        )
+        assert_clean(self.beads)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def city(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[City]:
+    monkeypatch.setenv("GC_TEST_PYTHON", sys.executable)
+    monkeypatch.setenv("EVIDENCE", str(tmp_path / "evidence"))
+    monkeypatch.setenv("GC_POLECAT_TMUX_SOCKET", str(tmp_path / "tmux.sock"))
+    c = City(repo, tmp_path)
+    yield c
+    for sid, (pid, _open) in c.session_pids().items():
+        s = sessions.get(c.store, sid)
+        provider = c.providers.get(s.provider)
+        if provider is not None and _running(pid):
+            provider.stop(s.handle, grace=0.5)
+    subprocess.run(["tmux", "-S", str(tmp_path / "tmux.sock"), "kill-server"], capture_output=True)
+
+
+def _drain_until_idle(city: City, rounds: int = 50) -> None:
+    """Controller passes until the pool has nothing left to do."""
+    for _ in range(rounds):
+        done = controller_pass(city.store, city.providers)
+        if not done and not city.open_beads(cleanup.CLEANUP_LABEL):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"pool never settled: {done}")
+
+
+# --- point 7: the four named tests -------------------------------------------------------------
+
+
+def test_pool_shrink_keeps_three_waiters_and_drains_only_the_idle_session(city: City) -> None:
+    city.configure(max_active=4, min_active=4, max_waiting=3)
+    polecats_made = [p.name for p in _init(city, 4)]
+    assert len(polecats_made) == 4
+    started = [a for a, out in reconcile(city.store, city.providers) if a.kind == "start"]
+    assert len(started) == 4
+    works = [city.work(f"task {i}") for i in range(3)]
+    for w in works:
+        done = sling(city.store, city.providers, w, "cats")
+        assert not done.started  # an idle live session took it: no new session
+    subs = [city.submission(w, 1) for w in works]
+    wait_for(lambda: len(city.pending_waits()) == 3, "three waiters")
+    waiters = {w["metadata"]["session_id"] for w in city.pending_waits()}
+
+    city.configure(max_active=1, min_active=0, max_waiting=3)  # shrink while they wait
+    plan = reconcile(city.store, city.providers, dry_run=True)
+    assert [a.kind for a, _ in plan] == ["drain"]
+    assert plan[0][0].target not in waiters
+    head = git(city.beads, "rev-parse", "HEAD")
+    assert git(city.beads, "rev-parse", "HEAD") == head  # the dry run wrote nothing
+    applied = reconcile(city.store, city.providers)
+    assert [(a.kind, out) for a, out in applied] == [("drain", "drained")]
+    for sid in waiters:
+        s = sessions.get(city.store, sid)
+        assert s.state == "awaiting_verdict" and sessions.is_alive(s, city.providers)
+    assert len(city.pending_waits()) == 3
+    assert reconcile(city.store, city.providers) == []  # pinned: a second pass does nothing
+
+    for sub in subs:
+        assert city.verdict(sub, "merged") == "closed"
+    wait_for(lambda: len([e for e in city.evidence_lines() if e[1] == "0"]) == 3, "3 merges")
+    wait_for(lambda: not city.open_beads(cleanup.CLEANUP_LABEL), "cleanups by the sessions")
+    for line in city.evidence_lines():  # each merge reached the session that submitted it
+        assert line[3] in waiters
+    _drain_until_idle(city)
+    city.audit()
+    assert not [s for s in city.session_pids().values() if s[1]]  # idle sessions drained
+
+
+def test_waiting_maximum_releases_the_oldest_and_its_work_reaches_the_pool(city: City) -> None:
+    city.configure(max_active=3, max_waiting=1)
+    _init(city, 3)
+    first, second = city.work("first"), city.work("second")
+    sling(city.store, city.providers, first, "cats")
+    sub1 = city.submission(first, 1)
+    old_branch = city.bead(first)["metadata"]["branch"]
+    old_commit = city.bead(sub1)["metadata"]["commit"]
+    time.sleep(1.1)  # waits are ordered by creation time, to the second
+    sling(city.store, city.providers, second, "cats")
+    sub2 = city.submission(second, 1)
+    wait_for(lambda: len(city.pending_waits()) == 2, "two waiters")
+    first_polecat = city.bead(first)["metadata"]["gc.polecat"]
+
+    done = reconcile(city.store, city.providers)
+    assert ("release", "released") in [(a.kind, out) for a, out in done]
+    released = city.bead(city.bead(first)["metadata"]["gc.wait"])
+    assert released["metadata"]["state"] == "canceled"
+    assert released["metadata"]["reason"] == "released-capacity"
+    work = city.bead(first)
+    assert work.get("assignee", "") == "" and work["metadata"]["gc.routed_to"] == "cats"
+    assert work["metadata"]["gc.fallback_reason"] == "released-capacity"
+    assert [w["metadata"]["work"] for w in city.pending_waits()] == [second]  # newest kept
+    wait_for(lambda: any(e[:2] == [first, "20"] for e in city.evidence_lines()), "await 20")
+    sling_try = reconcile(city.store, city.providers)
+    assert "sling" not in [a.kind for a, _ in sling_try]  # blocked by its open submission
+
+    assert city.verdict(sub1, "fix_needed", "tests") == "pool"  # the late verdict finds it
+    assert city.bead(first)["metadata"]["rejection_reason"] == "tests failed"
+    _drain_until_idle(city)
+    wait_for(lambda: city.bead(first).get("assignee"), "the pool to sling it again")
+    # it went through the pool, and the pool preferred the identity that knew it (idle again)
+    assert "slung to polecat" in git(city.beads, "log", "-1", "--format=%s", "--grep", first)
+    assert city.bead(first)["metadata"]["gc.polecat"] == first_polecat
+    sub1b = city.submission(first, 2)
+    new_branch = city.bead(sub1b)["metadata"]["branch"]
+    assert new_branch != old_branch
+    new_commit = city.bead(sub1b)["metadata"]["commit"]
+    git(city.code, "fetch", "-q", "origin")
+    git(city.code, "merge-base", "--is-ancestor", old_commit, new_commit)  # resumed, not redone
+    for sub in (sub1b, sub2):
+        city.verdict(sub, "merged")
+    wait_for(lambda: city.bead(first)["status"] == "closed", "first merged")
+    _drain_until_idle(city)
+    wait_for(lambda: not city.open_beads(cleanup.CLEANUP_LABEL), "cleanups")
+    city.audit()
+
+
+def test_twenty_cycles_on_a_pool_of_three_leave_nothing_behind(city: City) -> None:
+    """Fixes (every 4th work), kills while waiting (every 5th), an ephemeral polecat beyond
+    the two persistent ones; the refinery (this test) answers in random order."""
+    city.configure(max_active=3, max_waiting=3)
+    _init(city, 2)
+    works = [city.work(f"cycle {i}") for i in range(20)]
+    for w in works:
+        sling(city.store, city.providers, w, "cats")  # three assigned, the rest queued
+    plan = {
+        w: ("fix" if i % 4 == 1 else "kill" if i % 5 == 2 else "merge") for i, w in enumerate(works)
+    }
+    handled: set[str] = set()
+    killed: dict[str, str] = {}  # work -> the submission whose waiter was killed
+    deadline = time.monotonic() + 120
+    while any(city.bead(w)["status"] != "closed" for w in works):
+        assert time.monotonic() < deadline, city.describe(works)
+        controller_pass(city.store, city.providers)
+        for sub in city.open_beads(SUBMISSION_LABEL):
+            if sub["id"] in handled:
+                continue
+            meta = sub["metadata"]
+            work, attempt = meta["work"], int(meta["attempt"])
+            if plan[work] == "kill" and work not in killed:
+                if waits.state(city.bead(meta["wait"])) != "pending":
+                    continue
+                s = sessions.get(city.store, meta["session"])
+                os.killpg(int(s.handle["pgid"]), signal.SIGKILL)
+                killed[work] = sub["id"]
+                continue  # the controller must notice; the verdict comes later
+            if killed.get(work) == sub["id"]:
+                if waits.state(city.bead(meta["wait"])) == "pending":
+                    continue  # not yet noticed
+                assert city.verdict(sub["id"], "fix_needed", "tests") == "pool"
+            elif plan[work] == "fix" and attempt == 1:
+                assert city.verdict(sub["id"], "fix_needed", "tests") == "session"
+            else:
+                assert city.verdict(sub["id"], "merged") == "closed"
+            handled.add(sub["id"])
+        time.sleep(0.1)
+    _drain_until_idle(city)
+    city.audit()
+    record = {c: 0 for c in polecats.COUNTERS}
+    for p in polecats.of_pool(city.store, "cats", include_retired=True):
+        for c in polecats.COUNTERS:
+            record[c] += p.count(c)
+    assert record["completed"] == 20
+    assert len(killed) == list(plan.values()).count("kill") == 3  # works 2, 7, 12
+    assert record["fallbacks"] >= len(killed)
+    assert record["fix_cycles"] == list(plan.values()).count("fix") == 5  # 1, 5, 9, 13, 17
+    assert len(polecats.of_pool(city.store, "cats", include_retired=True)) > 2  # one ephemeral
+
+
+def test_reuse_is_branch_only_in_the_same_tmux_backed_worktree(city: City) -> None:
+    city.configure(provider="tmux", max_active=1)
+    (furiosa,) = _init(city, 1)
+    tree = Path(furiosa.sandbox)
+    inode = tree.stat().st_ino
+    branches = []
+    for title in ("one", "two"):
+        w = city.work(title)
+        done = sling(city.store, city.providers, w, "cats")
+        assert done.sandbox == str(tree) and done.name == furiosa.name
+        sub = city.submission(w, 1)
+        branches.append(city.bead(sub)["metadata"]["branch"])
+        assert sandbox.worktrees(city.code) == [tree.resolve()]  # no worktree add
+        assert tree.stat().st_ino == inode
+        city.verdict(sub, "merged")
+        wait_for(lambda p=furiosa: city.polecat(p.name).state == "idle", "cleanup by the session")
+    assert branches[0] != branches[1]
+    assert all(b.startswith(f"polecat/{furiosa.name}/") for b in branches)
+    sessions_used = {e[3] for e in city.evidence_lines()}
+    assert len(sessions_used) == 1  # the same tmux session took both assignments
+    s = sessions.get(city.store, sessions_used.pop())
+    assert s.provider == "tmux" and sessions.is_alive(s, city.providers)
+    city.audit()
+
+
+def _init(city: City, size: int) -> list[polecats.Polecat]:
+    from gc_polecat.pool import init_pool
+
+    return init_pool(city.store, "cats", size)
