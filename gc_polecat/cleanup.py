@@ -239,9 +239,10 @@ def _end_session(tx: Transaction, session_id: str):  # noqa: ANN202 - Session | 
 
 def due(fin: Bead, session_alive: bool, grace: float, now: dt.datetime) -> bool:
     """Whether the controller should run this finalizer now: its session is gone, the work was
-    not merged (nobody else will clean), or the session has had `grace` seconds to do it."""
+    not merged (nobody else will clean), an attempt failed (retry every pass), or the session
+    has had `grace` seconds to do it."""
     meta = fin.get("metadata", {})
-    if not session_alive or meta.get("reason") != "merged":
+    if not session_alive or meta.get("reason") != "merged" or meta.get("last_error"):
         return True
     born = dt.datetime.strptime(fin["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     return (now - born).total_seconds() >= grace

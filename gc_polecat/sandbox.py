@@ -187,8 +187,16 @@ def base_ref(worktree: Path, target: str) -> str:
 
 def fetch(worktree: Path) -> None:
     """Bring the remote-tracking refs up to date (pruning deleted ones) when there is an origin."""
-    if "origin" in _git(Path(worktree), "remote").stdout.split():
-        _git(Path(worktree), "fetch", "-q", "--prune", "origin")
+    if "origin" not in _git(Path(worktree), "remote").stdout.split():
+        return
+    for delay in (0.1, 0.3, 0.0):  # sandboxes share one clone: concurrent fetches race on
+        try:  # the remote-tracking ref locks, and the loser fails; it is safe to try again
+            _git(Path(worktree), "fetch", "-q", "--prune", "origin")
+            return
+        except SandboxError:
+            if not delay:
+                raise
+            time.sleep(delay)
 
 
 def worktrees(repo: Path) -> list[Path]:

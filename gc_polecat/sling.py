@@ -142,7 +142,8 @@ def _queue(store: Store, work_id: str, cfg: PoolConfig) -> Slung:
     with store.transaction(f"{work_id}: queued in pool {cfg.name} (no idle polecat)") as tx:
         work = tx.require(work_id)
         meta = {**work.get("metadata", {}), "gc.routed_to": cfg.name}
-        tx.update(work_id, {"status": "open", "assignee": "", "metadata": meta})
+        if (work["status"], work.get("assignee", ""), work.get("metadata")) != ("open", "", meta):
+            tx.update(work_id, {"status": "open", "assignee": "", "metadata": meta})
     return Slung(work_id, cfg.name)
 
 

@@ -194,14 +194,14 @@ def city(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     subprocess.run(["tmux", "-S", str(tmp_path / "tmux.sock"), "kill-server"], capture_output=True)
 
 
-def _drain_until_idle(city: City, rounds: int = 50) -> None:
+def _drain_until_idle(city: City, rounds: int = 150) -> None:
     """Controller passes until the pool has nothing left to do."""
     for _ in range(rounds):
         done = controller_pass(city.store, city.providers)
         if not done and not city.open_beads(cleanup.CLEANUP_LABEL):
             return
         time.sleep(0.1)
-    raise AssertionError(f"pool never settled: {done}")
+    raise AssertionError(f"pool never settled: {done}\n" + city.describe([]))
 
 
 # --- point 7: the four named tests -------------------------------------------------------------
