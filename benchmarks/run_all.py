@@ -1,6 +1,8 @@
 """Run every benchmark and print one summary table: metric, figure, target, anchor.
 
-    .venv/bin/python benchmarks/run_all.py [--keep] [--profile] [--only writes,list,show,wake]
+    .venv/bin/python benchmarks/run_all.py [--keep] [--profile] [--only writes,list,...]
+
+Benchmarks: writes, list, show, wake, reconcile (the default: all of them, in that order).
 
 Anchors: bd publishes create 2.5 ms / update 18 ms / ready query 30 ms at 10K issues (storage
 level, Apple M2 Pro); Gas City's file store rewrites one whole JSON file per write (emulated
@@ -16,11 +18,12 @@ from collections.abc import Sequence
 
 import _common as c
 import bench_list
+import bench_reconcile
 import bench_show
 import bench_wake
 import bench_writes
 
-BENCHES = ("writes", "list", "show", "wake")
+BENCHES = ("writes", "list", "show", "wake", "reconcile")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures += bench_show.run(args.keep, args.profile)
     if "wake" in chosen:
         figures += bench_wake.run(args.keep)
+    if "reconcile" in chosen:
+        figures += bench_reconcile.run(args.keep, args.profile)
 
     c.section("summary")
     c.print_table(figures)

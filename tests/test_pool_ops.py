@@ -357,3 +357,36 @@ def test_an_orphan_worktree_is_removed_only_when_safe(pool: Pool) -> None:
     (ghost / "wip.txt").unlink()
     kinds = [(a.kind, out) for a, out in reconcile(pool.store, pool.providers)]
     assert kinds == [("orphan", "removed")] and not ghost.exists()
+
+
+def test_escalation_frees_the_polecat_and_keeps_its_branch_on_origin(pool: Pool) -> None:
+    configure(
+        pool.beads,
+        f"max_attempts: 1\npools:\n  cats:\n    max_active: 2\n    repo: {pool.code}\n"
+        "    provider: process\n    command: [sleep, '300']\n",
+    )
+    (furiosa,) = init_pool(pool.store, "cats", 1)
+    w = pool.work()
+    done = sling(pool.store, pool.providers, w, "cats")
+    sub, _ = pool.submit(w)
+    assert pool.verdict(sub, "fix_needed") == "escalated"
+    (fin,) = pool.finalizers()
+    assert fin["metadata"]["reason"] == "escalated"
+    assert [out for a, out in reconcile(pool.store, pool.providers)] == ["verified"]
+    assert pool.polecat(furiosa.id).state == "idle"
+    assert git(pool.origin, "rev-parse", done.branch).strip()  # a person can pick it up
+    assert pool.store.get(w)["status"] == "blocked"
+
+
+def test_next_reports_work_a_stopped_session_and_a_timeout(pool: Pool) -> None:
+    init_pool(pool.store, "cats", 1)
+    w = pool.work()
+    done = sling(pool.store, pool.providers, w, "cats")
+    got = pool.cli("next", "--session", done.session, "--timeout", "0", "--json")
+    assert got.exit_code == 0 and json.loads(got.output)["work"]["id"] == w
+    pool.submit(w)  # waiting on the refinery: no work to hand out
+    assert pool.cli("next", "--session", done.session, "--timeout", "0.2").exit_code == 30
+    assert pool.cli("session", "stop", done.session).exit_code == 0
+    assert pool.cli("next", "--session", done.session, "--timeout", "5").exit_code == 20
+    assert pool.store.get(w)["metadata"]["gc.fallback_reason"] == "session-closed"
+    assert pool.finalizers()[0]["metadata"]["reason"] == "released"
