@@ -8,6 +8,7 @@
 | `delivery_timeout` | `30s` | a ready wait not delivered by then is woken again by the controller |
 | `submission_ttl` | `24h` | an unjudged submission whose wait has ended is withdrawn then |
 | `pools` | none | per-pool settings (`gc_polecat/pool.py`, `docs/commands.md`) |
+| `refinery` | none | the merge queue's clone, gates and limits (`gc_polecat/refinery.py`) |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "delivery_timeout": 30.0,
     "submission_ttl": 86400.0,
     "pools": {},
+    "refinery": None,
 }
 
 
@@ -68,4 +70,7 @@ def load_config(path: Path) -> dict[str, Any]:
     from .pool import parse_pools
 
     config["pools"] = parse_pools(raw.get("pools"), f"{path}:")
+    from .refinery import parse_refinery
+
+    config["refinery"] = parse_refinery(raw.get("refinery"), f"{path}: ")
     return config
