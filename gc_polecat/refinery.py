@@ -188,7 +188,9 @@ class Clone:
     def rebase(self, commit: str, onto: str) -> list[str]:
         """Rebase `commit` onto `onto` (detached); [] on success, else the conflicting files."""
         self.git("checkout", "-q", "--detach", commit)
-        if self.git("rebase", "-q", onto, check=False).returncode == 0:
+        # --reapply-cherry-picks: test exactly the submitted changes; by default git drops a
+        # commit whose patch is already upstream, which can resurrect what it had undone
+        if self.git("rebase", "-q", "--reapply-cherry-picks", onto, check=False).returncode == 0:
             return []
         files = self.git("diff", "--name-only", "--diff-filter=U", check=False).stdout.split()
         self.git("rebase", "--abort", check=False)
@@ -249,11 +251,14 @@ class Refinery:
         return [g for g in (("build", c.build, c.build_timeout), ("tests", c.test, c.test_timeout))
                 if g[1]]  # fmt: skip
 
-    def pass_once(self) -> list[Outcome]:
-        """One pass over the queue: every submission this refinery can claim."""
+    def pass_once(self, take: Callable[[Bead], bool] = lambda sub: True) -> list[Outcome]:
+        """One pass over the queue: every submission this refinery can claim (and `take`
+        accepts: a refinery may serve part of the queue, e.g. one target)."""
         self.clone.fresh()
         done = []
         for sub in queue(self.store):
+            if not take(sub):
+                continue
             meta = sub.get("metadata", {})
             tip = self.clone.sha(f"origin/{meta.get('target', 'main')}")
             if meta.get("target_broken") and meta.get("target_broken") == tip:

@@ -24,6 +24,7 @@ from gc_polecat import cleanup, sandbox
 from gc_polecat import polecat as polecats
 from gc_polecat import session as sessions
 from gc_polecat import wait as waits
+from gc_polecat.audit import audit, session_leaks
 from gc_polecat.catalog import Query
 from gc_polecat.controller import reconcile as controller_pass
 from gc_polecat.plugins import make_plugin_manager
@@ -143,30 +144,13 @@ class City:
         return "\n".join(lines)
 
     def audit(self) -> None:
-        """No leaked worktree, branch, session, wait or finalizer, from git and the OS."""
-        live = [p for p in polecats.of_pool(self.store, "cats")]
-        assert all(p.state == "idle" for p in live), [(p.name, p.state) for p in live]
-        trees = sorted(sandbox.worktrees(self.code))
-        assert trees == sorted(Path(p.sandbox).resolve() for p in live)
-        for p in live:
-            st = sandbox.state(Path(p.sandbox), p.name, "main")
-            assert st.clean and st.on_base and not st.branches, st
-        local = git(self.code, "for-each-ref", "--format=%(refname)", "refs/heads").split()
-        assert local == ["refs/heads/main"], local
-        remote = git(self.origin, "for-each-ref", "--format=%(refname)", "refs/heads").split()
-        assert remote == ["refs/heads/main"], remote
-        assert self.pending_waits() == []
-        assert [w["id"] for w in self.open_beads(waits.WAIT_LABEL)] == []
-        assert [f["id"] for f in self.open_beads(cleanup.CLEANUP_LABEL)] == []
-        assert [s["id"] for s in self.open_beads(SUBMISSION_LABEL)] == []
-        # a session stopped from inside (a retired polecat's own cleanup) exits by itself:
-        # its `next` returns 20; give it a moment, then every process must match its bead
-        sids = self.session_pids()
+        """No leaked worktree, branch, session, wait or finalizer (gc_polecat.audit reads git,
+        /proc and tmux). A session stopped from inside (a retired polecat's own cleanup) exits
+        by itself when its `next` returns 20: give it a moment first."""
         wait_for(
-            lambda: all(_running(pid) == open_ for pid, open_ in sids.values()),
-            "stopped sessions to exit",
-            timeout=10,
+            lambda: not session_leaks(self.store, self.providers), "stopped sessions to exit", 10
         )
+        assert audit(self.store, self.providers) == []
         assert_clean(self.beads)
 
 

@@ -390,3 +390,23 @@ def test_next_reports_work_a_stopped_session_and_a_timeout(pool: Pool) -> None:
     assert pool.cli("next", "--session", done.session, "--timeout", "5").exit_code == 20
     assert pool.store.get(w)["metadata"]["gc.fallback_reason"] == "session-closed"
     assert pool.finalizers()[0]["metadata"]["reason"] == "released"
+
+
+def test_the_audit_sees_each_kind_of_leak(pool: Pool) -> None:
+    """The audit the demo and the cycle tests rely on must fail on every leak it promises."""
+    from gc_polecat.audit import audit
+
+    (furiosa,) = init_pool(pool.store, "cats", 1)
+    assert audit(pool.store, pool.providers) == []
+    w = pool.work()
+    done = sling(pool.store, pool.providers, w, "cats")
+    pool.submit(w)
+    found = "\n".join(audit(pool.store, pool.providers))
+    for leak in ("wait", "submission", "is awaiting_verdict", f"branch refs/heads/{done.branch}"):
+        assert leak in found, (leak, found)
+    session = sessions.get(pool.store, done.session)
+    os.killpg(int(session.handle["pgid"]), signal.SIGKILL)
+    wait_for(lambda: not sessions.is_alive(session, pool.providers), "the kill")
+    assert f"session {done.session}" in "\n".join(audit(pool.store, pool.providers))
+    sandbox.create(pool.code, pool.tmp / "stray", "main")
+    assert "belongs to no polecat" in "\n".join(audit(pool.store, pool.providers))
