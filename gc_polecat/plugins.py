@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "gc_polecat.builtin.providers_plugin",
     "gc_polecat.builtin.lifecycle_commands",
     "gc_polecat.builtin.pool_commands",
+    "gc_polecat.builtin.hooks_commands",
     "gc_polecat.builtin.refinery_commands",
     "gc_polecat.builtin.wake_plugin",
 )

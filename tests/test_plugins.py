@@ -334,6 +334,7 @@ BUILTIN_COMMANDS: dict[str, set[str]] = {
         "controller",
     },
     "gc_polecat.builtin.pool_commands": {"pool", "sling", "next", "cleanup"},
+    "gc_polecat.builtin.hooks_commands": {"hooks"},
     "gc_polecat.builtin.refinery_commands": {"refinery"},
     "gc_polecat.builtin.wake_plugin": set(),  # an observer only: wakes waiting sessions
 }

@@ -221,3 +221,18 @@ def test_queue_order_is_priority_plus_retry_penalty_then_age(yard: Yard) -> None
     assert [s["id"] for s in queue(yard.store)] == [second, first]
     listed = yard.cli("refinery", "queue", "--json")
     assert [s["id"] for s in json.loads(listed.output)] == [second, first]
+
+
+def test_a_fresh_claim_is_respected_and_a_stale_one_expires(yard: Yard) -> None:
+    _, sub = yard.submit_change("claimed", {"c.txt": "c\n"})
+    with yard.store.transaction() as tx:
+        meta = {**tx.require(sub)["metadata"], "claimed_by": "refinery@elsewhere:1"}
+        tx.update(sub, {"metadata": {**meta, "claimed_at": tx.now}})
+    head = git(yard.beads, "rev-parse", "HEAD")
+    assert yard.refinery().pass_once() == []  # held by another refinery: not touched
+    assert git(yard.beads, "rev-parse", "HEAD") == head
+    with yard.store.transaction() as tx:  # that refinery died an hour ago
+        meta = {**tx.require(sub)["metadata"], "claimed_at": "2026-01-01T00:00:00Z"}
+        tx.update(sub, {"metadata": meta})
+    (outcome,) = yard.refinery().pass_once()
+    assert outcome.result == "merged"

@@ -1,0 +1,117 @@
+"""`hooks`: install the hooks through which merges made outside the refinery reach the beads.
+
+`hooks install --git PATH` / `hooks uninstall --git PATH` manage the code repository's hook
+(githooks.py says which one and why); git runs `hooks run-git` from it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ..cli import AppContext, emit_json, json_option
+from ..hookspecs import hookimpl
+from .lifecycle_commands import _providers
+
+if TYPE_CHECKING:
+    from ..githooks import CodeRepo, Report
+
+GIT_HOOKS = ("post-receive", "reference-transaction")  # githooks.GIT_HOOKS, kept off start-up
+_GIT_HELP = "A code repository: a bare origin (post-receive) or a working clone."
+
+
+@click.group("hooks")
+def hooks_group() -> None:
+    """Hooks that record merged verdicts for branches landed by any route."""
+
+
+def _code_repo(git_path: str | None) -> CodeRepo:
+    from ..errors import BadInput
+    from ..githooks import code_repository
+
+    if git_path is None:
+        raise BadInput("give --git PATH (the code repository)")
+    return code_repository(git_path)
+
+
+def _show(app: AppContext, report: Report, idle: str) -> None:
+    if app.json:
+        emit_json(
+            {
+                "repository": report.repository,
+                "bare": report.bare,
+                "hooks_dir": report.hooks_dir,
+                "changes": report.changes,
+            }
+        )
+        return
+    for change in report.changes:
+        to = f" -> {change['to']}" if change["to"] else ""
+        click.echo(f"{change['action']} {change['path']}{to}")
+    if not report.changes:
+        click.echo(idle)
+
+
+@hooks_group.command("install")
+@click.option("--git", "git_path", metavar="PATH", default=None, help=_GIT_HELP)
+@json_option
+@click.pass_obj
+def hooks_install(app: AppContext, git_path: str | None) -> None:
+    """Install the hook that records `merged` when a submitted branch lands on its target;
+    an existing hook is kept as <hook>.legacy and still runs. Idempotent."""
+    from ..githooks import install
+
+    repo = _code_repo(git_path)
+    _show(app, install(repo, app.store().root), "nothing to do")
+
+
+@hooks_group.command("uninstall")
+@click.option("--git", "git_path", metavar="PATH", default=None, help=_GIT_HELP)
+@json_option
+@click.pass_obj
+def hooks_uninstall(app: AppContext, git_path: str | None) -> None:
+    """Remove our hook and restore <hook>.legacy; a hook that is not ours is left alone."""
+    from ..githooks import uninstall
+
+    _show(app, uninstall(_code_repo(git_path)), "nothing to do")
+
+
+@hooks_group.command("run-git", hidden=True, context_settings={"ignore_unknown_options": True})
+@click.argument("hook", type=click.Choice(GIT_HOOKS))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@json_option
+@click.pass_obj
+def hooks_run_git(app: AppContext, hook: str, args: tuple[str, ...]) -> int:
+    """Run by git from our hook with the ref updates on stdin. Never fails git: any error is
+    one line on stderr and exit 0."""
+    from .. import githooks
+
+    try:
+        # git runs hooks in the working tree's top (GIT_DIR unset) or in a bare GIT_DIR
+        code_repo = Path(os.environ.get("GIT_DIR") or ".").resolve()
+        for var in githooks.REPO_ENV:  # nothing we start may take the code repo for its own
+            os.environ.pop(var, None)
+        if hook == githooks.CLONE_HOOK and args[:1] != ("committed",):
+            return 0
+        updates = githooks.parse_updates(sys.stdin.read())
+        store = app.store()
+        recorded = githooks.record_landed(store, _providers(app), code_repo, updates, hook)
+    except Exception as exc:  # noqa: BLE001 - a hook must never fail the git command
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        click.echo(f"gc-polecat: error: git hook {hook}: {why}", err=True)
+        return 0
+    if app.json:
+        emit_json(recorded)
+    else:
+        for verdict in recorded:
+            click.echo(f"gc-polecat: recorded merged verdict {verdict} (git hook {hook})")
+    return 0
+
+
+@hookimpl
+def gc_polecat_register_commands(cli: click.Group) -> None:
+    cli.add_command(hooks_group)
