@@ -30,6 +30,7 @@ if [ -n "${MOVE_TARGET_ONCE:-}" ] && [ ! -e "$MOVE_TARGET_ONCE" ]; then
   git -C "$MOVER" pull -q && echo moved >> "$MOVER/moved.txt" && git -C "$MOVER" add moved.txt \\
     && git -C "$MOVER" commit -qm "someone else lands first" && git -C "$MOVER" push -q origin main
 fi
+if [ -e "SLOW-$gate" ]; then sleep 30; fi
 if [ -e "BROKEN-$gate" ]; then echo "FAIL: $gate is broken (BROKEN-$gate)"; exit 1; fi
 echo "ok"
 """
@@ -54,7 +55,7 @@ class Yard(Pool):
             f"pools:\n  cats:\n    max_active: 3\n    repo: {self.code}\n    provider: process\n"
             "    command: [sleep, '300']\n"
             f"refinery:\n  repo: {self.refinery_clone}\n  build: [sh, gate.sh, build]\n"
-            "  test: [sh, gate.sh, tests]\n  test_timeout: 30s\n",
+            "  test: [sh, gate.sh, tests]\n  test_timeout: 2s\n",
         )
         init_pool(self.store, "cats", 2)
 
@@ -236,3 +237,15 @@ def test_a_fresh_claim_is_respected_and_a_stale_one_expires(yard: Yard) -> None:
         tx.update(sub, {"metadata": meta})
     (outcome,) = yard.refinery().pass_once()
     assert outcome.result == "merged"
+
+
+def test_a_gate_past_its_time_limit_is_killed_and_blamed(yard: Yard) -> None:
+    import time
+
+    _, sub = yard.submit_change("slow", {"SLOW-tests": "x"})
+    started = time.monotonic()
+    (outcome,) = yard.refinery().pass_once()
+    assert time.monotonic() - started < 20  # killed at 2 s, not waited out
+    assert outcome.result == "fix_needed"
+    v = yard.verdict_of(sub)
+    assert v["metadata"]["failure_type"] == "tests" and "killed after 2 s" in v["notes"]
