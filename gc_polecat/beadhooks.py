@@ -155,6 +155,7 @@ def _run_hook(
             stderr=subprocess.PIPE,
             cwd=root,
             start_new_session=True,  # its own process group, so a timeout can kill all of it
+            env={**os.environ, "GC_POLECAT_WRITER": "1"},  # bdhooks: never re-ingest our writes
         )
     except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
         run.error = f"{type(exc).__name__}: {exc}"  # e.g. missing interpreter, bad format

@@ -56,13 +56,37 @@ def _show(app: AppContext, report: Report, idle: str) -> None:
         click.echo(idle)
 
 
+_BEADS_HELP = "The beads repository's .beads/hooks/on_* (bd's event hooks), chained."
+
+
+def _beads_report(app: AppContext, changes: list[dict[str, str]]) -> None:
+    if app.json:
+        emit_json({"repository": str(app.store().root), "changes": changes})
+        return
+    for change in changes:
+        click.echo(f"{change['action']} {change['path']}")
+    if not changes:
+        click.echo("nothing to do")
+
+
 @hooks_group.command("install")
 @click.option("--git", "git_path", metavar="PATH", default=None, help=_GIT_HELP)
+@click.option("--beads", "beads", is_flag=True, help=_BEADS_HELP)
 @json_option
 @click.pass_obj
-def hooks_install(app: AppContext, git_path: str | None) -> None:
-    """Install the hook that records `merged` when a submitted branch lands on its target;
-    an existing hook is kept as <hook>.legacy and still runs. Idempotent."""
+def hooks_install(app: AppContext, git_path: str | None, beads: bool) -> None:
+    """--git PATH: the hook that records `merged` when a submitted branch lands on its target
+    (an existing hook is kept as <hook>.legacy and still runs). --beads: our section in
+    .beads/hooks/on_create, on_update, on_close, keeping their content. Idempotent."""
+    from ..errors import BadInput
+
+    if beads and git_path is None:
+        from ..bdhooks import install as install_beads
+
+        _beads_report(app, install_beads(app.store().root))
+        return
+    if beads:
+        raise BadInput("give either --git PATH or --beads, not both")
     from ..githooks import install
 
     repo = _code_repo(git_path)
@@ -71,13 +95,47 @@ def hooks_install(app: AppContext, git_path: str | None) -> None:
 
 @hooks_group.command("uninstall")
 @click.option("--git", "git_path", metavar="PATH", default=None, help=_GIT_HELP)
+@click.option("--beads", "beads", is_flag=True, help=_BEADS_HELP)
 @json_option
 @click.pass_obj
-def hooks_uninstall(app: AppContext, git_path: str | None) -> None:
-    """Remove our hook and restore <hook>.legacy; a hook that is not ours is left alone."""
+def hooks_uninstall(app: AppContext, git_path: str | None, beads: bool) -> None:
+    """Remove our hook (restoring <hook>.legacy) or our section of the bd hooks; what is not
+    ours is left alone."""
+    if beads and git_path is None:
+        from ..bdhooks import uninstall as uninstall_beads
+
+        _beads_report(app, uninstall_beads(app.store().root))
+        return
     from ..githooks import uninstall
 
     _show(app, uninstall(_code_repo(git_path)), "nothing to do")
+
+
+@hooks_group.command("run")
+@click.argument("hook", type=click.Choice(("on_create", "on_update", "on_close")))
+@click.argument("bead_id", metavar="ID")
+@click.argument("event", type=click.Choice(("create", "update", "close")))
+@json_option
+@click.pass_obj
+def hooks_run(app: AppContext, hook: str, bead_id: str, event: str) -> int:
+    """bd's hook protocol: the bead's JSON on stdin. A verdict written with bd (gc.verdict,
+    merge_result, rejection_reason, gc.failure_type) becomes our verdict and wakes the waiting
+    session. Never fails the bd write: errors are one line on stderr, exit 0."""
+    import json
+
+    from ..bdhooks import ingest
+
+    try:
+        verdict = ingest(app.store(), _providers(app), json.loads(sys.stdin.read() or "null"))
+    except Exception as exc:  # noqa: BLE001 - a hook must never fail the write that fired it
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        click.echo(f"gc-polecat: error: bead hook {hook} {bead_id}: {why}", err=True)
+        return 0
+    if app.json:
+        emit_json({"verdict": verdict})
+    elif verdict:
+        click.echo(f"gc-polecat: recorded verdict {verdict} from bd's write on {bead_id}")
+    return 0
 
 
 @hooks_group.command("run-git", hidden=True, context_settings={"ignore_unknown_options": True})
