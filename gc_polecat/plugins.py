@@ -22,6 +22,7 @@ from . import hookspecs
 ENTRY_POINT_GROUP = "gc_polecat"
 DEFAULT_PLUGINS = (
     "gc_polecat.builtin.init_command",
+    "gc_polecat.builtin.exec_commands",
     "gc_polecat.builtin.bead_commands",
     "gc_polecat.builtin.bead_hooks",
     "gc_polecat.builtin.demo",

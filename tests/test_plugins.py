@@ -321,6 +321,7 @@ def test_raising_observer_does_not_starve_other_observers(
 
 BUILTIN_COMMANDS: dict[str, set[str]] = {
     "gc_polecat.builtin.init_command": {"init"},
+    "gc_polecat.builtin.exec_commands": {"exec-beads"},
     "gc_polecat.builtin.bead_commands": {"bead"},
     "gc_polecat.builtin.bead_hooks": set(),  # an observer only: runs .beads/hooks/on_*
     "gc_polecat.builtin.demo": {"demo"},
