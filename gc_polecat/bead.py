@@ -28,6 +28,11 @@ TYPES = BUILTIN_TYPES + ORCHESTRATOR_TYPES
 AWAIT_TYPES = ("human", "timer", "gh:run", "gh:pr", "bead", "mail")
 BLOCKING_DEP_TYPES = ("blocks", "parent-child", "conditional-blocks", "waits-for")
 DEP_TYPE_RE = re.compile(r"^[a-z][a-z0-9:_-]{0,63}$")
+# bd's cross-project dependency target `external:<project>:<id>`: a reference to a bead of
+# another repository. It is kept verbatim and never resolved here (never a path, never looked up).
+EXTERNAL_REF_RE = re.compile(
+    r"^external:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+)
 NOT_READY_TYPES = ("gate", "merge-request", "molecule", "message", "agent", "role", "rig")
 
 TEXT_KEYS = ("description", "design", "acceptance_criteria", "notes")
@@ -113,6 +118,11 @@ def _check_metadata(bid: str, value: Any) -> dict[str, str]:
     return dict(sorted(value.items()))
 
 
+def is_external_ref(target: Any) -> bool:
+    """True for bd's `external:<project>:<id>` dependency targets (beads of another repository)."""
+    return isinstance(target, str) and EXTERNAL_REF_RE.fullmatch(target) is not None
+
+
 def _check_dependencies(bid: str, value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise _fail(bid, "dependencies", "must be a list")
@@ -124,10 +134,14 @@ def _check_dependencies(bid: str, value: Any) -> list[dict[str, Any]]:
             raise _fail(
                 bid, "dependencies", f"entry issue_id must be {bid}, not {dep.get('issue_id')!r}"
             )
-        try:
-            parse_id(dep.get("depends_on_id"))
-        except BadInput as exc:
-            raise _fail(bid, "dependencies", f"depends_on_id: {exc}") from None
+        target = dep.get("depends_on_id")
+        if not is_external_ref(target):
+            try:
+                parse_id(target)
+            except BadInput as exc:
+                raise _fail(
+                    bid, "dependencies", f"depends_on_id: {exc} (or external:<project>:<id>)"
+                ) from None
         dtype = dep.get("type")
         if not isinstance(dtype, str) or not DEP_TYPE_RE.fullmatch(dtype):
             raise _fail(bid, "dependencies", f"type must be a dependency type, not {dtype!r}")

@@ -24,6 +24,7 @@ DEFAULT_PLUGINS = (
     "gc_polecat.builtin.init_command",
     "gc_polecat.builtin.exec_commands",
     "gc_polecat.builtin.bead_commands",
+    "gc_polecat.builtin.jsonl_commands",
     "gc_polecat.builtin.bead_hooks",
     "gc_polecat.builtin.demo",
     "gc_polecat.builtin.providers_plugin",

@@ -323,6 +323,7 @@ BUILTIN_COMMANDS: dict[str, set[str]] = {
     "gc_polecat.builtin.init_command": {"init"},
     "gc_polecat.builtin.exec_commands": {"exec-beads"},
     "gc_polecat.builtin.bead_commands": {"bead"},
+    "gc_polecat.builtin.jsonl_commands": {"export", "import"},
     "gc_polecat.builtin.bead_hooks": set(),  # an observer only: runs .beads/hooks/on_*
     "gc_polecat.builtin.demo": {"demo"},
     "gc_polecat.builtin.providers_plugin": set(),  # session providers: tmux, process
