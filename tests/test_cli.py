@@ -242,3 +242,12 @@ def test_list_by_labels(cli: Cli) -> None:
     assert sorted(listed("-l", "a")) == sorted([both, only_a])
     assert listed("-l", "a", "-l", "b") == [both]
     assert listed("-l", "zzz") == []
+
+
+@pytest.mark.parametrize("flag", ["0", "P0"])
+def test_create_keeps_priority_zero(cli, flag: str) -> None:  # noqa: ANN001
+    """Priority 0 is the most urgent, not 'unset' (it once compared equal to False)."""
+    created = cli("bead", "create", "urgent", "-p", flag)
+    assert created.exit_code == 0, created.output
+    shown = cli("bead", "show", created.output.strip(), "--json")
+    assert json.loads(shown.output)[0]["priority"] == 0

@@ -189,7 +189,9 @@ def create_command(
     """Create a bead and print its ID."""
     from ..ids import validate_id
 
-    bead: Bead = {"title": title, **{k: v for k, v in fields.items() if v not in (None, (), False)}}
+    # `v is False` / `v == ()`, not `v in (...)`: priority 0 == False would be dropped
+    given = {k: v for k, v in fields.items() if v is not None and v is not False and v != ()}
+    bead: Bead = {"title": title, **given}
     if fields.get("waiters"):
         bead["waiters"] = list(fields["waiters"])
     bead["labels"] = _split_csv(labels + labels_csv)
