@@ -216,10 +216,23 @@ def run(
     once: bool,
     interval: float,
     report=print,
+    sync: str | None = None,
 ) -> None:  # noqa: ANN001 - a print-like callable
+    """Pass after pass; with `sync` (a remote, "" for the default one) each pass first pulls
+    and pushes the beads repository (sync.py), and pushes again after a pass that wrote."""
+    syncer = None
+    if sync is not None:
+        from .sync import ControllerSync
+
+        syncer = ControllerSync(store, sync or None, report, strict=once)
     while True:
-        for wait_id, done in reconcile(store, providers):
+        if syncer is not None:
+            syncer()
+        actions = reconcile(store, providers)
+        for wait_id, done in actions:
             report(f"{wait_id}: {done}")
+        if syncer is not None and actions:
+            syncer()
         if once:
             return
         time.sleep(interval)

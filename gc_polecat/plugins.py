@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "gc_polecat.builtin.demo",
     "gc_polecat.builtin.providers_plugin",
     "gc_polecat.builtin.lifecycle_commands",
+    "gc_polecat.builtin.sync_commands",
     "gc_polecat.builtin.pool_commands",
     "gc_polecat.builtin.hooks_commands",
     "gc_polecat.builtin.refinery_commands",

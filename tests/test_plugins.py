@@ -335,6 +335,7 @@ BUILTIN_COMMANDS: dict[str, set[str]] = {
         "wait",
         "controller",
     },
+    "gc_polecat.builtin.sync_commands": {"sync"},
     "gc_polecat.builtin.pool_commands": {"pool", "sling", "next", "cleanup"},
     "gc_polecat.builtin.hooks_commands": {"hooks"},
     "gc_polecat.builtin.refinery_commands": {"refinery"},

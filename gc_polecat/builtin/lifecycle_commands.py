@@ -455,8 +455,18 @@ def controller_group() -> None:
 @controller_group.command("run")
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=5.0, show_default=True)
+@click.option(
+    "--sync",
+    "sync_remote",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[REMOTE]",
+    help="Pull and push the beads repository against REMOTE (default: upstream, else origin) "
+    "on every pass.",
+)
 @click.pass_obj
-def controller_run(app: AppContext, once: bool, interval: float) -> None:
+def controller_run(app: AppContext, once: bool, interval: float, sync_remote: str | None) -> None:
     """Expire, cancel, ready and re-deliver waits until the repository agrees with the world."""
     from ..controller import run
 
@@ -466,6 +476,7 @@ def controller_run(app: AppContext, once: bool, interval: float) -> None:
         once=once,
         interval=interval,
         report=lambda line: click.echo(line),
+        sync=sync_remote,
     )
 
 
