@@ -216,7 +216,11 @@ def _record(
         tx.message = f"{finalizer_id}: cleanup verified ({meta.get('reason')})"
     if stop is not None and providers is not None:
         provider = providers.get(stop.provider)
-        if provider is not None and stop.handle.get("registered") != "1":
+        if (
+            provider is not None
+            and stop.handle.get("registered") != "1"
+            and sessions.is_local(stop)
+        ):
             provider.stop(stop.handle, grace=1.0)
     return Outcome(finalizer_id, "verified")
 

@@ -134,8 +134,12 @@ def plan(snap: Snapshot, now: dt.datetime, grace: float) -> list[Action]:
     live = [sid for sid, a in snap.alive.items() if a]
     demand = min(len(snap.ready), room)
     desired = max(cfg.min_active, len(owners) + min(demand, max(0, cfg.max_active - len(owners))))
-    idle_live = sorted(
-        (snap.sessions[sid] for sid in live if sid not in owners),
+    idle_live = sorted(  # another machine drains its own sessions
+        (
+            snap.sessions[sid]
+            for sid in live
+            if sid not in owners and sessions.is_local(snap.sessions[sid])
+        ),
         key=lambda s: (s.bead.get("updated_at", ""), s.id),
     )
     # idle sessions that will take the ready work are not drained
@@ -321,7 +325,7 @@ def _drain(store: Store, session_id: str, cfg: PoolConfig, providers: Any) -> st
         if p.session == session_id and p.state != "idle":
             return None  # it took work since the plan was made
     provider = providers.get(s.provider)
-    if provider is not None and s.handle.get("registered") != "1":
+    if provider is not None and s.handle.get("registered") != "1" and sessions.is_local(s):
         provider.stop(s.handle, grace=2.0)
     with store.transaction(f"pool {cfg.name}: {session_id} drained (idle)") as tx:
         current = sessions.get(tx, session_id)

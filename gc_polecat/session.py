@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -123,10 +124,27 @@ def set_state(tx: Transaction, session: Session, state: str, **meta: str) -> Bea
     return tx.update(session.id, fields)
 
 
+def this_host() -> str:
+    """The machine a session runs on: $GC_POLECAT_HOST, else the host name."""
+    return os.environ.get("GC_POLECAT_HOST") or socket.gethostname()
+
+
+def is_local(session: Session) -> bool:
+    """Whether this machine can see the session's process (sessions made before hosts were
+    recorded count as local)."""
+    host = session.handle.get("host")
+    return not host or host == this_host()
+
+
 def is_alive(session: Session, providers: Mapping[str, SessionProvider]) -> bool:
-    """The session's process exists and is the same incarnation (PID start time, tmux pane)."""
+    """The session's process exists and is the same incarnation (PID start time, tmux pane).
+    A session on another machine is presumed alive: only its own machine's controller judges
+    it (a PID here says nothing about a process there), so a verdict recorded on one machine
+    still routes to a polecat waiting on another (docs/interop.md)."""
     if session.state not in LIVE_STATES:
         return False
+    if not is_local(session):
+        return True
     provider = providers.get(session.provider)
     if provider is None:
         return False
@@ -162,6 +180,7 @@ def registered_handle(pid: int, log: Path) -> Handle:
         "nudge_signal": "0",
         "log": str(log),
         "registered": "1",
+        "host": this_host(),
     }
 
 
@@ -197,6 +216,7 @@ def launch(
     draft = Session.of({**fields, "status": "open"})
     env = {**os.environ, **(extra_env or {}), **draft.env(tx.store.root)}
     handle = provider.start(session_name, list(argv), env, work_dir, logs / f"{session_id}.log")
+    handle = {**handle, "host": this_host()}
     fields["metadata"].update({HANDLE_PREFIX + k: v for k, v in handle.items()})
     try:
         return Session.of(tx.create(fields))

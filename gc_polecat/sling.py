@@ -281,7 +281,7 @@ def _tell(
         return
     session = sessions.get(store, session_id)
     provider = providers.get(session.provider)
-    if provider is not None:
+    if provider is not None and sessions.is_local(session):
         provider.nudge(
             session.handle,
             f"gc-polecat: work {work_id} slung to you on {branch}; run: gc-polecat next",

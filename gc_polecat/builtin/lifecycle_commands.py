@@ -182,7 +182,11 @@ def session_stop(app: AppContext, session_id: str, reason: str) -> None:
     store = app.store()
     target = sessions.get(store, session_id)
     provider = _providers(app).get(target.provider)
-    if provider is not None and target.handle.get("registered") != "1":
+    if (
+        provider is not None
+        and target.handle.get("registered") != "1"
+        and sessions.is_local(target)
+    ):
         provider.stop(target.handle)
     mine = [w for w in open_waits(store) if w["metadata"].get("session_id") == session_id]
     with store.transaction(f"{session_id}: stopped ({reason})") as tx:

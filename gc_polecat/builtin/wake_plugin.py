@@ -49,8 +49,8 @@ def wake(store: Store, wait: Bead) -> str:
     except Exception:  # noqa: BLE001 - a missing session is the controller's to handle
         return "unreachable"
     provider = get_providers(store.pm).get(target.provider)
-    if provider is None or target.handle.get("registered") == "1":
-        return "unreachable"
+    if provider is None or target.handle.get("registered") == "1" or not sessions.is_local(target):
+        return "unreachable"  # another machine's controller re-delivers it there
     try:
         line = nudge_line(wait, _outcome(store, wait))
         return "nudge" if provider.nudge(target.handle, line) else "unreachable"
