@@ -81,12 +81,16 @@ def session_leaks(store: Store, providers: Mapping[str, SessionProvider]) -> lis
     """A session bead is open exactly when its process (or pane) is alive."""
     from . import session as sessions
     from .catalog import Query
+    from .providers import ProviderError
 
     problems = []
     for bead in store.catalog.list(Query(labels=(sessions.SESSION_LABEL,))):
         s = sessions.Session.of(bead)
         provider = providers.get(s.provider)
-        running = bool(provider and provider.is_alive(s.handle))
+        try:
+            running = bool(provider and s.handle and provider.is_alive(s.handle))
+        except ProviderError:  # a handle that names no process (a launch killed half-way)
+            running = False
         if running != (s.state in sessions.LIVE_STATES):
             problems.append(
                 f"session {s.id} ({s.name}) is {s.state} but its process is "

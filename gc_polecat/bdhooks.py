@@ -182,8 +182,11 @@ def ingest(
         return None
     outcome, failure, reason, merged_sha = found
     bead_id = validate_id(str(payload.get("id", "")))
+    labels = payload.get("labels") or []
+    if not isinstance(labels, list):
+        raise BadInput("the hook payload's labels are not a list")
     store.catalog.refresh()
-    if SUBMISSION_LABEL in payload.get("labels", []):
+    if SUBMISSION_LABEL in labels:
         sub_id = bead_id
     else:
         work_id = meta.get("work") or meta.get("source_issue") or bead_id

@@ -46,6 +46,7 @@ KEY_ORDER = (
 )  # fmt: skip
 ALWAYS_KEYS = ("id", "title", "priority", "created_at", "updated_at")
 MAX_TITLE = 500
+MAX_EXTRA_VALUES, MAX_EXTRA_DEPTH = 10_000, 32  # per key we do not model
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -168,6 +169,30 @@ def _check_dependencies(bid: str, value: Any) -> list[dict[str, Any]]:
     return list(deps.values())
 
 
+def _check_json(bid: str, key: str, value: Any) -> Any:
+    """A key we do not model is kept verbatim, so it must be JSON data (it is the `--json`
+    output and the hook payload too), and bounded: YAML anchors could make a small file expand
+    to billions of values ("billion laughs"), and deep nesting would exhaust the stack."""
+    budget, stack = MAX_EXTRA_VALUES, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > MAX_EXTRA_DEPTH:
+            raise _fail(bid, key, f"is too large (at most {MAX_EXTRA_VALUES} values, nested "
+                                  f"{MAX_EXTRA_DEPTH} deep)")  # fmt: skip
+        kind = type(item)
+        if kind is dict:
+            for k, v in item.items():
+                if type(k) is not str:
+                    raise _fail(bid, key, f"has a key that is not a string: {k!r}")
+                stack.append((v, depth + 1))
+        elif kind is list:
+            stack.extend((v, depth + 1) for v in item)
+        elif kind not in (str, int, float, bool) and item is not None:
+            raise _fail(bid, key, f"holds a {kind.__name__}, not JSON data")
+    return value
+
+
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {} or value is False
 
@@ -224,11 +249,13 @@ def normalize(raw: Any) -> Bead:
         out["timeout"] = _check_int(bid, "timeout", raw["timeout"], 0, None)
     if not _empty(raw.get("waiters")):
         out["waiters"] = _check_str_list(bid, "waiters", raw["waiters"])
-    for key in sorted(set(raw) - set(KEY_ORDER)):
-        if not isinstance(key, str):
+    extra = set(raw) - set(KEY_ORDER)
+    for key in extra:
+        if not isinstance(key, str):  # before sorting: keys of mixed types do not sort
             raise InvalidBead(f"bead {bid}: invalid key {key!r}")
+    for key in sorted(extra):
         if not _empty(raw[key]):
-            out[key] = raw[key]  # kept verbatim: a bd field we do not model
+            out[key] = _check_json(bid, key, raw[key])  # kept verbatim: a bd field we do not model
     return {k: out[k] for k in KEY_ORDER if k in out} | {
         k: v for k, v in out.items() if k not in KEY_ORDER
     }

@@ -322,5 +322,5 @@ class Catalog:
         sql += " ORDER BY priority, created_at, id"
         if query.limit is not None:
             sql += " LIMIT ?"
-            args.append(query.limit)
+            args.append(min(query.limit, 2**63 - 1))  # SQLite's largest integer: no limit
         return [json.loads(row[0]) for row in self.db.execute(sql, args)]

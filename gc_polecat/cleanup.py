@@ -67,9 +67,16 @@ def begin(
     session = tx.get(session_id) if session_id else None
     polecat = polecats.of_session(tx, session) if session else None
     if polecat is None or polecat.state not in polecats.BUSY_STATES or polecat.work != work_id:
-        return None
+        return _remote_only(tx, session, work_id, also) if reason == "merged" else None
     existing = open_for(tx, polecat.id)
     if existing is not None:
+        meta = existing.get("metadata", {})
+        if reason == "merged" and meta.get("work") == work_id and meta.get("reason") != "merged":
+            # merged before the release's cleanup ran: clean up as after a merge, so the
+            # work's branches on origin go too
+            existing = tx.update(
+                existing["id"], {"metadata": {**meta, "reason": "merged", "also": also}}
+            )
         return existing
     cfg = tx.store.config()["pools"].get(polecat.pool)
     fin = tx.create(
@@ -102,6 +109,33 @@ def begin(
     return fin
 
 
+def _remote_only(tx: Transaction, session: Bead | None, work_id: str, also: str) -> Bead | None:
+    """A merge that reached the work after it had left its polecat (a late verdict on
+    released work): no polecat's cleanup will delete the work's branches on origin, so a
+    finalizer without a polecat or sandbox does (`_git_steps`)."""
+    work = tx.get(work_id) if work_id else None
+    meta = (work or {}).get("metadata", {})
+    pool = meta.get("gc.routed_to") or (session or {}).get("metadata", {}).get("pool", "")
+    cfg = tx.store.config()["pools"].get(pool)
+    if not also or not meta.get("gc.polecat") or cfg is None or not cfg.repo:
+        return None
+    return tx.create(
+        {
+            "title": f"cleanup: branches of {work_id} on origin (merged)",
+            "issue_type": "chore",
+            "labels": [CLEANUP_LABEL, f"pool:{pool}"],
+            "metadata": {
+                "pool": pool,
+                "work": work_id,
+                "reason": "merged",
+                "repo": str(cfg.code_repo(tx.store.root)),
+                "target": cfg.target,
+                "also": also,
+            },
+        }
+    )
+
+
 @dataclass(frozen=True)
 class Outcome:
     finalizer: str
@@ -127,8 +161,13 @@ def _git_steps(meta: Mapping[str, str], name: str) -> str:
     also = [meta["also"]] if meta.get("also") else []
     retire = meta.get("retire") == "1"
     repo = Path(meta["repo"]) if meta.get("repo") else None
-    if not meta.get("sandbox"):
-        return ""  # a polecat without a sandbox has nothing to clean
+    if not meta.get("sandbox"):  # nothing local to clean; after a merge, origin's branches
+        if meta.get("reason") == "merged" and also and repo is not None and meta.get("work"):
+            try:
+                sandbox.prune_remote(repo, meta["work"], also)
+            except SandboxError as exc:
+                return str(exc)
+        return ""
     try:
         st = sandbox.state(path, name, target, also)
         if st.exists:
@@ -172,7 +211,7 @@ def run(
     if fin["status"] == "closed":
         return Outcome(finalizer_id, "closed")
     meta = fin.get("metadata", {})
-    polecat = polecats.get(store, meta.get("polecat", ""))
+    polecat = polecats.get(store, meta["polecat"]) if meta.get("polecat") else None
     name = polecat.name if polecat else ""
     try:
         with polecats.sandbox_lock(store, meta.get("pool", ""), name).acquire(timeout=0):
@@ -203,25 +242,28 @@ def _record(
         wait = tx.get(meta["wait"]) if meta.get("wait") else None
         if wait is not None and wait["status"] != "closed":
             waits.cancel(tx, wait, "cleanup")
-        polecat = polecats.get(tx, meta.get("polecat", ""))
+        polecat = polecats.get(tx, meta["polecat"]) if meta.get("polecat") else None
         retire = meta.get("retire") == "1"
         if polecat is not None and polecat.state != "retired":
             state = "retired" if retire else "idle"
             polecats.update(tx, polecat, state, work="", branch="", cleanup="")
             if retire and polecat.session:
                 stop = _end_session(tx, polecat.session)
+        if stop is not None and providers is not None:
+            # the process ends before the commit that records it stopped: killed in between,
+            # this leaves a live bead over a dead process, which the controller reaps, never
+            # a stopped bead over a process nobody would stop again
+            provider = providers.get(stop.provider)
+            if (
+                provider is not None
+                and stop.handle.get("registered") != "1"
+                and sessions.is_local(stop)
+            ):
+                provider.stop(stop.handle, grace=1.0)
         meta.pop("last_error", None)
         meta["verified_at"] = tx.now
         tx.update(finalizer_id, {"status": "closed", "close_reason": "verified", "metadata": meta})
         tx.message = f"{finalizer_id}: cleanup verified ({meta.get('reason')})"
-    if stop is not None and providers is not None:
-        provider = providers.get(stop.provider)
-        if (
-            provider is not None
-            and stop.handle.get("registered") != "1"
-            and sessions.is_local(stop)
-        ):
-            provider.stop(stop.handle, grace=1.0)
     return Outcome(finalizer_id, "verified")
 
 

@@ -8,6 +8,7 @@ usage errors (nothing was written), 1 for anything else.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -43,6 +44,34 @@ class AppContext:
         return self._store
 
 
+def private_umask() -> None:
+    """Keep the world-write bit out of the umask, so nothing gc-polecat creates (or git, tmux,
+    sessions and hooks that it starts create) is world-writable, even under umask 000; the
+    rest of the caller's umask, e.g. group-writable 002, is kept (docs/security.md)."""
+    os.umask(os.umask(0o002) | 0o002)
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text holding lone surrogates (how Python decodes argv bytes that are not
+    UTF-8): such text can be neither written to a bead file nor printed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command word of a command line: the first word after the global options."""
+    words = iter(argv)
+    for word in words:
+        if word == "--repo":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def fail(message: str, code: int) -> None:
     click.echo(f"gc-polecat: error: {' '.join(message.split())}", err=True)
     sys.exit(code)
@@ -59,6 +88,13 @@ class PolecatGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        private_umask()
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        for arg in argv:
+            if not _is_utf8(arg):  # argv bytes that are not UTF-8
+                # exec-beads never exits 2: Gas City reads 2 as "unknown operation, fine"
+                code = 1 if _command_of(argv) == "exec-beads" else 2
+                fail(f"an argument is not valid UTF-8: {arg!r}", code)
         try:
             rv = super().main(
                 args, prog_name or "gc-polecat", complete_var, standalone_mode=False, **extra
@@ -76,6 +112,8 @@ class PolecatGroup(click.Group):
         except BrokenPipeError:
             sys.exit(1)
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+                fail(f"{exc.strerror}: {exc.filename}", 2)  # a path given on the command line
             if os.environ.get("GC_POLECAT_DEBUG"):
                 raise
             fail(
@@ -86,6 +124,20 @@ class PolecatGroup(click.Group):
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds from `min` up to about 31 years. Unlike click.FloatRange it refuses
+    NaN (a NaN deadline never passes, `time.sleep(nan)` raises) and infinity."""
+
+    def __init__(self, min: float = 0.0) -> None:  # noqa: A002 - click's own keyword
+        super().__init__(min=min, max=1e9)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:

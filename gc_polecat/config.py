@@ -19,8 +19,9 @@ from typing import Any
 
 from .errors import BadInput
 
-DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d)?$")
+DURATION_RE = re.compile(r"^([0-9]{1,12})(ms|s|m|h|d)?$")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION = 100 * 365 * 86400.0  # 100 years: beyond it a deadline overflows the calendar
 DEFAULTS: dict[str, Any] = {
     "prefix": "gc",
     "max_attempts": 3,
@@ -36,12 +37,16 @@ def parse_duration(value: object, what: str) -> float:
     """`90s`, `30m`, `2h`, `1d`, `250ms` or a bare number of seconds -> seconds."""
     if isinstance(value, bool):
         raise BadInput(f"{what}: not a duration: {value!r}")
-    if isinstance(value, (int, float)) and value >= 0:
-        return float(value)
-    m = DURATION_RE.fullmatch(str(value).strip())
-    if not m:
-        raise BadInput(f"{what}: not a duration (e.g. 90s, 30m, 2h): {value!r}")
-    return int(m.group(1)) * _SECONDS[m.group(2) or "s"]
+    if isinstance(value, (int, float)):
+        seconds = float(value) if 0 <= value <= MAX_DURATION else -1.0  # NaN fails both
+    else:
+        m = DURATION_RE.fullmatch(str(value).strip())
+        if not m:
+            raise BadInput(f"{what}: not a duration (e.g. 90s, 30m, 2h): {value!r}")
+        seconds = int(m.group(1)) * _SECONDS[m.group(2) or "s"]
+    if not 0 <= seconds <= MAX_DURATION:
+        raise BadInput(f"{what}: not a duration between 0 and 100 years: {value!r}")
+    return seconds
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -53,12 +58,17 @@ def load_config(path: Path) -> dict[str, Any]:
         raise BadInput(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise BadInput(f"{path}: must be a mapping of settings")
-    unknown = sorted(set(raw) - set(DEFAULTS))
+    unknown = sorted(set(raw) - set(DEFAULTS), key=str)  # keys may be numbers, lists, ...
     if unknown:
         raise BadInput(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(DEFAULTS)})")
     config = dict(DEFAULTS)
     if "prefix" in raw:
-        config["prefix"] = str(raw["prefix"])
+        from .ids import validate_prefix
+
+        try:
+            config["prefix"] = validate_prefix(raw["prefix"])
+        except BadInput as exc:
+            raise BadInput(f"{path}: prefix: {exc}") from None
     if "max_attempts" in raw:
         value = raw["max_attempts"]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:

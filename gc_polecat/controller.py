@@ -10,6 +10,7 @@ Each pass reads the open waits from the repository and repairs each one in its o
 | pending, its submission already has a verdict | make it ready (the verdict's routing was lost) |
 | ready, not collected within `delivery_timeout` | ring and nudge again; count the attempt |
 | unjudged after `submission_ttl`, its wait ended | withdraw the submission; the work is unblocked |
+| a session process whose launcher died before its bead was committed | stop it; record it stopped |
 | a configured pool is off its desired state | `pool reconcile` (reconcile.py), every pass |
 
 "Falls back" means the work leaves the session: unassigned, routed to the session's pool with
@@ -160,7 +161,10 @@ def reconcile(store: Store, providers: Mapping[str, SessionProvider]) -> list[tu
     """One level-triggered pass over every open wait; returns (wait, action) for each change."""
     timeout = store.config()["delivery_timeout"]
     now = dt.datetime.now(dt.UTC)
-    actions = []
+    actions = [
+        (sid, "stopped (launched, never recorded)")
+        for sid in sessions.sweep_unrecorded(store, providers)
+    ]
     for wait in open_waits(store):
         done = _repair(store, wait["id"], providers, timeout, now)
         if done:

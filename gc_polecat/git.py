@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dulwich.objects import Tree
+    from dulwich.objects import ShaFile, Tree
     from dulwich.repo import Repo
 
 FILE_MODE = 0o100644
@@ -132,11 +132,28 @@ class Git:
 
     # --- writing ---------------------------------------------------------------------------
 
+    def add_object(self, obj: ShaFile) -> None:
+        """Write a loose object as git does: into a temporary file, renamed into place. dulwich's
+        own writer creates `<object>.lock` exclusively first, and a writer killed while it holds
+        it leaves a lock that refuses that very object (same content, same name) to every later
+        writer. Objects are immutable, so a rename over an existing one changes nothing."""
+        path = Path(self.store.path) / obj.id[:2].decode() / obj.id[2:].decode()
+        if path.exists():
+            with contextlib.suppress(OSError):  # fresh mtime: not a candidate for pruning
+                os.utime(path)
+            return
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.parent / f"tmp_obj_{os.getpid()}_{obj.id[2:10].decode()}"
+        tmp.unlink(missing_ok=True)  # left by a killed writer that had this PID
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444), "wb") as f:
+            f.writelines(obj.as_legacy_object_chunks())
+        os.replace(tmp, path)
+
     def add_blob(self, data: bytes) -> bytes:
         from dulwich.objects import Blob
 
         blob = Blob.from_string(data)
-        self.store.add_object(blob)
+        self.add_object(blob)
         return blob.id
 
     def edit_tree(self, root_tree: bytes | None, changes: Mapping[str, bytes | None]) -> bytes:
@@ -181,7 +198,7 @@ class Git:
         return self._write_tree_obj(tree)
 
     def _write_tree_obj(self, tree: Tree) -> bytes:
-        self.store.add_object(tree)
+        self.add_object(tree)
         self._trees[tree.id] = tree
         return tree.id
 
@@ -198,7 +215,7 @@ class Git:
         commit.message = (
             message.encode("utf-8") if message.endswith("\n") else (message + "\n").encode()
         )
-        self.store.add_object(commit)
+        self.add_object(commit)
         return commit.id
 
     def cas_ref(self, ref: bytes, old: bytes | None, new: bytes, who: bytes, message: str) -> bool:

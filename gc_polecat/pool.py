@@ -103,7 +103,7 @@ def parse_pool(name: str, raw: Any, where: str) -> PoolConfig:
         raise BadInput(f"{where}: invalid pool name {name!r}")
     if not isinstance(raw, dict):
         raise BadInput(f"{where} must be a mapping of settings")
-    unknown = sorted(set(raw) - set(KEYS))
+    unknown = sorted(set(raw) - set(KEYS), key=str)  # keys may be numbers, lists, ...
     if unknown:
         raise BadInput(f"{where}.{unknown[0]}: unknown setting (known: {', '.join(KEYS)})")
     if "max_active" not in raw:

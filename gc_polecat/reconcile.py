@@ -324,6 +324,15 @@ def _drain(store: Store, session_id: str, cfg: PoolConfig, providers: Any) -> st
     for p in polecats.of_pool(store, cfg.name):
         if p.session == session_id and p.state != "idle":
             return None  # it took work since the plan was made
+    from .catalog import Query
+    from .controller import fall_back
+
+    store.catalog.refresh()
+    held = store.catalog.list(
+        Query(labels=(waits.WAIT_LABEL, f"session:{session_id}"), include_closed=False)
+    )
+    if any(waits.state(w) == "pending" for w in held):
+        return None  # a waiter is pinned: never drained
     provider = providers.get(s.provider)
     if provider is not None and s.handle.get("registered") != "1" and sessions.is_local(s):
         provider.stop(s.handle, grace=2.0)
@@ -331,6 +340,12 @@ def _drain(store: Store, session_id: str, cfg: PoolConfig, providers: Any) -> st
         current = sessions.get(tx, session_id)
         if current.state in sessions.LIVE_STATES:
             sessions.set_state(tx, current, "stopped", stop_reason="drained")
+        for wait in held:  # an uncollected verdict: nobody is left to collect it
+            wait = tx.require(wait["id"])
+            if wait["status"] != "closed":
+                waits.cancel(tx, wait, "session-closed")
+                meta = wait.get("metadata", {})
+                fall_back(tx, meta.get("work", ""), session_id, "session-closed")
     return "drained"
 
 

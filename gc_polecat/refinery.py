@@ -81,7 +81,7 @@ def parse_refinery(raw: Any, where: str) -> RefineryConfig:
         return RefineryConfig()
     if not isinstance(raw, dict):
         raise BadInput(f"{where}refinery must be a mapping of settings")
-    unknown = sorted(set(raw) - set(KEYS))
+    unknown = sorted(set(raw) - set(KEYS), key=str)  # keys may be numbers, lists, ...
     if unknown:
         raise BadInput(f"{where}refinery.{unknown[0]}: unknown setting (known: {', '.join(KEYS)})")
     for gate in ("build", "test"):

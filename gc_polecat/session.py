@@ -9,6 +9,7 @@ as in Gas City: GC_SESSION_ID, GC_SESSION_NAME, GC_CONTINUATION_EPOCH, GC_POLECA
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -31,6 +32,7 @@ SESSION_LABEL = "gc:session"
 # stopped: ended on purpose; dead: its process is gone (found by the controller).
 STATES = ("active", "awaiting_verdict", "stopped", "dead")
 LIVE_STATES = ("active", "awaiting_verdict")
+LAUNCHING = "launching"  # under the state dir: sessions started, their bead not yet committed
 HANDLE_PREFIX = "handle."
 
 
@@ -215,14 +217,96 @@ def launch(
     fields["metadata"].update(extra_meta or {})
     draft = Session.of({**fields, "status": "open"})
     env = {**os.environ, **(extra_env or {}), **draft.env(tx.store.root)}
-    handle = provider.start(session_name, list(argv), env, work_dir, logs / f"{session_id}.log")
+    # Until the caller's commit records the session, only this file knows its process: a
+    # launcher killed from here to that commit leaves it for `sweep_unrecorded`. Written
+    # before the process exists, and again with its handle once it does.
+    pending = tx.store.state_dir / LAUNCHING / f"{session_id}.json"
+    _write_pending(pending, fields)
+    try:
+        handle = provider.start(session_name, list(argv), env, work_dir, logs / f"{session_id}.log")
+    except BaseException:
+        pending.unlink(missing_ok=True)
+        raise
     handle = {**handle, "host": this_host()}
     fields["metadata"].update({HANDLE_PREFIX + k: v for k, v in handle.items()})
     try:
+        _write_pending(pending, fields)
         return Session.of(tx.create(fields))
     except BaseException:
         provider.stop(handle, grace=1.0)
+        pending.unlink(missing_ok=True)
         raise
+
+
+def _write_pending(path: Path, fields: Bead) -> None:
+    from .git import atomic_write
+
+    atomic_write(path, json.dumps(fields).encode(), path.parent / "tmp")
+
+
+def sweep_unrecorded(store: Store, providers: Mapping[str, SessionProvider]) -> list[str]:
+    """Stop the processes of sessions whose launcher died (SIGKILL, a crash) between starting
+    them and committing their bead: nobody else knows them, so they would run forever. Each
+    one is recorded as a stopped session bead, one commit each; returns their IDs. Runs under
+    the write lock, so no launcher is between its start and its commit meanwhile."""
+    folder = store.state_dir / LAUNCHING
+    try:
+        pending = sorted(p for p in folder.iterdir() if p.suffix == ".json")
+    except FileNotFoundError:
+        return []
+    stopped = []
+    for path in pending:
+        session_id = path.stem
+        message = f"{session_id}: stopped (its launcher died before recording it)"
+        with store.transaction(message) as tx:
+            try:
+                fields = json.loads(path.read_text())
+                draft = Session.of({**fields, "status": "open"})
+            except (OSError, ValueError, KeyError, TypeError, BadInput):
+                fields = draft = None
+            ended = False
+            if draft is None or draft.id != session_id or tx.exists(session_id):
+                pass  # recorded by its launcher's commit (or unreadable): nothing runs unknown
+            elif draft.handle:
+                provider = providers.get(draft.provider)
+                if provider is None:
+                    continue  # a provider this process lacks: leave it to one that has it
+                if is_alive(draft, providers):
+                    provider.stop(draft.handle, grace=1.0)
+                    ended = True
+            else:  # the launcher died while its provider was starting the process
+                ended = _kill_by_identity(store.root, session_id)
+            if ended and fields is not None:
+                meta = {**fields["metadata"], "state": "stopped", "stop_reason": "launcher-died"}
+                closed = {"status": "closed", "close_reason": "launcher-died", "metadata": meta}
+                tx.create({**fields, **closed})
+                stopped.append(session_id)
+        path.unlink(missing_ok=True)
+    return stopped
+
+
+def _kill_by_identity(root: Path, session_id: str) -> bool:
+    """A launcher killed while its provider started the process left no handle: find the
+    process by the identity its environment carries (GC_SESSION_ID, GC_POLECAT_REPO) and end
+    its process group. True if there was one."""
+    import signal
+
+    want = {f"GC_SESSION_ID={session_id}".encode(), f"GC_POLECAT_REPO={root}".encode()}
+    found = False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                if not want <= set(f.read().split(b"\0")):
+                    continue
+            group = os.getpgid(int(entry.name))
+            if group != os.getpgrp():
+                os.killpg(group, signal.SIGKILL)
+                found = True
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
 
 
 @contextmanager

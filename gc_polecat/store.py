@@ -24,8 +24,9 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -309,6 +310,7 @@ class Store:
             self._notify(result)
 
     def _commit(self, tx: Transaction) -> CommitResult:
+        self._refuse_links(tx.files)
         git = self.git
         blobs = {
             path: (git.add_blob(data) if data is not None else None)
@@ -341,6 +343,22 @@ class Store:
         self._clear_journal()
         self._update_catalog(tx.base if base == tx.base else None, commit, tx, blobs)
         return CommitResult(commit.decode(), message, tuple(tx.changes()))
+
+    def _refuse_links(self, paths: Iterable[str]) -> None:
+        """Refuse, before anything is written, a path whose parent in the work tree is a
+        symlink or a file: a committed `beads/4 -> /elsewhere` must never carry a bead file
+        out of the repository (docs/security.md)."""
+        for path in paths:
+            parent = self.root
+            for part in path.split("/")[:-1]:
+                parent = parent / part
+                try:
+                    mode = os.lstat(parent).st_mode
+                except FileNotFoundError:
+                    break
+                if not stat.S_ISDIR(mode):
+                    where = parent.relative_to(self.root)
+                    raise BadInput(f"refusing to write {path}: {where} is not a directory")
 
     def _journal_path(self) -> Path:
         return self.state_dir / "journal.json"

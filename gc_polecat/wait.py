@@ -213,6 +213,21 @@ def _payload(store: Store, wait: Bead, code: int, verdict: Bead | None) -> dict[
     }
 
 
+def moved_on(store: Store, wait: Bead) -> bool:
+    """The waiting session's epoch is no longer the one that registered the wait: the wait
+    belongs to an earlier incarnation, which must not be woken or handed the verdict."""
+    from . import session as sessions
+
+    meta = wait.get("metadata", {})
+    if not meta.get("session_id"):
+        return False
+    try:
+        session = sessions.get(store, meta["session_id"])
+    except BadInput:  # NotFound, or not a session bead: nothing to compare with
+        return False
+    return str(session.epoch) != meta.get("registered_epoch")
+
+
 def _settled(store: Store, wait: Bead, epoch: int | None, me: str) -> AwaitResult | None:
     """The answer if the wait has one for this caller, else None (still pending)."""
     meta = wait.get("metadata", {})
@@ -221,8 +236,9 @@ def _settled(store: Store, wait: Bead, epoch: int | None, me: str) -> AwaitResul
         return None
     if st in ("canceled", "expired", "failed"):
         return AwaitResult(EXIT_ENDED, _payload(store, wait, EXIT_ENDED, None))
-    if epoch is not None and str(epoch) != meta.get("registered_epoch"):
-        # registered by an earlier incarnation: never delivered to a later one
+    if (epoch is not None and str(epoch) != meta.get("registered_epoch")) or moved_on(store, wait):
+        # registered by an earlier incarnation: never delivered to a later one, nor to the
+        # earlier one once the session's epoch has moved on (it may linger, not be gone)
         return AwaitResult(
             EXIT_ENDED, {**_payload(store, wait, EXIT_ENDED, None), "reason": "continuation-stale"}
         )

@@ -17,7 +17,8 @@ from ..cli import AppContext, emit_json, json_option
 from ..errors import BadInput, InvalidBead, NotFound
 from ..hookspecs import hookimpl
 
-DURATION_RE = re.compile(r"^(\d+)(ns|us|ms|s|m|h|d)?$")
+DURATION_RE = re.compile(r"^([0-9]{1,19})(ns|us|ms|s|m|h|d)?$")
+MAX_NS = 2**63 - 1  # bd stores a gate timeout as a Go int64 of nanoseconds
 _NS = {
     "ns": 1,
     "us": 10**3,
@@ -38,7 +39,7 @@ class Priority(click.ParamType):
         if isinstance(value, int):
             return value
         text = str(value).strip().upper().removeprefix("P")
-        if text.isdigit() and 0 <= int(text) <= 4:
+        if text in ("0", "1", "2", "3", "4"):  # not isdigit(): it takes '²' and 5000 digits
             return int(text)
         self.fail(f"{value!r} is not a priority (0..4 or P0..P4)", param, ctx)
 
@@ -52,9 +53,10 @@ class Duration(click.ParamType):
         if isinstance(value, int):
             return value
         m = DURATION_RE.fullmatch(str(value).strip())
-        if not m:
-            self.fail(f"{value!r} is not a duration (e.g. 90s, 30m, 2h)", param, ctx)
-        return int(m.group(1)) * _NS[m.group(2) or "s"]
+        ns = int(m.group(1)) * _NS[m.group(2) or "s"] if m else MAX_NS + 1
+        if ns > MAX_NS:
+            self.fail(f"{value!r} is not a duration up to 292 years (e.g. 2h)", param, ctx)
+        return ns
 
 
 class KeyValue(click.ParamType):

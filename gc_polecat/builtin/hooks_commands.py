@@ -128,8 +128,9 @@ def hooks_run(app: AppContext, hook: str, bead_id: str, event: str) -> int:
     try:
         verdict = ingest(app.store(), _providers(app), json.loads(sys.stdin.read() or "null"))
     except Exception as exc:  # noqa: BLE001 - a hook must never fail the write that fired it
-        why = " ".join(str(exc).split()) or type(exc).__name__
-        click.echo(f"gc-polecat: error: bead hook {hook} {bead_id}: {why}", err=True)
+        why = str(exc).strip() or type(exc).__name__
+        line = f"gc-polecat: error: bead hook {hook} {bead_id}: {why}"
+        click.echo(" ".join(line.split()), err=True)  # one line, whatever the ID holds
         return 0
     if app.json:
         emit_json({"verdict": verdict})

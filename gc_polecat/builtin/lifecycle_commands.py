@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..cli import AppContext, emit_json, json_option
+from ..cli import AppContext, Seconds, emit_json, json_option
 from ..hookspecs import hookimpl
 
 
@@ -323,7 +323,7 @@ def verdict_command(
 @click.command("await")
 @click.argument("wait_id", metavar="[WAIT]", required=False)
 @click.option("--work", "work_id", default=None)
-@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Seconds.")
+@click.option("--timeout", type=Seconds(min=0), default=None, help="Seconds.")
 @json_option
 @click.pass_obj
 def await_command(
@@ -458,7 +458,7 @@ def controller_group() -> None:
 
 @controller_group.command("run")
 @click.option("--once", is_flag=True, help="One pass, then exit.")
-@click.option("--interval", type=click.FloatRange(min=0.05), default=5.0, show_default=True)
+@click.option("--interval", type=Seconds(min=0.05), default=5.0, show_default=True)
 @click.option(
     "--sync",
     "sync_remote",

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..cli import AppContext, emit_json, json_option
+from ..cli import AppContext, Seconds, emit_json, json_option
 from ..hookspecs import hookimpl
 from .lifecycle_commands import _providers, _validate
 
@@ -114,7 +114,7 @@ def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
 
 
 @click.command("next")
-@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Seconds.")
+@click.option("--timeout", type=Seconds(min=0), default=None, help="Seconds.")
 @click.option("--session", "session_opt", default=None, help="Default: $GC_SESSION_ID.")
 @json_option
 @click.pass_obj

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import AppContext, emit_json, json_option
+from ..cli import AppContext, Seconds, emit_json, json_option
 from ..hookspecs import hookimpl
 from .lifecycle_commands import _providers
 
@@ -38,7 +38,7 @@ def refinery_queue(app: AppContext) -> None:
 
 @refinery_group.command("process")
 @click.option("--once", is_flag=True, help="One pass over the queue, then exit.")
-@click.option("--interval", type=click.FloatRange(min=0.05), default=5.0, show_default=True)
+@click.option("--interval", type=Seconds(min=0.05), default=5.0, show_default=True)
 @click.option(
     "--clone",
     type=click.Path(file_okay=False, exists=True),

@@ -39,8 +39,10 @@ def wake(store: Store, wait: Bead) -> str:
     """Ring, and nudge if nobody heard; returns how the session was reached."""
     from .. import session as sessions
     from ..providers import get_providers
-    from ..wait import ring_for
+    from ..wait import moved_on, ring_for
 
+    if moved_on(store, wait):
+        return "stale"  # an earlier incarnation's wait: its later one is never woken for it
     if ring_for(store.state_dir, wait):
         return "doorbell"
     sid = wait.get("metadata", {}).get("session_id", "")
