@@ -142,10 +142,17 @@ class Git:
             with contextlib.suppress(OSError):  # fresh mtime: not a candidate for pruning
                 os.utime(path)
             return
-        path.parent.mkdir(exist_ok=True)
         tmp = path.parent / f"tmp_obj_{os.getpid()}_{obj.id[2:10].decode()}"
-        tmp.unlink(missing_ok=True)  # left by a killed writer that had this PID
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444), "wb") as f:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(tmp, flags, 0o444)
+        except FileNotFoundError:  # the first object of its fan-out directory
+            path.parent.mkdir(exist_ok=True)
+            fd = os.open(tmp, flags, 0o444)
+        except FileExistsError:  # left by a killed writer that had this PID
+            tmp.unlink()
+            fd = os.open(tmp, flags, 0o444)
+        with open(fd, "wb") as f:
             f.writelines(obj.as_legacy_object_chunks())
         os.replace(tmp, path)
 
