@@ -30,7 +30,7 @@ from gc_polecat.providers import ProviderError, TmuxProvider
 from gc_polecat.refinery import run_gate
 from gc_polecat.store import Store
 
-from .conftest import Cli, assert_clean, configure, git, wait_for
+from .conftest import Cli, assert_clean, configure, git, run_cli, wait_for
 from .test_githooks import City, code, commit, sleeper  # noqa: F401 - fixtures used by name
 
 HAS_TMUX = shutil.which("tmux") is not None
@@ -284,6 +284,33 @@ def test_titles_reasons_and_logs_never_reach_a_shell_or_a_pane(town: Town, tmp_p
     assert verdict["description"] == hostile and attacks(sentinel)[0] in verdict["notes"]
     time.sleep(0.5)  # the hook supervisor runs detached
     assert not sentinel.exists()
+
+
+def test_human_output_never_carries_terminal_controls(repo: Path) -> None:
+    """Escape sequences (OSC retitle, CSI clear, BEL, CR, an 8-bit CSI, DEL) in a title, a
+    description and metadata: the human output of real `bead show`, `bead list` and `wait
+    list` processes prints each control as a visible `\\xNN`; `--json` escapes them and gives
+    the exact text back."""
+    hostile = "t\x1b]0;owned\x07\x1b[2J\r\x9b31m\x7f"
+    r = str(repo)
+    made = run_cli("--repo", r, "bead", "create", hostile, "-d", f"l1\n{hostile}",
+                   "-m", f"k={hostile}", "-l", "gc:wait")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    bead_id = made.stdout.strip()
+    for args in (("bead", "show", bead_id), ("bead", "list"), ("wait", "list")):
+        out = run_cli("--repo", r, *args)
+        assert out.returncode == 0, out.stderr
+        assert "owned" in out.stdout, args
+        controls = [
+            c for c in out.stdout if (ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0
+        ]
+        assert controls == [], (args, controls)
+        assert "t\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x9b31m\\x7f" in out.stdout, args
+    shown = run_cli("--repo", r, "bead", "show", bead_id, "--json")
+    assert "\x1b" not in shown.stdout and "\x9b" not in shown.stdout and "\x7f" not in shown.stdout
+    (bead,) = json.loads(shown.stdout)
+    assert bead["title"] == hostile and bead["description"] == f"l1\n{hostile}"
+    assert bead["metadata"]["k"] == hostile
 
 
 def test_git_hook_scripts_quote_every_path(tmp_path: Path, code: dict[str, Path]) -> None:  # noqa: F811

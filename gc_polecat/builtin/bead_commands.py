@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..bead import STATUSES, TYPES, Bead
-from ..cli import AppContext, emit_json, json_option
+from ..cli import AppContext, echo, emit_json, json_option
 from ..errors import BadInput, InvalidBead, NotFound
 from ..hookspecs import hookimpl
 
@@ -108,7 +108,7 @@ def _read(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
 
 
 def _print_bead(bead: Bead) -> None:
-    click.echo(
+    echo(
         f"{bead['id']}  [{bead['issue_type']}] P{bead['priority']} {bead['status']}  "
         f"{bead['title']}"
     )
@@ -123,11 +123,11 @@ def _print_bead(bead: Bead) -> None:
             value = ", ".join(map(str, value))
         text = str(value)
         if "\n" in text:
-            click.echo(f"  {key}:")
+            echo(f"  {key}:")
             for line in text.rstrip("\n").splitlines():
-                click.echo(f"    {line}")
+                echo(f"    {line}")
         else:
-            click.echo(f"  {key}: {text}")
+            echo(f"  {key}: {text}")
 
 
 def _report(app: AppContext, beads: list[Bead], single: bool = False) -> None:
@@ -135,7 +135,7 @@ def _report(app: AppContext, beads: list[Bead], single: bool = False) -> None:
         emit_json(beads)
         return
     for bead in beads:
-        _print_bead(bead) if single else click.echo(
+        _print_bead(bead) if single else echo(
             f"{bead['id']}  [{bead['issue_type']}] P{bead['priority']} {bead['status']:<11} "
             f"{bead.get('assignee') or '-':<16} {bead['title']}"
         )

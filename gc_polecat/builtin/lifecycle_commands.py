@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..cli import AppContext, Seconds, emit_json, json_option
+from ..cli import AppContext, Seconds, echo, emit_json, json_option
 from ..hookspecs import hookimpl
 
 
@@ -144,7 +144,7 @@ def session_list(
         emit_json(rows)
         return
     for r in rows:
-        click.echo(
+        echo(
             f"{r['id']}  {r['name']:<24} {r['pool']:<12} {r['state']:<17} "
             f"{'alive' if r['alive'] else 'gone':<6} epoch {r['epoch']}"
         )
@@ -165,7 +165,7 @@ def session_show(app: AppContext, session_id: str) -> None:
         emit_json(view)
     else:
         for key, value in view.items():
-            click.echo(f"{key}: {value}")
+            echo(f"{key}: {value}")
 
 
 @session_group.command("stop")
@@ -345,7 +345,7 @@ def await_command(
         verdict = result.payload.get("verdict") or {}
         meta = verdict.get("metadata", {})
         words = {0: "merged", 10: "fix needed", 20: "ended without a verdict", 30: "still pending"}
-        click.echo(
+        echo(
             f"{wait['id']}: {words[result.code]}"
             + (
                 f" ({meta.get('failure_type')}): {verdict.get('description', '')}"
@@ -386,7 +386,7 @@ def wait_list(app: AppContext, state: str | None, session_id: str | None) -> Non
         return
     for w in rows:
         m = w.get("metadata", {})
-        click.echo(
+        echo(
             f"{w['id']}  {m.get('session_id', '-'):<12} {state_of(w):<9} "
             f"{m.get('kind', '-'):<5} {w.get('description', '')}"
         )

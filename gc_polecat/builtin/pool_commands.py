@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..cli import AppContext, Seconds, emit_json, json_option
+from ..cli import AppContext, Seconds, echo, emit_json, json_option
 from ..hookspecs import hookimpl
 from .lifecycle_commands import _providers, _validate
 
@@ -35,13 +35,13 @@ def pool_status(app: AppContext, pool: str | None) -> None:
     for r in rows:
         cap = r["max_waiting"] if r["max_waiting"] is not None else "-"
         limit = f", max {r['max_active']}" if r["max_active"] else ""
-        click.echo(
+        echo(
             f"{r['pool']}: polecats {len(r['polecats'])}, sessions alive {r['alive']}{limit}, "
             f"waiting {r['waiting']}/{cap}, work ready {r['work_ready']} "
             f"blocked {r['work_blocked']}, cleanups {r['cleanups']}"
         )
         for pid, p in r["polecats"].items():
-            click.echo(
+            echo(
                 f"  {p['name']:<12} {pid:<10} {p['health']:<17} "
                 f"{'alive' if p['alive'] else '-':<6} {p['work'] or '-':<10} {p['branch'] or '-'}"
             )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import AppContext, Seconds, emit_json, json_option
+from ..cli import AppContext, Seconds, echo, emit_json, json_option
 from ..hookspecs import hookimpl
 from .lifecycle_commands import _providers
 
@@ -30,7 +30,7 @@ def refinery_queue(app: AppContext) -> None:
     for sub in subs:
         m = sub.get("metadata", {})
         claimed = f" claimed by {m['claimed_by']}" if m.get("claimed_by") else ""
-        click.echo(
+        echo(
             f"{sub['id']}  {m.get('work', '-'):<10} attempt {m.get('attempt', '?')}  "
             f"{m.get('branch', '-')} -> {m.get('target', '-')}{claimed}"
         )
