@@ -8,7 +8,8 @@ The desired number of live sessions (Gas City's rule, with waiting counted as ow
 
 where demand is the ready, unassigned work routed to the pool. The plan, in the order applied:
 
-1. release: live waiters beyond `max_waiting`, oldest wait first: the wait is cancelled
+1. release: live waiters beyond `max_waiting` (a cap lowered by hand: `submit` itself keeps
+   new waiters within it, `hold_to_cap`), oldest wait first: the wait is cancelled
    (`released-capacity`) and the work falls back to the pool, where its verdict finds it;
 2. reap: sessions whose process is gone and which own nothing are closed (`process-gone`);
 3. restart: a working polecat whose session died gets a new session on the same sandbox and
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from .bead import Bead
     from .pool import PoolConfig
     from .providers import SessionProvider
-    from .store import Store
+    from .store import Store, Transaction
 
 MAX_RESTARTS = 3  # per work item (Gas Town's respawn breaker)
 KINDS = ("release", "reap", "restart", "cleanup", "sling", "drain", "start", "orphan")
@@ -240,20 +241,53 @@ def _safely(
 
 
 def _release(store: Store, wait_id: str, cfg: PoolConfig, providers: Any) -> str | None:
-    from .controller import fall_back
-
     with store.transaction(f"pool {cfg.name}: {wait_id} released (max_waiting)") as tx:
         wait = tx.get(wait_id)
         if wait is None or waits.state(wait) != "pending":
             return None
-        meta = wait.get("metadata", {})
-        waits.cancel(tx, wait, "released-capacity")
-        fall_back(tx, meta.get("work", ""), meta.get("session_id", ""), "released-capacity")
-        session = tx.get(meta.get("session_id", ""))
-        if session is not None and session.get("metadata", {}).get("state") == "awaiting_verdict":
-            sessions.set_state(tx, sessions.Session.of(session), "active")
-    waits.ring_for(store.state_dir, wait)
-    return "released"
+        release_in(tx, wait)
+    return "released"  # the wake plugin rings the wait's doorbell: its `await` exits 20
+
+
+def release_in(tx: Transaction, wait: Bead) -> None:
+    """Release a pending waiter for capacity: its wait is cancelled (`released-capacity`) and
+    its work falls back to the pool with its resume fields; the submission stays open."""
+    from .controller import fall_back
+
+    meta = wait.get("metadata", {})
+    waits.cancel(tx, wait, "released-capacity")
+    fall_back(tx, meta.get("work", ""), meta.get("session_id", ""), "released-capacity")
+    session = tx.get(meta.get("session_id", ""))
+    if session is not None and session.get("metadata", {}).get("state") == "awaiting_verdict":
+        sessions.set_state(tx, sessions.Session.of(session), "active")
+
+
+def hold_to_cap(tx: Transaction, pool: str, new_wait: Bead) -> list[str]:
+    """Release the pool's oldest pending waiters so that `new_wait` keeps it within
+    `max_waiting`, in the submitting transaction: no commit ever holds more waiters than the
+    cap (a cap lowered by hand is the plan's step 1). Every pending wait counts, live or not;
+    a dead waiter's work falls back to the pool either way. Returns the released wait IDs."""
+    from .catalog import Query
+    from .pool import get_pool
+
+    cfg = get_pool(tx.store, pool) if pool else None
+    if cfg is None:
+        return []
+    catalog = tx.store.catalog
+    catalog.refresh()  # at this transaction's base: the write lock is held
+    pending = [new_wait]
+    for listed in catalog.list(Query(labels=(waits.WAIT_LABEL, f"pool:{pool}"))):
+        if listed["id"] == new_wait["id"] or waits.state(listed) != "pending":
+            continue
+        wait = tx.get(listed["id"]) if tx.changed(listed["id"]) else listed
+        if wait is not None and waits.state(wait) == "pending":
+            pending.append(wait)
+    # oldest first; the new wait last among waits of the same second
+    pending.sort(key=lambda w: (w["created_at"], w["id"] == new_wait["id"], w["id"]))
+    released = pending[: max(0, len(pending) - cfg.waiting_cap)]
+    for wait in released:
+        release_in(tx, wait)
+    return [w["id"] for w in released]
 
 
 def _reap(store: Store, session_id: str, cfg: PoolConfig, providers: Any) -> str | None:

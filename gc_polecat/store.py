@@ -505,6 +505,10 @@ class Transaction:
             pending = self._base[bead_id]
         return None if pending is None else dict(pending)
 
+    def changed(self, bead_id: str) -> bool:
+        """Whether this transaction wrote or deleted the bead (the catalog's row is its base)."""
+        return bead_id in self._beads
+
     def require(self, bead_id: str) -> beadmod.Bead:
         found = self.get(bead_id)
         if found is None:

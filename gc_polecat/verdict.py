@@ -158,6 +158,9 @@ def submit(
         }
     )
     tx.update(work_id, {"status": "in_progress", "metadata": meta, "dependencies": deps})
+    from .reconcile import hold_to_cap
+
+    hold_to_cap(tx, session.pool, wait)
     return Submitted(sub, wait, attempt)
 
 

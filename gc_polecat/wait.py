@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 WAIT_LABEL = "gc:wait"
 STATES = ("pending", "ready", "closed", "canceled", "expired", "failed")
 TERMINAL = ("closed", "canceled", "expired", "failed")
+ENDED = ("canceled", "expired", "failed")  # terminal without a verdict: `await` exits 20
 # `await` exit statuses (PRODUCT.md)
 EXIT_MERGED, EXIT_FIX_NEEDED, EXIT_ENDED, EXIT_PENDING = 0, 10, 20, 30
 RECHECK = 5.0  # a missed doorbell costs at most this much latency, never correctness
@@ -55,7 +56,8 @@ def create(
             "title": f"wait:{session.bead['title']}",
             "issue_type": "gate",
             "description": note or f"verdict on {submission_id} for {work_id}",
-            "labels": [WAIT_LABEL, f"session:{session.id}"],
+            "labels": [WAIT_LABEL, f"session:{session.id}"]
+            + ([f"pool:{session.pool}"] if session.pool else []),
             "await_type": "bead",
             "await_id": submission_id,
             "timeout": int(ttl * 1e9),
@@ -234,7 +236,7 @@ def _settled(store: Store, wait: Bead, epoch: int | None, me: str) -> AwaitResul
     st = state(wait)
     if st == "pending":
         return None
-    if st in ("canceled", "expired", "failed"):
+    if st in ENDED:
         return AwaitResult(EXIT_ENDED, _payload(store, wait, EXIT_ENDED, None))
     if (epoch is not None and str(epoch) != meta.get("registered_epoch")) or moved_on(store, wait):
         # registered by an earlier incarnation: never delivered to a later one, nor to the

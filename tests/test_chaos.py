@@ -1105,7 +1105,18 @@ def test_a_launcher_killed_while_starting_the_process_leaves_none_running(city: 
     env = {**os.environ, "GC_SESSION_ID": "gc-ghost", "GC_POLECAT_REPO": str(city.beads)}
     ghost = subprocess.Popen(["sleep", "900"], env=env, start_new_session=True)
     actions = controller_pass(city.store, city.providers)
-    assert ghost.wait(10) is not None and not record.exists()  # one pass: nothing runs unknown
+    try:
+        ghost.wait(10)  # one pass: nothing runs unknown
+    except subprocess.TimeoutExpired:
+        environ = Path(f"/proc/{ghost.pid}/environ").read_bytes().split(b"\0")
+        seen = [e for e in environ if e.startswith((b"GC_SESSION_ID=", b"GC_POLECAT_REPO="))]
+        why = (
+            f"ghost still runs after {actions}; record left: {record.exists()}; its identity "
+            f"{seen}; pgid {os.getpgid(ghost.pid)} vs ours {os.getpgrp()}; repo {city.store.root}"
+        )
+        ghost.kill()
+        raise AssertionError(why) from None
+    assert not record.exists()
     if ("gc-ghost", "stopped (launched, never recorded)") in actions:  # (else: died meanwhile)
         assert ghost.returncode == -signal.SIGKILL
         assert city.get("gc-ghost")["close_reason"] == "launcher-died"

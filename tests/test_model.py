@@ -35,7 +35,8 @@ Checked after every step:
   a refused operation writes nothing;
 and after every reconcile: a session that held a pending wait when the pass began is still
 live, unless that wait ended in the pass (expired, released, stale): pinned sessions are never
-drained, whatever the limits; live pending waiters are within `max_waiting`; after a controller
+drained, whatever the limits; live pending waiters are within `max_waiting` (and after every
+step, unless the cap was lowered by hand since the last reconcile); after a controller
 pass no open wait lacks its live session at the same epoch. A verdict for a waiter whose epoch
 moved on neither rings nor nudges it (no wake record, nothing in its inbox).
 
@@ -142,6 +143,7 @@ class PoolModel(RuleBasedStateMachine):
         self.providers = get_providers(self.pm)
         self.works: list[str] = []
         self.limits = (3, 0, 2)  # max_active, min_active, max_waiting
+        self.cap_lowered = False  # by hand, below the waiters: the next reconcile releases them
         COUNTS["examples"] += 1
 
     def teardown(self) -> None:
@@ -491,6 +493,7 @@ class PoolModel(RuleBasedStateMachine):
         live_waiters = sum(len(held) for held in self.pinned().values())
         why = f"{live_waiters} live waiters after {applied}:\n{self.describe()}"
         assert live_waiters <= self.limits[2], why
+        self.cap_lowered = False
 
     def resize(self, i: int) -> None:
         """A person edits the pool's limits (a shrink below the waiters, or a growth)."""
@@ -501,6 +504,7 @@ class PoolModel(RuleBasedStateMachine):
         COUNTS["resize"] += 1
         before = self.head()
         configure(self.beads, pool_settings(self.code, *limits))
+        self.cap_lowered |= limits[2] < self.limits[2]
         self.limits = limits
         assert len(self.commits_since(before)) == 1
 
@@ -561,6 +565,15 @@ class PoolModel(RuleBasedStateMachine):
                 routed = work.get("metadata", {}).get("gc.routed_to")
                 assert routed in (POOL, None), work
                 assert w not in holders, (w, holders)
+
+    @invariant()
+    def waiters_within_the_cap(self) -> None:
+        """After every step: a submit past `max_waiting` released the oldest waiter in its own
+        commit, so only a cap lowered by hand since the last reconcile may be exceeded."""
+        live_waiters = sum(len(held) for held in self.pinned().values())
+        COUNTS["cap checked" + (" (lowered by hand)" if self.cap_lowered else "")] += 1
+        if not self.cap_lowered:
+            assert live_waiters <= self.limits[2], f"{live_waiters} waiters:\n{self.describe()}"
 
     @invariant()
     def stale_epoch_is_never_delivered(self) -> None:

@@ -231,7 +231,7 @@ def test_pool_shrink_keeps_three_waiters_and_drains_only_the_idle_session(city: 
 
 
 def test_waiting_maximum_releases_the_oldest_and_its_work_reaches_the_pool(city: City) -> None:
-    city.configure(max_active=3, max_waiting=1)
+    city.configure(max_active=3, max_waiting=2)
     _init(city, 3)
     first, second = city.work("first"), city.work("second")
     sling(city.store, city.providers, first, "cats")
@@ -243,6 +243,7 @@ def test_waiting_maximum_releases_the_oldest_and_its_work_reaches_the_pool(city:
     sub2 = city.submission(second, 1)
     wait_for(lambda: len(city.pending_waits()) == 2, "two waiters")
     first_polecat = city.bead(first)["metadata"]["gc.polecat"]
+    city.configure(max_active=3, max_waiting=1)  # lowered by hand below the waiters
 
     done = reconcile(city.store, city.providers)
     assert ("release", "released") in [(a.kind, out) for a, out in done]
@@ -256,6 +257,7 @@ def test_waiting_maximum_releases_the_oldest_and_its_work_reaches_the_pool(city:
     wait_for(lambda: any(e[:2] == [first, "20"] for e in city.evidence_lines()), "await 20")
     sling_try = reconcile(city.store, city.providers)
     assert "sling" not in [a.kind for a, _ in sling_try]  # blocked by its open submission
+    city.configure(max_active=3, max_waiting=2)  # raised again: the resubmit below keeps both
 
     assert city.verdict(sub1, "fix_needed", "tests") == "pool"  # the late verdict finds it
     assert city.bead(first)["metadata"]["rejection_reason"] == "tests failed"

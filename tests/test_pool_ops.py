@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +294,43 @@ def test_released_work_with_unpushed_commits_is_pushed_not_lost(pool: Pool) -> N
     again = sling(pool.store, pool.providers, w, "cats")
     assert again.polecat == furiosa.id and again.branch != done.branch
     git(Path(again.sandbox), "merge-base", "--is-ancestor", tip, "HEAD")  # resumed from origin
+
+
+def test_a_submission_past_max_waiting_releases_the_oldest_waiter_in_its_own_commit(
+    pool: Pool,
+) -> None:
+    """max_waiting 1: the second polecat's submit releases the first waiter in the same commit
+    (no commit ever holds two waiters); the first's blocked `await`, a real process, exits 20;
+    its work is in the pool with its resume fields and its submission stays open."""
+    pool.configure(max_active=3, max_waiting=1)
+    init_pool(pool.store, "cats", 2)
+    first, second = pool.work("first"), pool.work("second")
+    sling(pool.store, pool.providers, first, "cats")
+    sling(pool.store, pool.providers, second, "cats")
+    sub1, wait1 = pool.submit(first)
+    session1 = pool.store.get(first)["assignee"]
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "gc_polecat", "--repo", str(pool.beads), "await", wait1],
+        env={**os.environ, "GC_SESSION_ID": session1},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    before = pool.head()
+    sub2, wait2 = pool.submit(second)
+    assert git(pool.beads, "rev-list", "--count", f"{before}..HEAD").strip() == "1"
+    released = pool.store.get(wait1)["metadata"]
+    assert (released["state"], released["reason"]) == ("canceled", "released-capacity")
+    work = pool.store.get(first)
+    assert not work.get("assignee") and work["metadata"]["gc.routed_to"] == "cats"
+    assert work["metadata"]["gc.fallback_reason"] == "released-capacity"
+    assert work["metadata"]["branch"] and work["metadata"]["gc.previous_session"] == session1
+    assert pool.store.get(sub1)["status"] != "closed"  # the refinery still judges it
+    assert pool.store.get(wait2)["metadata"]["state"] == "pending"
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 20, (out, err)
+    assert "release" not in [a.kind for a, _ in reconcile(pool.store, pool.providers)]
+    pool.stop_all()
 
 
 # --- reconcile --------------------------------------------------------------------------------

@@ -81,11 +81,16 @@ def record(store: Store, wait_id: str, how: str) -> None:
 
 @hookimpl
 def gc_polecat_bead_committed(store: Store, result: CommitResult) -> None:
-    from ..wait import is_wait, state
+    from ..wait import ENDED, is_wait, ring_for, state
 
     for change in result.changes:
         after, before = change.after, change.before
-        if after is None or not is_wait(after) or state(after) != "ready":
+        if after is None or not is_wait(after):
+            continue
+        if state(after) in ENDED and before is not None and state(before) == "pending":
+            ring_for(store.state_dir, after)  # a blocked `await` exits 20 now, not at its re-read
+            continue
+        if state(after) != "ready":
             continue
         if before is not None and state(before) == "ready":
             continue  # already woken for this readiness
