@@ -81,14 +81,15 @@ def record(store: Store, wait_id: str, how: str) -> None:
 
 @hookimpl
 def gc_polecat_bead_committed(store: Store, result: CommitResult) -> None:
-    from ..wait import ENDED, is_wait, ring_for, state
+    from ..wait import ENDED, is_wait, moved_on, ring_for, state
 
     for change in result.changes:
         after, before = change.after, change.before
         if after is None or not is_wait(after):
             continue
         if state(after) in ENDED and before is not None and state(before) == "pending":
-            ring_for(store.state_dir, after)  # a blocked `await` exits 20 now, not at its re-read
+            if not moved_on(store, after):  # a stale epoch is never rung (docs/security.md)
+                ring_for(store.state_dir, after)  # its `await` exits 20 now, not at its re-read
             continue
         if state(after) != "ready":
             continue
