@@ -59,6 +59,19 @@ def wait_for(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def code_origin(origin: Path, *clones: Path) -> None:
+    """A code repository as the pool tests need it: a bare `origin` whose `main` holds one
+    commit (a README), and each of `clones` cloned from it."""
+    seed = origin.parent / "seed"
+    git(origin.parent, "init", "-q", "-b", "main", str(seed))
+    (seed / "README").write_text("code\n")
+    git(seed, "add", "README")
+    git(seed, "commit", "-qm", "initial")
+    git(origin.parent, "clone", "-q", "--bare", str(seed), str(origin))
+    for clone in clones:
+        git(origin.parent, "clone", "-q", str(origin), str(clone))
+
+
 def configure(repo: Path, settings: str) -> None:
     """Commit `.beads/config.yaml` as `prefix: gc` plus `settings`, with plain git, as a
     person editing the settings would. Each call replaces the previous settings."""

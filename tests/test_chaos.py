@@ -83,6 +83,8 @@ from gc_polecat.sling import sling
 from gc_polecat.store import Store
 from gc_polecat.verdict import ESCALATED_LABEL, SUBMISSION_LABEL, record_verdict, submit
 
+from .conftest import code_origin
+
 SEED_ENV = "GC_POLECAT_CHAOS_SEED"
 RUNS_ENV = "GC_POLECAT_CHAOS_RUNS"
 WORKERS_ENV = "GC_POLECAT_CHAOS_WORKERS"
@@ -270,14 +272,7 @@ class City:
         self.beads = tmp / "beads"
         self.origin, self.code = tmp / "origin.git", tmp / "code"
         self.refinery_clone = tmp / "refinery"
-        seed = tmp / "seed"
-        git(tmp, "init", "-q", "-b", "main", str(seed))
-        (seed / "README").write_text("code\n")
-        git(seed, "add", "README")
-        git(seed, "commit", "-qm", "initial")
-        git(tmp, "clone", "-q", "--bare", str(seed), str(self.origin))
-        git(tmp, "clone", "-q", str(self.origin), str(self.code))
-        git(tmp, "clone", "-q", str(self.origin), str(self.refinery_clone))
+        code_origin(self.origin, self.code, self.refinery_clone)
         self.pm = make_plugin_manager(load_entrypoints=False)
         Store.init(self.beads, prefix="gc", pm=self.pm)
         (self.beads / ".beads" / "config.yaml").write_text(

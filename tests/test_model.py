@@ -80,7 +80,7 @@ from gc_polecat.sling import sling
 from gc_polecat.store import Store
 from gc_polecat.verdict import ESCALATED_LABEL, SUBMISSION_LABEL, record_verdict, submit
 
-from .conftest import configure, git
+from .conftest import code_origin, configure, git
 
 POOL = "cats"
 EXAMPLES = int(os.environ.get("GC_POLECAT_MODEL_EXAMPLES", "25"))
@@ -110,13 +110,7 @@ class Template:
     def __init__(self, tmp: Path) -> None:
         self.live, self.saved = tmp / "city", tmp / "template"
         root = self.live
-        seed = root / "seed"
-        git(root.parent, "init", "-q", "-b", "main", str(seed))
-        (seed / "README").write_text("code\n")
-        git(seed, "add", "README")
-        git(seed, "commit", "-qm", "initial")
-        git(root, "clone", "-q", "--bare", str(seed), str(root / "origin.git"))
-        git(root, "clone", "-q", str(root / "origin.git"), str(root / "code"))
+        code_origin(root / "origin.git", root / "code")
         pm = make_plugin_manager(load_entrypoints=False)
         Store.init(root / "beads", prefix="gc", pm=pm)
         configure(root / "beads", pool_settings(root / "code", 3, 0, 2))

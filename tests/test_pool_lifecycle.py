@@ -34,7 +34,7 @@ from gc_polecat.sling import sling
 from gc_polecat.store import Store
 from gc_polecat.verdict import SUBMISSION_LABEL, record_verdict
 
-from .conftest import ROOT, assert_clean, configure, git, wait_for
+from .conftest import ROOT, assert_clean, code_origin, configure, git, wait_for
 
 AGENT = ROOT / "tests" / "polecat_agent.sh"
 
@@ -48,13 +48,7 @@ class City:
         self.origin = tmp / "origin.git"
         self.code = tmp / "code"
         self.evidence = tmp / "evidence"
-        seed = tmp / "seed"
-        git(tmp, "init", "-q", "-b", "main", str(seed))
-        (seed / "README").write_text("code\n")
-        git(seed, "add", "README")
-        git(seed, "commit", "-qm", "initial")
-        git(tmp, "clone", "-q", "--bare", str(seed), str(self.origin))
-        git(tmp, "clone", "-q", str(self.origin), str(self.code))
+        code_origin(self.origin, self.code)
         self.pm = make_plugin_manager(load_entrypoints=False)
         self.store = Store(repo, pm=self.pm)
         self.providers = get_providers(self.pm)

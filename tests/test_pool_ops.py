@@ -26,7 +26,7 @@ from gc_polecat.sling import sling
 from gc_polecat.store import Store
 from gc_polecat.verdict import record_verdict, submit
 
-from .conftest import Cli, assert_clean, configure, git, wait_for
+from .conftest import Cli, assert_clean, code_origin, configure, git, wait_for
 
 
 class Pool:
@@ -35,13 +35,7 @@ class Pool:
     def __init__(self, repo: Path, tmp: Path) -> None:
         self.beads, self.tmp = repo, tmp
         self.origin, self.code = tmp / "origin.git", tmp / "code"
-        seed = tmp / "seed"
-        git(tmp, "init", "-q", "-b", "main", str(seed))
-        (seed / "README").write_text("code\n")
-        git(seed, "add", "README")
-        git(seed, "commit", "-qm", "initial")
-        git(tmp, "clone", "-q", "--bare", str(seed), str(self.origin))
-        git(tmp, "clone", "-q", str(self.origin), str(self.code))
+        code_origin(self.origin, self.code)
         self.pm = make_plugin_manager(load_entrypoints=False)
         self.store = Store(repo, pm=self.pm)
         self.providers = get_providers(self.pm)

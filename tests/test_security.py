@@ -30,7 +30,7 @@ from gc_polecat.providers import ProviderError, TmuxProvider
 from gc_polecat.refinery import run_gate
 from gc_polecat.store import Store
 
-from .conftest import Cli, assert_clean, configure, git, run_cli, wait_for
+from .conftest import Cli, assert_clean, code_origin, configure, git, run_cli, wait_for
 from .test_githooks import City, code, commit, sleeper  # noqa: F401 - fixtures used by name
 
 HAS_TMUX = shutil.which("tmux") is not None
@@ -579,14 +579,7 @@ def test_nothing_gc_polecat_creates_is_world_writable(repo: Path, tmp_path: Path
     root = tmp_path / "city"
     root.mkdir()
     origin, clone, refinery, beads = (root / n for n in ("origin.git", "code", "refinery", "beads"))
-    seed = tmp_path / "seed"
-    git(tmp_path, "init", "-q", "-b", "main", str(seed))
-    (seed / "README").write_text("code\n")
-    git(seed, "add", "README")
-    git(seed, "commit", "-qm", "initial")
-    git(tmp_path, "clone", "-q", "--bare", str(seed), str(origin))
-    git(tmp_path, "clone", "-q", str(origin), str(clone))
-    git(tmp_path, "clone", "-q", str(origin), str(refinery))
+    code_origin(origin, clone, refinery)
     town = Town(beads, root)
     run = lambda *a, **k: town.run(*a, umask=0, **k)  # noqa: E731
     seen: list[str] = []
