@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import bead as beadmod
 from . import ids
 from .errors import BadInput, Conflict, GcPolecatError, NotARepository, NotFound
-from .git import TREE_MODE, Git, atomic_write, read_head
+from .git import EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Git, atomic_write, read_head
 
 if TYPE_CHECKING:
     import pluggy
@@ -387,7 +387,9 @@ class Store:
         self._journal_path().write_bytes(json.dumps(data).encode())
 
     def _sync_worktree(self, tree: bytes | None, paths: list[str]) -> None:
-        """Make the work tree files and the index match `tree` for `paths`."""
+        """Make the work tree files and the index match `tree` for `paths`, modes kept: our
+        own writes are bead files, but `sync` and the recovery of its journal also bring in
+        what others committed with plain git (executables, symlinks, submodules)."""
         from .gitindex import update_index
 
         git = self.git
@@ -396,14 +398,23 @@ class Store:
         for path in paths:
             target = self.root / path
             found = git.lookup(tree, path)
-            if found is None:
-                with contextlib.suppress(FileNotFoundError):
+            if found is None or found[0] == TREE_MODE:
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                     target.unlink()
                 _prune_empty_dirs(target.parent, self.root)
                 index_changes[path] = None
             else:
-                atomic_write(target, git.blob(found[1]), tmp)
-                index_changes[path] = (bytes.fromhex(found[1].decode()), found[0])
+                mode, sha = found
+                if mode == GITLINK_MODE:
+                    target.mkdir(parents=True, exist_ok=True)
+                elif mode == LINK_MODE:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.unlink(missing_ok=True)
+                    os.symlink(os.fsdecode(git.blob(sha)), target)
+                else:
+                    mode_bits = 0o755 if mode == EXEC_MODE else 0o644
+                    atomic_write(target, git.blob(sha), tmp, mode_bits)
+                index_changes[path] = (bytes.fromhex(sha.decode()), mode)
             crash_point("file-written")
         update_index(self.root, self.git_dir, index_changes)
 

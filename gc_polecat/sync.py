@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from . import bead as beadmod
 from . import ids
 from .errors import BadInput, Conflict, GcPolecatError, InvalidBead
-from .git import TREE_MODE, atomic_write
 
 if TYPE_CHECKING:
     from .git import Git
@@ -43,7 +42,6 @@ BACKOFF, BACKOFF_CAP = 0.05, 1.0  # after losing round n: a random wait up to BA
 PRIVATE_REFS = "refs/gc-polecat/sync/"  # where fetched tips are kept (one ref per remote)
 GIT_TIMEOUT = 120.0
 VERDICT_LABEL = "gc:verdict"  # verdict.VERDICT_LABEL, without importing the lifecycle here
-_EXEC_MODE, _LINK_MODE, _GITLINK_MODE = 0o100755, 0o120000, 0o160000
 _MISSING: Any = object()
 # a refused push worth another round: the remote moved on, or another push held its ref lock
 _RETRYABLE = ("fetch first", "non-fast-forward", "stale info", "lock", "failed to update ref")
@@ -520,36 +518,6 @@ def _plan(store: Store, local: bytes | None, remote: bytes) -> Integration:
     return _replay(store, local, base, remote)
 
 
-def _apply_worktree(store: Store, tree: bytes | None, paths: list[str]) -> None:
-    """Make the work tree and git's index match `tree` for `paths` (modes kept)."""
-    from .gitindex import update_index
-    from .store import _prune_empty_dirs
-
-    git = store.git
-    changes: dict[str, tuple[bytes, int] | None] = {}
-    tmp = store.state_dir / "tmp"
-    for path in paths:
-        target = store.root / path
-        found = git.lookup(tree, path)
-        if found is None or found[0] == TREE_MODE:
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                target.unlink()
-            _prune_empty_dirs(target.parent, store.root)
-            changes[path] = None
-            continue
-        mode, sha = found
-        if mode == _GITLINK_MODE:
-            target.mkdir(parents=True, exist_ok=True)
-        elif mode == _LINK_MODE:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
-            os.symlink(os.fsdecode(git.blob(sha)), target)
-        else:
-            atomic_write(target, git.blob(sha), tmp, 0o755 if mode == _EXEC_MODE else 0o644)
-        changes[path] = (bytes.fromhex(sha.decode()), mode)
-    update_index(store.root, store.git_dir, changes)
-
-
 def _bead_changes(
     store: Store, old_tree: bytes | None, new_tree: bytes | None, paths: list[str]
 ) -> list[BeadChange]:
@@ -607,7 +575,7 @@ def integrate(
             if not git.cas_ref(ref, local, done.new, store.author(), f"gc-polecat: sync {label}"):
                 store._clear_journal()  # someone moved the branch with plain git: plan again
                 continue
-            _apply_worktree(store, new_tree, paths)
+            store._sync_worktree(new_tree, paths)
             store._clear_journal()
         done.moved = (old_tree, new_tree, paths)
         if announce:

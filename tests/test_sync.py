@@ -361,6 +361,33 @@ def test_files_committed_with_plain_git_arrive_with_their_mode(world: World) -> 
     converged(world.a, world.b)
 
 
+def test_a_sync_killed_while_writing_files_recovers_them_with_their_mode(world: World) -> None:
+    """`sync` on B is SIGKILLed after its first work-tree file (GC_POLECAT_TEST_CRASH_AT); the
+    next reader finishes the write from the journal: the hook comes back executable and the
+    link a symlink, as git recorded them, and `git status` is clean."""
+    hooks = world.a.root / ".beads" / "hooks"
+    hooks.mkdir(parents=True)
+    for name in ("on_create", "on_update"):
+        (hooks / name).write_text("#!/bin/sh\nexit 0\n")
+        (hooks / name).chmod(0o755)
+    (hooks / "on_close").symlink_to("on_create")
+    git(world.a.root, "add", ".beads/hooks")
+    git(world.a.root, "commit", "-qm", "bead hooks")
+    sync(world.a.store)
+    killed = run_cli(
+        "--repo", str(world.b.root), "sync",
+        env={**os.environ, "GC_POLECAT_TEST_CRASH_AT": "file-written"},
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    recovered = Store(world.b.root, pm=make_plugin_manager(load_entrypoints=False))
+    assert recovered.recover_if_needed()
+    b_hooks = world.b.root / ".beads" / "hooks"
+    assert os.access(b_hooks / "on_create", os.X_OK) and os.access(b_hooks / "on_update", os.X_OK)
+    assert (b_hooks / "on_close").is_symlink()
+    assert os.readlink(b_hooks / "on_close") == "on_create"
+    converged(world.a, world.b)
+
+
 def test_merge_beads_is_symmetric() -> None:
     base = {
         "id": "gc-sym",
