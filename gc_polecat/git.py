@@ -228,30 +228,22 @@ class Git:
         self.add_object(commit)
         return commit.id
 
+    def lock_ref(self, ref: bytes) -> RefLock:
+        """Take `<ref>.lock` (git's ref-lock protocol, see gc_polecat.locks); LockBusy when
+        git or another process holds it for more than REF_LOCK_WAIT."""
+        return RefLock(self, ref)
+
     def cas_ref(self, ref: bytes, old: bytes | None, new: bytes, who: bytes, message: str) -> bool:
-        """Move `ref` from `old` (None: unborn) to `new` with git's own ref-lock protocol:
-        create `<ref>.lock` exclusively, re-read the ref under it, rename. Like git by default,
-        no fsync: the rename is atomic against process death, which is what we guarantee."""
-        name = ref.decode()
-        path = self.git_dir / name
-        lock = path.with_name(path.name + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = _take_ref_lock(lock)
+        """Move `ref` from `old` (None: unborn) to `new`: lock, re-read the ref under the lock,
+        rename. Like git by default, no fsync: the rename is atomic against process death."""
+        lock = self.lock_ref(ref)
         try:
-            if read_ref(self.git_dir, name) != (old.decode() if old else None):
-                os.close(fd)
-                lock.unlink()
+            if lock.value != old:
                 return False
-            os.write(fd, new + b"\n")
-            os.close(fd)
-            os.replace(lock, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            lock.unlink(missing_ok=True)
-            raise
-        self._append_reflog(name, old, new, who, message)
-        return True
+            lock.move(new, who, message)
+            return True
+        finally:
+            lock.release()
 
     def _append_reflog(self, ref: str, old: bytes | None, new: bytes, who: bytes, msg: str) -> None:
         """One line in .git/logs/<ref>, so `git reflog` shows our commits like any other."""
@@ -275,23 +267,42 @@ class Git:
 
 
 REF_LOCK_WAIT = 2.0
+TMP_DIR = "gc-polecat/tmp"  # under .git: where our lock and ref temporary files are made
 
 
-def _take_ref_lock(lock: Path) -> int:
-    """Create `<ref>.lock` exclusively, waiting briefly for a git command that holds it.
+class RefLock:
+    """`<ref>.lock` held by us, and the ref's value read under it. `move` is the commit point
+    of a write: the new value goes into a temporary file renamed over the ref while the lock
+    still holds our record (so a lock left by a killed writer is provably ours)."""
 
-    A lock left by a killed gc-polecat writer is removed by recovery (the journal names it);
-    one held longer than REF_LOCK_WAIT by anyone else is reported, not broken."""
-    deadline = time.monotonic() + REF_LOCK_WAIT
-    while True:
+    def __init__(self, git: Git, ref: bytes) -> None:
+        from .locks import OwnLock
+
+        self.git, self.name = git, ref.decode()
+        self.path = git.git_dir / self.name
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir = git.git_dir / TMP_DIR
+        lock = self.path.with_name(self.path.name + ".lock")
+        self.lock = OwnLock(lock, REF_LOCK_WAIT, f"moving {self.name}", self.tmp_dir)
+        value = read_ref(git.git_dir, self.name)
+        self.value = value.encode() if value else None
+
+    def move(self, new: bytes, who: bytes, message: str) -> None:
+        from .locks import LockBusy
+
+        if not self.lock.ours():
+            raise LockBusy(f"{self.lock.path} was removed or taken over while we held it")
+        atomic_write(self.path, new + b"\n", self.tmp_dir)
         try:
-            return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if time.monotonic() > deadline:
-                from .errors import GcPolecatError
+            self.git._append_reflog(self.name, self.value, new, who, message)
+        except OSError as exc:  # the ref moved: the write is done, only its log line is missing
+            import sys
 
-                raise GcPolecatError(f"{lock} is held by another process") from None
-            time.sleep(0.002)
+            print(f"gc-polecat: warning: no reflog line for {self.name}: {exc}", file=sys.stderr)
+        self.value = new
+
+    def release(self) -> None:
+        self.lock.release()
 
 
 def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644) -> None:

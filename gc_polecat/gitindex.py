@@ -24,14 +24,15 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from .locks import LockBusy, OwnLock
+
 MAX_SPLIT_ENTRIES = 500  # fold into a new shared index once the split part holds more than this
-LOCK_TIMEOUT = 2.0  # seconds to wait for a live index.lock
-LOCK_STALE_AFTER = 10.0  # an index.lock older than this was left by a killed process
+LOCK_TIMEOUT = 2.0  # seconds to wait for an index.lock someone else holds
 SHARED_EXPIRY = 86400.0  # unreferenced shared index files older than this are deleted
 SIDECAR_DIR = "gc-polecat"
 CACHE_ENABLED = True  # reuse this process's last update while .git/index is unchanged
@@ -44,8 +45,8 @@ _NO_SHA = b"\0" * 20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
 
-class IndexLockedError(Exception):
-    """``index.lock`` is held by a live process."""
+class IndexLockedError(LockBusy):
+    """``index.lock`` is held by another process (or was taken from us); nothing was written."""
 
 
 class IndexFormatError(Exception):
@@ -486,6 +487,7 @@ def _expire(git_dir: Path, keep: set[str]) -> None:
     side = git_dir / SIDECAR_DIR
     old = [p for p in git_dir.glob("sharedindex.*") if p.name not in keep]
     old += [p for p in side.glob("tmp-*")]
+    old += [p for p in side.glob("tmp/*lock-*")]  # lock records of killed writers
     for p in old:
         with contextlib.suppress(FileNotFoundError):
             if p.lstat().st_mtime < cutoff:
@@ -508,64 +510,75 @@ def _fold(git_dir: Path, entries: list[_Entry], hot: bytes, old_base: bytes | No
 # --- locking -----------------------------------------------------------------------------------
 
 
-def _break_stale_lock(lock: Path, seen: os.stat_result) -> None:
-    """Remove a stale lock without ever removing a fresh one another process just created."""
-    grave = lock.with_name(f"index.lock.stale-{os.getpid()}")
-    try:
-        os.rename(lock, grave)
-    except FileNotFoundError:
-        return
-    if os.lstat(grave).st_ino != seen.st_ino:  # raced with a new owner: give it back
-        with contextlib.suppress(FileExistsError):
-            os.link(grave, lock)
-    os.unlink(grave)
-
-
 class _IndexLock:
-    """git's index.lock protocol: O_EXCL create, write, rename over the index. Leaving
-    the ``with`` block without commit() removes the lock and leaves the index untouched."""
+    """git's index.lock, taken as `gc_polecat.locks` describes: created already naming its
+    writer, the new index written through a temporary file renamed over ``.git/index`` while
+    the lock is still held. A lock this thread already holds (`hold_index_lock`, taken by the
+    store before it moves the branch) is used as it is and left held; otherwise the lock is
+    taken here and removed when the ``with`` block ends. A lock held by anyone else (git, an
+    editor, a live writer) is waited for LOCK_TIMEOUT, never broken; one whose record proves
+    its gc-polecat writer dead is removed."""
 
     def __init__(self, git_dir: Path) -> None:
         self.lock, self.index = git_dir / "index.lock", git_dir / "index"
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        while True:
+        held = _held.get(_held_key(git_dir))
+        self.own = held is None
+        if held is None:
             try:
-                self.fd: int | None = os.open(self.lock, _CREATE, 0o644)
-                break
-            except FileExistsError:
-                with contextlib.suppress(FileNotFoundError):
-                    st = os.lstat(self.lock)
-                    if time.time() - st.st_mtime > LOCK_STALE_AFTER:
-                        _break_stale_lock(self.lock, st)
-                    elif time.monotonic() >= deadline:
-                        raise IndexLockedError(f"{self.lock} is held by another process") from None
-                    else:
-                        time.sleep(0.01)
-        st = os.fstat(self.fd)
-        self.ino, self.mtime = st.st_ino, _mtime_key(st.st_mtime_ns)  # mtime: "now" by the fs
+                held = OwnLock(self.lock, LOCK_TIMEOUT, "the index update", _lock_tmp(git_dir))
+            except LockBusy as exc:
+                raise IndexLockedError(str(exc)) from None
+        self.held = held
+        self.mtime = _mtime_key(held.mtime_ns)  # "now" by the file system's clock
 
     def commit(self, data: bytes) -> os.stat_result:
         """Install data as the index; returns the stat of the file written (our inode, not
         whatever is at the path by the time we could look)."""
-        fd, self.fd = self.fd, None
-        assert fd is not None
-        try:
-            _write_fd(fd, data)
-            written = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if os.lstat(self.lock).st_ino != self.ino:  # someone broke our lock and took it
-            raise IndexLockedError(f"{self.lock} was taken over while we held it")
-        os.replace(self.lock, self.index)
-        return written
+        if not self.held.ours():  # someone removed our lock (by hand) and maybe took it
+            raise IndexLockedError(f"{self.lock} was removed or taken over while we held it")
+        return _atomic_write(self.index, data)
 
     def __enter__(self) -> _IndexLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.lock.unlink(missing_ok=True)
+        if self.own:
+            self.held.release()
+
+
+_held: dict[tuple[str, int], OwnLock] = {}  # (git dir, thread) -> index.lock it holds
+
+
+def _lock_tmp(git_dir: Path) -> Path:
+    """Where lock records are prepared (the store's temporary directory, which its recovery
+    empties, so a writer killed while preparing one leaves nothing behind for long)."""
+    return git_dir / SIDECAR_DIR / "tmp"
+
+
+def _held_key(git_dir: Path) -> tuple[str, int]:
+    return os.path.abspath(git_dir), threading.get_ident()
+
+
+@contextlib.contextmanager
+def hold_index_lock(git_dir: Path, wait: float | None = None) -> Iterator[OwnLock]:
+    """Hold ``.git/index.lock`` for a whole write: every update_index in this thread inside the
+    block uses it. Re-entrant. Raises IndexLockedError when someone else holds it."""
+    key = _held_key(Path(git_dir))
+    if key in _held:
+        yield _held[key]
+        return
+    lock_path = Path(git_dir) / "index.lock"
+    try:
+        timeout = LOCK_TIMEOUT if wait is None else wait
+        lock = OwnLock(lock_path, timeout, "the write", _lock_tmp(Path(git_dir)))
+    except LockBusy as exc:
+        raise IndexLockedError(str(exc)) from None
+    _held[key] = lock
+    try:
+        yield lock
+    finally:
+        del _held[key]
+        lock.release()
 
 
 # --- what this process wrote last --------------------------------------------------------------

@@ -322,14 +322,10 @@ class Store:
             tree = git.edit_tree(git.commit_tree(base), blobs)
             commit = git.make_commit(tree, base, self.author(), message)
             crash_point("objects-written")
-            self._write_journal(tx.ref, base, commit, list(blobs))
-            crash_point("journal-written")
-            if git.cas_ref(tx.ref, base, commit, self.author(), f"gc-polecat: {message}"):
-                crash_point("ref-moved")
+            if self._publish(tx.ref, base, commit, list(blobs), f"gc-polecat: {message}"):
                 break
             # Someone outside gc-polecat moved the branch (a person's `git commit`): rebase our
             # files onto it unless they touched the same paths.
-            self._clear_journal()
             moved = git.ref_value(tx.ref)
             moved_tree = git.commit_tree(moved)
             touched = [p for p in blobs if git.lookup(moved_tree, p) != git.lookup(tx.base_tree, p)]
@@ -338,11 +334,90 @@ class Store:
             base = moved
         else:
             raise Conflict("the branch kept moving during this write; retry")
-        self._sync_worktree(git.commit_tree(commit), list(blobs))
-        crash_point("index-written")
-        self._clear_journal()
         self._update_catalog(tx.base if base == tx.base else None, commit, tx, blobs)
         return CommitResult(commit.decode(), message, tuple(tx.changes()))
+
+    def _publish(
+        self, ref: bytes, old: bytes | None, new: bytes, paths: list[str], reflog: str
+    ) -> bool:
+        """Make `new` the branch, with its files in the work tree and the index, or change
+        nothing (False: the branch is no longer at `old`). Lock order, as git's `commit`:
+        `.git/index.lock`, then `<ref>.lock`; the work tree and the index are written while both
+        are held and BEFORE the ref moves, so a `git commit` racing with us either fails on
+        index.lock or reads our new index; it can never build on our commit from the old one.
+        The ref's rename is the commit point: any failure before it is undone (nothing
+        committed), nothing after it can fail the write (docs/formats.md, "Crash safety")."""
+        from .gitindex import hold_index_lock
+
+        git = self.git
+        old_tree, new_tree = git.commit_tree(old), git.commit_tree(new)
+        self._check_writable(paths)
+        with hold_index_lock(self.git_dir):
+            ref_lock = git.lock_ref(ref)
+            try:
+                if ref_lock.value != old:
+                    return False
+                self._refuse_local_changes(old_tree, new_tree, paths)
+                self._write_journal(ref, old, new, paths)
+                crash_point("journal-written")
+                try:
+                    self._sync_worktree(new_tree, paths)
+                    crash_point("index-written")
+                    ref_lock.move(new, self.author(), reflog)  # the commit point
+                except BaseException:
+                    if git.ref_value(ref) != new:  # else it did move: committed, report success
+                        self._undo(old_tree, paths)
+                        raise
+                crash_point("ref-moved")
+            finally:
+                ref_lock.release()
+        self._clear_journal()
+        return True
+
+    def _undo(self, old_tree: bytes | None, paths: list[str]) -> None:
+        """A write failed before its commit point: put the work tree and the index back. If
+        that fails too, the journal stays and the next command's recovery finishes the job."""
+        try:
+            self._sync_worktree(old_tree, paths)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            return
+        self._clear_journal()
+
+    def _check_writable(self, paths: Iterable[str]) -> None:
+        """Refuse, before anything is written, a write whose work-tree files or index could not
+        be written after it: that write would otherwise be committed and then reported as a
+        failure (and a retry would make it twice)."""
+        dirs = {self.git_dir, *(d for d in (self.state_dir, self.state_dir / "tmp") if d.exists())}
+        for path in paths:
+            parent = (self.root / path).parent
+            while not parent.exists() and parent != self.root:
+                parent = parent.parent
+            dirs.add(parent)
+        for d in sorted(dirs):
+            if not os.access(d, os.W_OK | os.X_OK):
+                raise GcPolecatError(f"cannot write in {d}: permission denied; nothing was written")
+
+    def _refuse_local_changes(
+        self, old_tree: bytes | None, new_tree: bytes | None, paths: Iterable[str]
+    ) -> None:
+        """Like git's checkout, never overwrite an uncommitted change: a work-tree file that
+        holds neither what the branch has nor what this write puts there is someone's edit
+        (BadInput, exit 2, nothing written). Read under index.lock, so git cannot change it
+        between this check and our write."""
+        git = self.git
+        for path in paths:
+            target = self.root / path
+            wanted = [git.lookup(tree, path) for tree in (old_tree, new_tree)]
+            if any(w and w[0] == GITLINK_MODE for w in wanted):
+                continue  # a submodule's directory: git checks those itself
+            seen = _worktree_blob(target)
+            if seen in [w[1] if w and w[0] != TREE_MODE else None for w in wanted]:
+                continue
+            how = "is deleted" if seen is None else "has uncommitted changes"
+            raise BadInput(
+                f"{path} {how} in the work tree and this write would overwrite it: commit it "
+                f"with git, or discard it (git checkout -- {path}), then retry"
+            )
 
     def _refuse_links(self, paths: Iterable[str]) -> None:
         """Refuse, before anything is written, a path whose parent in the work tree is a
@@ -419,7 +494,11 @@ class Store:
         update_index(self.root, self.git_dir, index_changes)
 
     def _recover(self) -> None:
-        """Finish a write whose writer died: the ref decides which state wins (module docstring)."""
+        """Finish a write whose writer died: the ref decides which state wins (module docstring).
+        Only locks whose record proves them taken by a gc-polecat writer that is gone are
+        removed (gc_polecat.locks): never git's, an editor's or a live process's."""
+        from .locks import LockBusy, remove_if_dead
+
         journal = self._journal_path()
         try:
             data = json.loads(journal.read_text())
@@ -427,20 +506,36 @@ class Store:
         except (OSError, ValueError, KeyError, TypeError):
             self._clear_journal()  # torn while written, before the ref moved: nothing committed
             return
-        for stale in (self.git_dir / "index.lock", self.git_dir / (ref.decode() + ".lock")):
-            stale.unlink(missing_ok=True)  # ours: the journal proves a gc-polecat writer held them
-        self._sync_worktree(self.git.commit_tree(self.git.ref_value(ref)), paths)
-        shutil.rmtree(self.state_dir / "tmp", ignore_errors=True)
+        tmp = self.state_dir / "tmp"
+        for lock in (self.git_dir / "index.lock", self.git_dir / (ref.decode() + ".lock")):
+            remove_if_dead(lock, tmp)
+        try:
+            self._sync_worktree(self.git.commit_tree(self.git.ref_value(ref)), paths)
+        except LockBusy as exc:
+            raise GcPolecatError(f"cannot finish an interrupted write: {exc}") from None
+        except OSError as exc:
+            raise GcPolecatError(
+                f"cannot finish an interrupted write ({type(exc).__name__}: {exc}); "
+                "the commit is safe, the work tree catches up once this is fixed"
+            ) from None
+        shutil.rmtree(tmp, ignore_errors=True)
         self._clear_journal()
         if self._catalog is not None:
             self._catalog.invalidate()
 
     def recover_if_needed(self) -> bool:
-        """For readers: complete a dead writer's half-done write. True if there was one."""
+        """For readers: complete a dead writer's half-done write. True if there was one.
+        A reader reads git objects, so if the work tree cannot be completed now (a lock held
+        by git, a read-only work tree) it warns and reads on; the next command tries again."""
         if not self.journal_pending():
             return False
-        with self.locked():
-            pass
+        try:
+            with self.locked():
+                pass
+        except GcPolecatError as exc:
+            import sys
+
+            print(f"gc-polecat: warning: {exc}", file=sys.stderr)
         return True
 
     def _update_catalog(
@@ -473,6 +568,23 @@ def crash_point(name: str) -> None:
     """Die by SIGKILL here when GC_POLECAT_TEST_CRASH_AT names this point (crash tests only)."""
     if name == _CRASH_AT:
         os.kill(os.getpid(), 9)
+
+
+def _worktree_blob(target: Path) -> bytes | None:
+    """The blob SHA (hex) the work-tree file at `target` would have, None if there is none."""
+    import hashlib
+
+    try:
+        mode = os.lstat(target).st_mode
+        if stat.S_ISLNK(mode):
+            data = os.fsencode(os.readlink(target))
+        elif stat.S_ISREG(mode):
+            data = target.read_bytes()
+        else:
+            return b"" if stat.S_ISDIR(mode) else None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().encode()
 
 
 def _prune_empty_dirs(directory: Path, root: Path) -> None:

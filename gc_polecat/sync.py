@@ -571,12 +571,9 @@ def integrate(
             assert done.new is not None
             old_tree, new_tree = git.commit_tree(local), git.commit_tree(done.new)
             paths = [path for path, _ in git.changed_paths(old_tree, new_tree)]
-            store._write_journal(ref, local, done.new, paths)
-            if not git.cas_ref(ref, local, done.new, store.author(), f"gc-polecat: sync {label}"):
-                store._clear_journal()  # someone moved the branch with plain git: plan again
-                continue
-            store._sync_worktree(new_tree, paths)
-            store._clear_journal()
+            # the store's write protocol (locks, journal, work tree, index, then the ref)
+            if not store._publish(ref, local, done.new, paths, f"gc-polecat: sync {label}"):
+                continue  # someone moved the branch with plain git: plan again
         done.moved = (old_tree, new_tree, paths)
         if announce:
             announce_changes(store, done, label)

@@ -7,6 +7,7 @@ back to back at random moments, many times, and checks every invariant after eac
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -22,13 +23,16 @@ from gc_polecat.store import Store
 
 from .conftest import ROOT, assert_clean, git, run_cli
 
-# Where a kill leaves the branch: before the ref moved, the old commit stays.
+# Where a kill leaves the branch: before the ref moved, the old commit stays. The work tree and
+# the index are written before the ref moves (so a racing `git commit` never builds on our
+# commit from the old index): a kill after them still leaves the old commit, and recovery puts
+# the files and the index back.
 POINTS = {
     "objects-written": "old",
     "journal-written": "old",
+    "file-written": "old",
+    "index-written": "old",
     "ref-moved": "new",
-    "file-written": "new",
-    "index-written": "new",
 }
 
 
@@ -87,7 +91,7 @@ def test_kill_between_steps(repo: Path, counter: str, point: str) -> None:
     assert writer.returncode == -signal.SIGKILL
     after = git(repo, "rev-parse", "HEAD").strip()
     assert (after == before) == (POINTS[point] == "old")
-    if POINTS[point] == "new":
+    if point != "objects-written":
         assert journal_pending(repo)  # a write was cut short
     pairs = check_invariants(repo, counter)
     assert pairs == (0 if POINTS[point] == "old" else 1)
@@ -96,20 +100,49 @@ def test_kill_between_steps(repo: Path, counter: str, point: str) -> None:
     assert_clean(repo)
 
 
-def test_stale_locks_from_a_killed_writer_are_cleared(repo: Path, counter: str) -> None:
-    """A writer killed while holding git's index.lock and the branch's .lock."""
+def test_a_killed_writers_locks_are_removed_and_nobody_elses(repo: Path, counter: str) -> None:
+    """Killed after the commit point, a writer leaves `index.lock` holding its record (pid and
+    start time). Recovery removes that one (its writer is provably gone) but not a lock whose
+    content proves nothing: a ref lock of git's is left, as git itself would leave it."""
     writer = spawn(
         "pair_writer", str(repo), "k", counter, env={"GC_POLECAT_TEST_CRASH_AT": "ref-moved"}
     )
     writer.communicate(timeout=60)
-    branch = git(repo, "symbolic-ref", "HEAD").strip()
+    lock = repo / ".git" / "index.lock"
+    assert lock.read_bytes().startswith(b"gc-polecat-lock %d " % writer.pid)
     other = repo / ".git" / "refs" / "heads" / "someone-elses.lock"
-    (repo / ".git" / "index.lock").write_bytes(b"torn")
-    (repo / ".git" / f"{branch}.lock").write_bytes(b"torn")
     other.write_bytes(b"not ours")
     check_invariants(repo, counter)
-    assert not (repo / ".git" / f"{branch}.lock").exists()
-    assert other.exists()  # a lock the journal does not name is not ours to remove
+    assert not lock.exists()
+    assert other.read_bytes() == b"not ours"  # a lock nothing proves ours is not ours to remove
+
+
+def test_a_hand_commit_after_a_killed_write_cannot_revert_it(repo: Path) -> None:
+    """Issue 12, point 4, as reported: `GC_POLECAT_TEST_CRASH_AT=ref-moved gc-polecat bead
+    create x`, then `git commit -m hand`, used to commit the old index on top of the new
+    commit and so delete the bead. Now the index is written before the ref moves and
+    index.lock is held until both are done: git refuses loudly while the dead writer's lock is
+    there, and if a person removes it by hand (as git's message suggests), the index already
+    holds the bead."""
+    made = run_cli(
+        "--repo", str(repo), "bead", "create", "x", env={"GC_POLECAT_TEST_CRASH_AT": "ref-moved"}
+    )
+    assert made.returncode == -signal.SIGKILL
+    (path,) = git(repo, "diff", "--name-only", "HEAD~1", "HEAD").split()
+    hand = subprocess.run(
+        ["git", "commit", "-m", "hand"], cwd=repo, capture_output=True, text=True
+    )
+    assert hand.returncode != 0 and "index.lock" in hand.stderr  # loud, not silent
+    assert path in git(repo, "ls-tree", "-r", "--name-only", "HEAD")
+    (repo / ".git" / "index.lock").unlink()  # what git tells the person to do
+    subprocess.run(["git", "commit", "-m", "hand"], cwd=repo, capture_output=True, check=False)
+    assert path in git(repo, "ls-tree", "-r", "--name-only", "HEAD")  # still there
+    assert git(repo, "status", "--porcelain") == ""
+    listed = run_cli("--repo", str(repo), "bead", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [b["title"] for b in json.loads(listed.stdout)] == ["x"]
+    assert not journal_pending(repo)
+    assert_clean(repo)
 
 
 def test_random_kills(repo: Path, counter: str) -> None:

@@ -221,7 +221,7 @@ def test_many_updates_cross_fold_threshold(
     current = current_shared(repo)
     left = shared_files(repo)  # the current one, and perhaps the one referenced before the fold
     assert current in left and len(left) <= 2 and len(folds - left) >= len(folds) - 1
-    assert {p.name for p in (repo / ".git" / "gc-polecat").iterdir()} == {
+    assert {p.name for p in (repo / ".git" / "gc-polecat").iterdir() if p.is_file()} == {
         f"{name}.offsets" for name in left
     }
     assert_clean(repo)
@@ -327,15 +327,47 @@ def test_git_rewrites_index_between_updates(
         assert_clean(repo)
 
 
-def test_stale_lock_is_removed(git_env: None, tmp_path: Path) -> None:
+def test_an_old_lock_of_someone_else_is_never_removed(
+    git_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like git (`lockfile.c`), an index.lock that does not prove itself ours is left alone
+    however old it is: it may be a `git commit` whose editor has been open for an hour."""
+    monkeypatch.setattr(gitindex, "LOCK_TIMEOUT", 0.2)
     repo = make_repo(tmp_path)
     lock = repo / ".git" / "index.lock"
-    lock.write_bytes(b"left by a killed process")
-    old = time.time() - 60
+    lock.write_bytes(b"left by git, or held by an editor")
+    old = time.time() - 3600
     os.utime(lock, (old, old))
+    with pytest.raises(IndexLockedError, match="index.lock is held by another process"):
+        update_index(repo, repo / ".git", commit(repo, {"a": b"a"}))
+    assert lock.read_bytes() == b"left by git, or held by an editor"
+
+
+def test_the_lock_of_a_dead_gc_polecat_writer_is_removed(git_env: None, tmp_path: Path) -> None:
+    """A lock whose record names a gc-polecat process that is gone is taken over at once."""
+    repo = make_repo(tmp_path)
+    dead = subprocess.run(
+        [sys.executable, "-c", HOLD_AND_EXIT, str(repo / ".git")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lock = repo / ".git" / "index.lock"
+    assert lock.read_bytes().startswith(b"gc-polecat-lock %s " % dead.stdout.strip().encode())
     update_index(repo, repo / ".git", commit(repo, {"a": b"a"}))
     assert not lock.exists()
     assert_clean(repo)
+
+
+# Takes index.lock the way gc-polecat does and exits holding it (as a SIGKILL would leave it).
+HOLD_AND_EXIT = """
+import os, sys
+from pathlib import Path
+from gc_polecat.locks import OwnLock
+OwnLock(Path(sys.argv[1]) / "index.lock", 1.0, "test", Path(sys.argv[1]) / "gc-polecat" / "tmp")
+print(os.getpid())
+"""
 
 
 def test_fresh_lock_raises_and_leaves_index_alone(
@@ -764,9 +796,8 @@ def test_sigkill_mid_update_leaves_a_readable_index(git_env: None, tmp_path: Pat
         fsck = git(repo, "fsck")
         assert "error" not in fsck and "fatal" not in fsck
         lock = repo / ".git" / "index.lock"
-        if lock.exists():  # killed inside update_index: the next child must treat it as stale
+        if lock.exists():  # killed inside update_index: its record names the dead child
             inside += 1
-            os.utime(lock, (time.time() - 60,) * 2)
         start = entries[-1] + 1
         for stray in (repo / "d").iterdir():  # files written but not yet indexed
             if int(stray.name[1:]) not in entries:

@@ -362,9 +362,10 @@ def test_files_committed_with_plain_git_arrive_with_their_mode(world: World) -> 
 
 
 def test_a_sync_killed_while_writing_files_recovers_them_with_their_mode(world: World) -> None:
-    """`sync` on B is SIGKILLed after its first work-tree file (GC_POLECAT_TEST_CRASH_AT); the
-    next reader finishes the write from the journal: the hook comes back executable and the
-    link a symlink, as git recorded them, and `git status` is clean."""
+    """`sync` on B is SIGKILLed after its first work-tree file (GC_POLECAT_TEST_CRASH_AT),
+    which is before its commit point (the work tree and index are written before the ref
+    moves): the next reader undoes the write from the journal (`git status` clean), and the
+    next sync brings the hook executable and the link a symlink, as git recorded them."""
     hooks = world.a.root / ".beads" / "hooks"
     hooks.mkdir(parents=True)
     for name in ("on_create", "on_update"):
@@ -382,6 +383,8 @@ def test_a_sync_killed_while_writing_files_recovers_them_with_their_mode(world: 
     recovered = Store(world.b.root, pm=make_plugin_manager(load_entrypoints=False))
     assert recovered.recover_if_needed()
     b_hooks = world.b.root / ".beads" / "hooks"
+    assert not b_hooks.exists() and git(world.b.root, "status", "--porcelain") == ""
+    sync(world.b.store)
     assert os.access(b_hooks / "on_create", os.X_OK) and os.access(b_hooks / "on_update", os.X_OK)
     assert (b_hooks / "on_close").is_symlink()
     assert os.readlink(b_hooks / "on_close") == "on_create"
