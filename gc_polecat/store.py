@@ -364,9 +364,15 @@ class Store:
                     self._sync_worktree(new_tree, paths)
                     crash_point("index-written")
                     ref_lock.move(new, self.author(), reflog)  # the commit point
-                except BaseException:
+                except BaseException as exc:
                     if git.ref_value(ref) != new:  # else it did move: committed, report success
                         self._undo(old_tree, paths)
+                        if isinstance(exc, OSError):
+                            where = exc.filename2 or exc.filename or self.root
+                            raise GcPolecatError(
+                                f"cannot write {where}: {exc.strerror or exc}; nothing was "
+                                "written"
+                            ) from None
                         raise
                 crash_point("ref-moved")
             finally:
@@ -378,10 +384,28 @@ class Store:
         """A write failed before its commit point: put the work tree and the index back. If
         that fails too, the journal stays and the next command's recovery finishes the job."""
         try:
-            self._sync_worktree(old_tree, paths)
+            stale = self._stale_paths(old_tree, paths)
+            if stale:
+                self._sync_worktree(old_tree, stale)
         except Exception:  # noqa: BLE001 - the original error is the one to report
             return
         self._clear_journal()
+
+    def _stale_paths(self, tree: bytes | None, paths: list[str]) -> list[str]:
+        """The paths whose work-tree file differs from `tree`. Only these need writing to put a
+        cut-short write back or forward: the index is written after every file, so when it
+        holds the write's entries, every file of the write differs from the state before."""
+        git = self.git
+        stale = []
+        for path in paths:
+            found = git.lookup(tree, path)
+            if found is not None and found[0] == GITLINK_MODE:
+                stale.append(path)
+                continue
+            want = found[1] if found is not None and found[0] != TREE_MODE else None
+            if _worktree_blob(self.root / path) != want:
+                stale.append(path)
+        return stale
 
     def _check_writable(self, paths: Iterable[str]) -> None:
         """Refuse, before anything is written, a write whose work-tree files or index could not
@@ -509,8 +533,11 @@ class Store:
         tmp = self.state_dir / "tmp"
         for lock in (self.git_dir / "index.lock", self.git_dir / (ref.decode() + ".lock")):
             remove_if_dead(lock, tmp)
+        tree = self.git.commit_tree(self.git.ref_value(ref))
         try:
-            self._sync_worktree(self.git.commit_tree(self.git.ref_value(ref)), paths)
+            stale = self._stale_paths(tree, paths)
+            if stale:
+                self._sync_worktree(tree, stale)
         except LockBusy as exc:
             raise GcPolecatError(f"cannot finish an interrupted write: {exc}") from None
         except OSError as exc:

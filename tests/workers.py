@@ -61,6 +61,15 @@ def hold_lock(repo: str) -> None:
         time.sleep(600)
 
 
+def creator(repo: str, name: str, writes: int) -> None:
+    """Create beads one commit at a time; print each ID once its write has returned."""
+    store = _store(repo)
+    for i in range(writes):
+        with store.transaction() as tx:
+            bead_id = tx.create({"title": f"{name}-{i}"})["id"]
+        print(bead_id, flush=True)
+
+
 def one_write(repo: str, title: str) -> None:
     with _store(repo).transaction() as tx:
         tx.create({"title": title})
