@@ -52,17 +52,40 @@ def hooks_disabled() -> bool:
 
 
 def runnable_hooks(hooks_dir: Path) -> dict[str, Path]:
-    """event -> hook path for the hooks that would run: regular files with an exec bit."""
+    """event -> hook path for the hooks that would run: regular files with an exec bit that
+    no other local user can change (see `_untrusted`); a refused one is named on stderr."""
     found: dict[str, Path] = {}
     for event in HOOK_EVENTS:
         path = Path(hooks_dir) / f"on_{event}"
         try:
-            mode = os.stat(path).st_mode
+            st = os.stat(path)
         except (OSError, ValueError):
             continue
-        if stat.S_ISREG(mode) and mode & 0o111:
-            found[event] = path
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            why = _untrusted(st, Path(hooks_dir))
+            if why:
+                print(f"gc-polecat: warning: not running {path}: {why}", file=sys.stderr)
+            else:
+                found[event] = path
     return found
+
+
+def _untrusted(st: os.stat_result, hooks_dir: Path) -> str | None:
+    """Why a hook (followed through symlinks, as it runs) could be someone else's code: it is
+    world-writable, owned by a user other than us or root, or its directory lets any user
+    replace it (world-writable without the sticky bit). Group write is allowed: whoever shares
+    the group can commit to the repository, and so change its configuration, anyway."""
+    if st.st_mode & stat.S_IWOTH:
+        return "it is writable by every user"
+    if st.st_uid not in (os.geteuid(), 0):
+        return f"it is owned by another user (uid {st.st_uid})"
+    try:
+        dir_mode = os.stat(hooks_dir).st_mode
+    except OSError:
+        return None
+    if dir_mode & stat.S_IWOTH and not dir_mode & stat.S_ISVTX:
+        return f"{hooks_dir} is writable by every user"
+    return None
 
 
 def fire(
