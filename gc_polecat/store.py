@@ -2,19 +2,24 @@
 
 Write protocol (see docs/formats.md, "Crash safety"):
 
-1. take the repository's write lock (filelock on `.git/gc-polecat/write.lock`; the kernel
-   drops it when a holder dies, so a killed writer never wedges the repository);
+1. take the repository's write lock (filelock, an flock on `.git/gc-polecat/write.lock`; the
+   kernel drops it when a holder dies, so a killed writer never wedges the repository);
 2. finish any half-done write left by a killed writer (`recover`);
-3. write blobs, trees and the commit into the object store (unreferenced until step 5);
-4. write the journal (`.git/gc-polecat/journal.json`: the ref, old and new commit, paths);
-5. move the branch from old to new by compare-and-swap: THIS is the commit point;
-6. write the changed files into the work tree (temp file + rename) and update git's index;
-7. empty the journal, release the lock, then tell observers (plugins, bead hooks).
+3. write blobs, trees and the commit into the object store (unreferenced until step 8);
+4. check the work tree can be written, then take git's locks in git's order, `index.lock`
+   then `<ref>.lock`, each holding our writer record (gc_polecat.locks); re-read the ref;
+5. refuse to overwrite an uncommitted local change to any file of the write (exit 2);
+6. write the journal (`.git/gc-polecat/journal.json`: the ref, old and new commit, paths);
+7. write the changed files into the work tree (temp file + rename), then git's index;
+8. move the branch (temp file + rename, under its lock): THIS is the commit point; a failure
+   before it is undone at once, nothing after it can fail the write;
+9. release the locks, empty the journal, release the write lock, then tell observers.
 
-Recovery rule: if the journal is not empty, make the work tree and index match whatever commit
-the ref points at, for the journal's paths, then empty the journal. Before step 5 that restores
-the old state; after it, it completes the new one. Readers read from git objects at the ref,
-so they always see a whole commit, never a half-written one.
+Recovery rule: if the journal is not empty, remove the index and ref locks only if their record
+proves their gc-polecat writer dead, make the work tree and index match whatever commit the ref
+points at, for the journal's paths, then empty the journal. Before step 8 that restores the old
+state; after it there is nothing left to do but the locks. Readers read from git objects at the
+ref, so they always see a whole commit, never a half-written one.
 """
 
 from __future__ import annotations

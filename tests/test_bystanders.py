@@ -289,3 +289,35 @@ def test_a_file_that_cannot_be_replaced_undoes_the_write(repo: Path, frozen: lis
     assert closed.returncode == 0, closed.stderr
     assert titles(repo) == []  # both closed
     assert_clean(repo)
+
+
+def test_a_recovery_that_cannot_finish_lets_readers_read_and_stops_writers(
+    repo: Path, frozen: list[Path]
+) -> None:
+    """A writer killed after its files and index (`index-written`, before its ref moved) is
+    undone by the next command. If that cannot be done yet (the file it wrote is now
+    immutable), a reader prints one warning and reads HEAD, a writer exits 1 with nothing
+    written, and once the cause is gone the next command finishes the recovery."""
+    bid = create(repo, "old title").stdout.strip()
+    before = head(repo)
+    killed = run_cli(
+        "--repo", str(repo), "bead", "update", bid, "--title", "new title",
+        env={"GC_POLECAT_TEST_CRASH_AT": "index-written"},
+    )  # fmt: skip
+    assert killed.returncode == -9 and journal_pending(repo)
+    path = bead_file(repo, bid)
+    assert "title: new title" in path.read_text() and head(repo) == before  # written, not committed
+    freeze(frozen, path)
+    listed = run_cli("--repo", str(repo), "bead", "list", "--json")
+    assert listed.returncode == 0
+    assert "warning" in one_line(listed.stderr) and "interrupted write" in listed.stderr
+    assert [b["title"] for b in json.loads(listed.stdout)] == ["old title"]  # HEAD's, not the file's
+    made = create(repo, "blocked")
+    assert made.returncode == 1 and "interrupted write" in one_line(made.stderr)
+    assert head(repo) == before and journal_pending(repo)
+    _immutable(path, False)
+    assert titles(repo) == ["old title"]
+    assert not journal_pending(repo) and "title: old title" in path.read_text()
+    assert create(repo, "after").returncode == 0
+    assert titles(repo) == ["after", "old title"]
+    assert_clean(repo)
