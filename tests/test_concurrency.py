@@ -154,3 +154,29 @@ def test_hand_commits_under_the_write_lock_never_fail_or_lose_anything(repo: Pat
     subprocess.run([*LOCKED, "true"], cwd=repo, check=True)  # the state dir exists
     _, committed, resets = _hand_commits_while_writing(repo, LOCKED)
     assert resets == 0 and len(committed) > 10
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="needs util-linux flock")
+def test_git_gc_prune_now_under_the_write_lock_loses_nothing(repo: Path) -> None:
+    """docs/formats.md, "git gc": `git gc --prune=now` can delete the objects of a write in
+    flight, so it is run under the write lock; then writers and gc take turns and the
+    repository stays whole (`git fsck` clean, every reported bead in HEAD)."""
+    subprocess.run([*LOCKED, "true"], cwd=repo, check=True)
+    writers = [spawn("creator", str(repo), f"g{n}", "30") for n in range(2)]
+    runs = 0
+    while any(w.poll() is None for w in writers):
+        subprocess.run([*LOCKED, "git", "gc", "--prune=now", "--quiet"], cwd=repo, check=True)
+        runs += 1
+    reported = []
+    for w in writers:
+        out, err = w.communicate(timeout=60)
+        assert w.returncode == 0, err
+        reported += out.split()
+    fsck = subprocess.run(["git", "fsck", "--full"], cwd=repo, capture_output=True, text=True)
+    assert fsck.returncode == 0 and "missing" not in fsck.stdout + fsck.stderr, fsck.stderr
+    from gc_polecat.ids import id_path
+
+    in_head = set(git(repo, "ls-tree", "-r", "--name-only", "HEAD").split())
+    assert len(reported) == 60 and [b for b in reported if id_path(b) not in in_head] == []
+    assert runs > 1
+    assert_clean(repo)
