@@ -278,7 +278,7 @@ class RefLock:
     def __init__(self, git: Git, ref: bytes) -> None:
         from .locks import OwnLock
 
-        self.git, self.name = git, ref.decode()
+        self.git, self.ref, self.name = git, ref, ref.decode()
         self.path = git.git_dir / self.name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_dir = git.git_dir / TMP_DIR

@@ -6,10 +6,12 @@ Write protocol (see docs/formats.md, "Crash safety"):
    kernel drops it when a holder dies, so a killed writer never wedges the repository);
 2. finish any half-done write left by a killed writer (`recover`);
 3. write blobs, trees and the commit into the object store (unreferenced until step 8);
-4. check the work tree can be written, then take git's locks in git's order, `index.lock`
-   then `<ref>.lock`, each holding our writer record (gc_polecat.locks); re-read the ref;
-5. refuse to overwrite an uncommitted local change to any file of the write (exit 2);
-6. write the journal (`.git/gc-polecat/journal.json`: the ref, old and new commit, paths);
+4. check the work tree can be written, then write the journal (`.git/gc-polecat/journal.json`:
+   the ref, old and new commit, paths), before the first lock, so that a writer killed while
+   holding any lock always leaves a journal for the next command to recover;
+5. take git's locks in git's order, `index.lock` then `<ref>.lock`, each holding our writer
+   record (gc_polecat.locks); re-read the ref;
+6. refuse to overwrite an uncommitted local change to any file of the write (exit 2);
 7. write the changed files into the work tree (temp file + rename), then git's index;
 8. move the branch (temp file + rename, under its lock): THIS is the commit point; a failure
    before it is undone at once, nothing after it can fail the write;
@@ -39,7 +41,16 @@ from typing import TYPE_CHECKING, Any
 from . import bead as beadmod
 from . import ids
 from .errors import BadInput, Conflict, GcPolecatError, NotARepository, NotFound
-from .git import EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Git, atomic_write, read_head
+from .git import (
+    EXEC_MODE,
+    GITLINK_MODE,
+    LINK_MODE,
+    TREE_MODE,
+    Git,
+    RefLock,
+    atomic_write,
+    read_head,
+)
 
 if TYPE_CHECKING:
     import pluggy
@@ -357,33 +368,56 @@ class Store:
         git = self.git
         old_tree, new_tree = git.commit_tree(old), git.commit_tree(new)
         self._check_writable(paths)
-        with hold_index_lock(self.git_dir):
-            ref_lock = git.lock_ref(ref)
-            try:
-                if ref_lock.value != old:
-                    return False
-                self._refuse_local_changes(old_tree, new_tree, paths)
-                self._write_journal(ref, old, new, paths)
-                crash_point("journal-written")
+        # The journal comes before the first lock and is emptied after the last release, so a
+        # writer killed while it holds any lock always leaves a journal, and the next command
+        # (a reader too) recovers and removes that dead writer's locks.
+        self._write_journal(ref, old, new, paths)
+        crash_point("journal-written")
+        written = False
+        try:
+            with hold_index_lock(self.git_dir):
+                ref_lock = git.lock_ref(ref)
                 try:
-                    self._sync_worktree(new_tree, paths)
-                    crash_point("index-written")
-                    ref_lock.move(new, self.author(), reflog)  # the commit point
-                except BaseException as exc:
-                    if git.ref_value(ref) != new:  # else it did move: committed, report success
-                        self._undo(old_tree, paths)
-                        if isinstance(exc, OSError):
-                            where = exc.filename2 or exc.filename or self.root
-                            raise GcPolecatError(
-                                f"cannot write {where}: {exc.strerror or exc}; nothing was "
-                                "written"
-                            ) from None
-                        raise
-                crash_point("ref-moved")
-            finally:
-                ref_lock.release()
+                    crash_point("locked")
+                    if ref_lock.value != old:
+                        return False
+                    self._refuse_local_changes(old_tree, new_tree, paths)
+                    written = True
+                    self._write_and_move(ref_lock, new, old_tree, new_tree, paths, reflog)
+                    crash_point("ref-moved")
+                finally:
+                    ref_lock.release()
+        finally:
+            if not written:  # failed before touching a file: nothing to undo
+                self._clear_journal()
         self._clear_journal()
         return True
+
+    def _write_and_move(
+        self,
+        ref_lock: RefLock,
+        new: bytes,
+        old_tree: bytes | None,
+        new_tree: bytes | None,
+        paths: list[str],
+        reflog: str,
+    ) -> None:
+        """Steps 7 and 8: the files, the index, then the ref. A failure before the ref moved
+        is undone here and reported as "nothing was written"."""
+        try:
+            self._sync_worktree(new_tree, paths)
+            crash_point("index-written")
+            ref_lock.move(new, self.author(), reflog)  # the commit point
+        except BaseException as exc:
+            if self.git.ref_value(ref_lock.ref) == new:  # it did move: committed, report success
+                return
+            self._undo(old_tree, paths)
+            if isinstance(exc, OSError):
+                where = exc.filename2 or exc.filename or self.root
+                raise GcPolecatError(
+                    f"cannot write {where}: {exc.strerror or exc}; nothing was written"
+                ) from None
+            raise
 
     def _undo(self, old_tree: bytes | None, paths: list[str]) -> None:
         """A write failed before its commit point: put the work tree and the index back. If

@@ -110,7 +110,7 @@ def test_recovery_removes_a_dead_writers_index_lock_but_not_gits_ref_lock(
     recovery removes the dead writer's index.lock, which its record proves ours, and leaves
     git's ref lock alone; git's transaction then commits."""
     branch = git(repo, "symbolic-ref", "HEAD").strip()
-    killed = create(repo, "killed", GC_POLECAT_TEST_CRASH_AT="journal-written")
+    killed = create(repo, "killed", GC_POLECAT_TEST_CRASH_AT="locked")
     assert killed.returncode == -9 and journal_pending(repo)
     ref_lock = repo / ".git" / f"{branch}.lock"
     index_lock = repo / ".git" / "index.lock"
@@ -311,7 +311,7 @@ def test_a_recovery_that_cannot_finish_lets_readers_read_and_stops_writers(
     listed = run_cli("--repo", str(repo), "bead", "list", "--json")
     assert listed.returncode == 0
     assert "warning" in one_line(listed.stderr) and "interrupted write" in listed.stderr
-    assert [b["title"] for b in json.loads(listed.stdout)] == ["old title"]  # HEAD's, not the file's
+    assert [b["title"] for b in json.loads(listed.stdout)] == ["old title"]  # HEAD
     made = create(repo, "blocked")
     assert made.returncode == 1 and "interrupted write" in one_line(made.stderr)
     assert head(repo) == before and journal_pending(repo)
