@@ -195,9 +195,11 @@ PHASES = (
     ("git.py", "edit_tree", "  trees"),
     ("git.py", "make_commit", "  commit object"),
     ("store.py", "_write_journal", "  journal"),
-    ("git.py", "cas_ref", "  ref compare-and-swap"),
+    ("locks.py", "__init__", "  index.lock and ref lock (with writer record)"),
+    ("store.py", "_refuse_local_changes", "  local-change check"),
     ("store.py", "_sync_worktree", "  work tree + index"),
     ("gitindex.py", "update_index", "    split index update"),
+    ("git.py", "move", "  ref move (the commit point)"),
     ("store.py", "_update_catalog", "  catalog update"),
     ("store.py", "_notify", "observers (plugins, bead hooks)"),
     ("object_store.py", "add_object", "dulwich add_object, all objects"),
@@ -277,9 +279,9 @@ def dulwich_floor(runs: int = 200) -> c.Stats:
 
 
 def file_create_floor(runs: int = 300) -> c.Stats:
-    """Creating one small new file where the repositories live. A write creates about ten
-    (six loose objects, ref lock, journal, work-tree temp file, index.lock): on a slow file
-    system this, not Python, sets the floor."""
+    """Creating one small new file where the repositories live. A write creates about twelve
+    (six loose objects, two lock records and their links, the work-tree and ref temp files, the
+    index): on a slow file system this, not Python, sets the floor."""
     with tempfile.TemporaryDirectory(dir=c.cache_dir()) as tmp:
         samples = []
         for k in range(runs):

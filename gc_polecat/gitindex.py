@@ -286,6 +286,12 @@ class _Shared:
         n = flags & _NAME_MASK
         return self.map[start : start + n if n < _NAME_MASK else self.map.find(b"\0", start)]
 
+    def entry(self, i: int) -> _Entry:
+        """The i-th entry's stat data, sha and flags (its name is not needed by callers)."""
+        (pos,) = struct.unpack_from("<I", self.offsets, 4 * i)
+        (flags,) = struct.unpack_from(">H", self.map, pos + 60)
+        return _Entry(b"", self.map[pos : pos + 60], flags & _KEPT_FLAGS)
+
     def find(self, path: bytes) -> range:
         """Positions of all stages of path."""
         lo = hi = bisect.bisect_left(self, path)
@@ -335,6 +341,17 @@ class _Split:
         entries += [self.added[k] for k in sorted(self.added)]
         link = self.base + _ewah_encode(self.deleted) + _ewah_encode(sorted(self.replaced))
         return _pack_index(entries, b"link" + struct.pack(">I", len(link)) + link)[0]
+
+    def entries_for(self, path: bytes) -> list[_Entry]:
+        """Every stage of `path` in the index this split stands for, in O(log n)."""
+        found = [self.added[(path, st)] for st in range(4) if (path, st) in self.added]
+        stages = {e.stage for e in found}
+        for pos in self.shared.find(path):
+            if pos not in self.deleted:
+                e = self.replaced.get(pos) or self.shared.entry(pos)
+                if e.stage not in stages:
+                    found.append(e)
+        return found
 
     def resolve(self) -> list[_Entry]:
         """The final, sorted entry list (shared index read in full). O(n): for a fold."""
@@ -786,6 +803,48 @@ def write_full_index(
             split.shared.close()
             raise
     _remember(git_dir, written, data, split)
+
+
+UNMERGED = (b"", 0)  # what `staged` says for a path with conflict stages
+
+
+def staged(git_dir: Path, paths: Iterable[str]) -> dict[str, tuple[bytes, int] | None]:
+    """(binary sha, mode) of each path's entry in the index as it is now, None when the path is
+    not in it, UNMERGED when it has conflict stages. Paths are looked up in the split index (a
+    binary search in the shared part, and no parse at all while .git/index is still the file
+    this process last wrote), so the cost follows len(paths). Call it under index.lock for an
+    answer that stays true."""
+    git_dir = Path(git_dir)
+    with _cache_lock:
+        cached = _cache.get(os.path.abspath(git_dir))
+    own = None
+    if (
+        cached
+        and cached.identity == _identity(git_dir / "index")
+        and cached.split.shared.unchanged()
+    ):
+        split = cached.split
+    else:
+        index = _read_index(git_dir / "index")
+        split = own = _open_split(git_dir, index, None)
+        if split is None:  # not a split index: O(n), as git would read it
+            table: dict[bytes, list[_Entry]] = {}
+            for e in _resolve(git_dir, index):
+                table.setdefault(e.path, []).append(e)
+            return {p: _summary(table.get(_git_path(p), [])) for p in paths}
+    try:
+        return {p: _summary(split.entries_for(_git_path(p))) for p in paths}
+    finally:
+        if own is not None:
+            own.shared.close()
+
+
+def _summary(entries: list[_Entry]) -> tuple[bytes, int] | None:
+    """As `_merge` resolves them: a stage-0 entry wins; conflict stages alone are UNMERGED."""
+    for e in entries:
+        if e.stage == 0:
+            return e.head[40:60], struct.unpack_from(">I", e.head, 24)[0]
+    return UNMERGED if entries else None
 
 
 def read_entries(git_dir: Path) -> dict[str, tuple[bytes, int]]:

@@ -461,25 +461,33 @@ class Store:
                 raise GcPolecatError(f"cannot write in {d}: permission denied; nothing was written")
 
     def _refuse_local_changes(
-        self, old_tree: bytes | None, new_tree: bytes | None, paths: Iterable[str]
+        self, old_tree: bytes | None, new_tree: bytes | None, paths: list[str]
     ) -> None:
-        """Like git's checkout, never overwrite an uncommitted change: a work-tree file that
-        holds neither what the branch has nor what this write puts there is someone's edit
-        (BadInput, exit 2, nothing written). Read under index.lock, so git cannot change it
-        between this check and our write."""
+        """Like git's checkout, never overwrite an uncommitted change: a work-tree file or an
+        index entry that holds neither what the branch has nor what this write puts there is
+        someone's edit (BadInput, exit 2, nothing written). Read under index.lock, so git
+        cannot change either between this check and our write."""
+        from .gitindex import staged
+
         git = self.git
+        index = staged(self.git_dir, paths)
         for path in paths:
-            target = self.root / path
             wanted = [git.lookup(tree, path) for tree in (old_tree, new_tree)]
             if any(w and w[0] == GITLINK_MODE for w in wanted):
                 continue  # a submodule's directory: git checks those itself
-            seen = _worktree_blob(target)
-            if seen in [w[1] if w and w[0] != TREE_MODE else None for w in wanted]:
+            shas = [w[1] if w and w[0] != TREE_MODE else None for w in wanted]
+            seen = _worktree_blob(self.root / path)
+            entry = index[path]
+            if seen not in shas:
+                how = "is deleted" if seen is None else "has uncommitted changes"
+                how += " in the work tree"
+            elif (entry[0].hex().encode() if entry else None) not in shas:
+                how = "has staged changes" if entry else "is removed from the index"
+            else:
                 continue
-            how = "is deleted" if seen is None else "has uncommitted changes"
             raise BadInput(
-                f"{path} {how} in the work tree and this write would overwrite it: commit it "
-                f"with git, or discard it (git checkout -- {path}), then retry"
+                f"{path} {how}, which this write would overwrite: commit it with git, or "
+                f"discard it (git checkout HEAD -- {path}), then retry"
             )
 
     def _refuse_links(self, paths: Iterable[str]) -> None:

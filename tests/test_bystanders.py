@@ -321,3 +321,25 @@ def test_a_recovery_that_cannot_finish_lets_readers_read_and_stops_writers(
     assert create(repo, "after").returncode == 0
     assert titles(repo) == ["after", "old title"]
     assert_clean(repo)
+
+
+def test_a_staged_edit_is_never_overwritten_either(repo: Path) -> None:
+    """An edit staged with `git add` and then undone in the work tree still lives in the index:
+    a write refuses it too (exit 2, nothing written), as does a `git rm --cached`."""
+    bid = create(repo, "x").stdout.strip()
+    path = bead_file(repo, bid)
+    original = path.read_text()
+    path.write_text(original.replace("title: x", "title: staged"))
+    git(repo, "add", str(path))
+    path.write_text(original)
+    staged_index = git(repo, "ls-files", "-s")
+    refused = run_cli("--repo", str(repo), "bead", "update", bid, "--priority", "0")
+    assert refused.returncode == 2 and "staged changes" in one_line(refused.stderr)
+    assert git(repo, "ls-files", "-s") == staged_index and path.read_text() == original
+    git(repo, "reset", "-q")
+    git(repo, "rm", "-q", "--cached", str(path))
+    refused = run_cli("--repo", str(repo), "bead", "update", bid, "--priority", "0")
+    assert refused.returncode == 2 and "removed from the index" in one_line(refused.stderr)
+    git(repo, "reset", "-q")
+    assert run_cli("--repo", str(repo), "bead", "update", bid, "--priority", "0").returncode == 0
+    assert_clean(repo)

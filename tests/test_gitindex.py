@@ -803,3 +803,37 @@ def test_sigkill_mid_update_leaves_a_readable_index(git_env: None, tmp_path: Pat
             if int(stray.name[1:]) not in entries:
                 stray.unlink()
     assert inside >= 5  # the kills really did land in the middle of updates
+
+
+@pytest.mark.parametrize("split", ["true", None])
+def test_staged_agrees_with_a_full_read_of_what_git_wrote(
+    git_env: None, tmp_path: Path, split: str | None
+) -> None:
+    """`staged` (binary search in the split index; the store's check for staged edits) gives
+    what a full read gives, for an index git itself edited: additions, replacements and
+    deletions against the shared index, a conflict, paths never seen; split or not."""
+    repo = make_repo(tmp_path, split=split)
+    update_index(repo, repo / ".git", commit(repo, {f"d/f{i}": b"%d" % i for i in range(40)}))
+    if split:
+        git(repo, "update-index", "--split-index")  # fold: the files above go to the shared part
+    (repo / "d" / "f3").write_text("edited\n")
+    (repo / "new").write_text("new\n")
+    git(repo, "add", "d/f3", "new")
+    git(repo, "rm", "-q", "--cached", "d/f7")
+    blob = git(repo, "hash-object", "-w", "--stdin", stdin="theirs\n").strip()
+    conflict = f"0 {'0' * 40}\td/f9\n100644 {blob} 2\td/f9\n100644 {blob} 3\td/f9\n"
+    git(repo, "update-index", "--index-info", stdin=conflict)
+    assert len(git(repo, "ls-files", "-s", "d/f9").splitlines()) == 2
+    paths = [f"d/f{i}" for i in range(40)] + ["new", "missing", "d/zzz"]
+    full = read_entries(repo / ".git")
+    got = gitindex.staged(repo / ".git", paths)
+    assert got["d/f9"] == gitindex.UNMERGED
+    assert got["d/f7"] is None and got["missing"] is None and got["d/zzz"] is None
+    for path in paths:
+        if path != "d/f9":
+            assert got[path] == full.get(path), path
+    update_index(repo, repo / ".git", {"d/f3": None})  # and from this process's cache
+    assert gitindex.staged(repo / ".git", ["d/f3", "d/f4"]) == {
+        "d/f3": None,
+        "d/f4": read_entries(repo / ".git")["d/f4"],
+    }
