@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from .errors import GcPolecatError
 from .locks import LockBusy, OwnLock
 
 MAX_SPLIT_ENTRIES = 500  # fold into a new shared index once the split part holds more than this
@@ -49,8 +50,9 @@ class IndexLockedError(LockBusy):
     """``index.lock`` is held by another process (or was taken from us); nothing was written."""
 
 
-class IndexFormatError(Exception):
-    """An index file we cannot parse; the message names the file and the problem."""
+class IndexFormatError(GcPolecatError):
+    """An index file we cannot parse; the message names the file and the problem (exit 1,
+    and since the index is read before the commit point, nothing was written)."""
 
 
 class _Entry(NamedTuple):

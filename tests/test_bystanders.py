@@ -343,3 +343,21 @@ def test_a_staged_edit_is_never_overwritten_either(repo: Path) -> None:
     git(repo, "reset", "-q")
     assert run_cli("--repo", str(repo), "bead", "update", bid, "--priority", "0").returncode == 0
     assert_clean(repo)
+
+
+def test_a_corrupt_index_fails_the_write_before_its_commit(repo: Path) -> None:
+    """The index is read (for the local-change check) under index.lock before the branch moves,
+    so an index that cannot be parsed fails the write with one line and nothing committed; a
+    write used to commit first and fail on the index after."""
+    assert create(repo, "a").returncode == 0
+    before = head(repo)
+    index = repo / ".git" / "index"
+    good = index.read_bytes()
+    index.write_bytes(b"garbage" * 20)
+    made = create(repo, "b")
+    assert made.returncode == 1 and str(index) in one_line(made.stderr)
+    assert head(repo) == before and not journal_pending(repo)
+    index.write_bytes(good)
+    assert create(repo, "b").returncode == 0
+    assert titles(repo) == ["a", "b"]
+    assert_clean(repo)
