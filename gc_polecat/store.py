@@ -678,7 +678,8 @@ class Transaction:
         if ids.child_depth(parent) >= 3:
             raise BadInput(f"{parent} is already three levels deep; children cannot nest further")
         leaf_dir = ids.id_path(parent).rsplit("/", 1)[0]
-        siblings = {n[: -len(".yaml")] for n in self.store.git.list_dir(self.base_tree, leaf_dir)}
+        names = self.store.git.list_dir(self.base_tree, leaf_dir)
+        siblings = {ids.name_id(n) or n for n in names}
         siblings |= {b for b, v in self._beads.items() if v is not None}
         numbers = [
             int(s[len(parent) + 1 :])
