@@ -334,6 +334,7 @@ def import_lines(store: Store, parsed: Parsed, source: str) -> ImportResult:
     # the commit feed its changes straight in, so the next reader needs no catch-up either.
     store.catalog.refresh()
     with store.transaction() as tx:
+        stored = _stored_reader(store, tx)
         final: dict[str, tuple[beadmod.Bead, beadmod.Bead | None]] = {}
         for line in parsed.lines:
             where = f"{source} line {line.number}"
@@ -344,7 +345,7 @@ def import_lines(store: Store, parsed: Parsed, source: str) -> ImportResult:
                 raise BadInput(f"{where}: {exc}") from None
             bid = record["id"]
             try:
-                existing = tx.get(bid)
+                existing = stored(bid)
             except InvalidBead as exc:
                 raise BadInput(f"{where}: the stored bead cannot be read: {exc}") from None
             try:
@@ -356,7 +357,7 @@ def import_lines(store: Store, parsed: Parsed, source: str) -> ImportResult:
             if clean == existing:
                 result.unchanged += 1
                 continue
-            tx.put(clean)
+            tx.put(clean, normalized=True)
             (result.created if existing is None else result.updated).append(bid)
             body.append(_describe(existing, clean))
         result.memories = _stage_memories(tx, parsed.memories)
@@ -372,6 +373,17 @@ def import_lines(store: Store, parsed: Parsed, source: str) -> ImportResult:
     if tx.result is not None:
         result.commit = tx.result.commit
     return result
+
+
+def _stored_reader(store: Store, tx: Any) -> Any:
+    """How to read a stored bead: from the catalog by primary key when it holds exactly the
+    transaction's base and no unreadable file (one SQLite row, no git tree walk), else through
+    the transaction (which reports an unreadable file as InvalidBead)."""
+    catalog = store.catalog
+    base = tx.base.decode() if tx.base else None
+    if catalog.commit() == base and not catalog.bad_files():
+        return catalog.get
+    return tx.get
 
 
 def _with_timestamps(

@@ -312,15 +312,16 @@ class Store:
     def _commit(self, tx: Transaction) -> CommitResult:
         self._refuse_links(tx.files)
         git = self.git
-        blobs = {
-            path: (git.add_blob(data) if data is not None else None)
-            for path, data in tx.files.items()
-        }
         base = tx.base
         message = tx.commit_message()
-        for _ in range(CAS_RETRIES):
+        with git.batch():  # one pack, not thousands of loose objects, for a large import
+            blobs = {
+                path: (git.add_blob(data) if data is not None else None)
+                for path, data in tx.files.items()
+            }
             tree = git.edit_tree(git.commit_tree(base), blobs)
             commit = git.make_commit(tree, base, self.author(), message)
+        for _ in range(CAS_RETRIES):
             crash_point("objects-written")
             self._write_journal(tx.ref, base, commit, list(blobs))
             crash_point("journal-written")
@@ -336,9 +337,12 @@ class Store:
             if touched:
                 raise Conflict(f"{touched[0]} changed outside gc-polecat during this write; retry")
             base = moved
+            tree = git.edit_tree(git.commit_tree(base), blobs)
+            commit = git.make_commit(tree, base, self.author(), message)
         else:
             raise Conflict("the branch kept moving during this write; retry")
-        self._sync_worktree(git.commit_tree(commit), list(blobs))
+        written = {sha: tx.files[path] for path, sha in blobs.items() if sha is not None}
+        self._sync_worktree(git.commit_tree(commit), list(blobs), written)
         crash_point("index-written")
         self._clear_journal()
         self._update_catalog(tx.base if base == tx.base else None, commit, tx, blobs)
@@ -386,15 +390,20 @@ class Store:
         }
         self._journal_path().write_bytes(json.dumps(data).encode())
 
-    def _sync_worktree(self, tree: bytes | None, paths: list[str]) -> None:
+    def _sync_worktree(
+        self, tree: bytes | None, paths: list[str], written: dict[bytes, bytes] | None = None
+    ) -> None:
         """Make the work tree files and the index match `tree` for `paths`, modes kept: our
         own writes are bead files, but `sync` and the recovery of its journal also bring in
-        what others committed with plain git (executables, symlinks, submodules)."""
+        what others committed with plain git (executables, symlinks, submodules). `written`
+        holds the content of blobs just written (by SHA), which need not be read back."""
         from .gitindex import update_index
 
         git = self.git
         index_changes: dict[str, tuple[bytes, int] | None] = {}
         tmp = self.state_dir / "tmp"
+        made: set[Path] = set()
+        written = written or {}
         for path in paths:
             target = self.root / path
             found = git.lookup(tree, path)
@@ -413,7 +422,9 @@ class Store:
                     os.symlink(os.fsdecode(git.blob(sha)), target)
                 else:
                     mode_bits = 0o755 if mode == EXEC_MODE else 0o644
-                    atomic_write(target, git.blob(sha), tmp, mode_bits)
+                    data = written.get(sha)
+                    data = git.blob(sha) if data is None else data
+                    atomic_write(target, data, tmp, mode_bits, made)
                 index_changes[path] = (bytes.fromhex(sha.decode()), mode)
             crash_point("file-written")
         update_index(self.root, self.git_dir, index_changes)
@@ -537,9 +548,13 @@ class Transaction:
         """Stage a non-bead repository file (config, README)."""
         self.files[path] = data
 
-    def put(self, new: beadmod.Bead, summary: str | None = None) -> beadmod.Bead:
-        """Stage a whole bead (validated); the building block of every other change."""
-        clean = beadmod.normalize(new)
+    def put(
+        self, new: beadmod.Bead, summary: str | None = None, *, normalized: bool = False
+    ) -> beadmod.Bead:
+        """Stage a whole bead (validated); the building block of every other change.
+        `normalized`: the caller passes `normalize`'s own result (a bulk import), not checked
+        twice."""
+        clean = new if normalized else beadmod.normalize(new)
         bid = clean["id"]
         if bid not in self._before:
             self._before[bid] = self.get(bid)

@@ -409,3 +409,24 @@ def test_a_closed_issue_without_closed_at_closes_a_second_after_its_last_time(
         record("bd-x1", status="closed", updated_at="2026-04-18T18:30:00.25+02:00"),
     )
     assert by_id(exported(cli))["bd-x1"]["closed_at"] == "2026-04-18T16:30:01.25Z"
+
+
+# --- a large import is one pack ---------------------------------------------------------------
+
+
+def test_a_large_import_writes_one_pack_git_reads(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    """Hundreds of new objects go into one pack and its index (git's format, written by
+    `gc_polecat/git.py`), not one loose file each; git itself reads every object back."""
+    loose_before = sum(1 for _ in (repo / ".git" / "objects").glob("??/*"))
+    run_import(cli, tmp_path, *(record(f"bd-k{n:03d}") for n in range(300)))
+    packs = sorted((repo / ".git" / "objects" / "pack").glob("pack-*"))
+    assert [p.suffix for p in packs] == [".idx", ".pack"]
+    assert sum(1 for _ in (repo / ".git" / "objects").glob("??/*")) == loose_before
+    assert git(repo, "cat-file", "-p", f"HEAD:{ids.id_path('bd-k123')}").startswith(
+        "id: bd-k123\n"
+    )
+    assert "\ngarbage: 0\n" in git(repo, "count-objects", "-v")
+    assert_clean(repo)  # git fsck, clean status
+    small = run_import(cli, tmp_path, record("bd-one"))  # a small write stays loose
+    assert small["created"] == 1
+    assert len(list((repo / ".git" / "objects" / "pack").glob("pack-*"))) == 2
