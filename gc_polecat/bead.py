@@ -45,6 +45,11 @@ DEP_TYPE_RE = re.compile(r"^[a-z][a-z0-9:_-]{0,63}$")
 EXTERNAL_REF_RE = re.compile(
     r"^external:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 )
+# bd's categories of statuses (bd: `internal/types/types.go`, StatusCategory and
+# BuiltInStatusCategory): only `open` and custom statuses of category `active` are ready work;
+# a custom status without a category is valid but never ready (bd's "unspecified").
+STATUS_CATEGORIES = ("active", "wip", "done", "frozen")
+MAX_CUSTOM_STATUSES = 50  # bd: maxCustomStatuses
 NOT_READY_TYPES = ("gate", "merge-request", "molecule", "message", "agent", "role", "rig")
 
 TEXT_KEYS = ("description", "design", "acceptance_criteria", "notes")
@@ -73,6 +78,60 @@ RFC3339_RE = re.compile(
 def now() -> str:
     """The current time in bd's format: RFC 3339, UTC, second precision."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _name_list(value: Any) -> list[str]:
+    """bd's list syntax: a comma-separated string (or a JSON array in one), or a YAML list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise BadInput(f"not a JSON array of names: {value!r}") from None
+        else:
+            return [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadInput(f"must be a comma-separated string or a list of names, not {value!r}")
+    return [v.strip() for v in value if v.strip()]
+
+
+def custom_types(value: Any) -> tuple[str, ...]:
+    """The `types.custom` setting: type names, each of the shape any stored type has."""
+    names = _name_list(value)
+    for name in names:
+        if not TYPE_RE.fullmatch(name):
+            raise BadInput(f"invalid type name {name!r}")
+    return tuple(dict.fromkeys(names))
+
+
+def custom_statuses(value: Any) -> tuple[tuple[str, str | None], ...]:
+    """The `status.custom` setting as (name, category or None), by bd's rules (bd:
+    `internal/types/types.go`, ParseCustomStatusConfig): lowercase names, no built-in one, no
+    duplicate, at most 50, a category one of active, wip, done, frozen."""
+    out: dict[str, str | None] = {}
+    for part in _name_list(value):
+        name, colon, category = part.partition(":")
+        if colon and category not in STATUS_CATEGORIES:
+            raise BadInput(f"invalid category {category!r} for status {name!r}: one of "
+                           f"{', '.join(STATUS_CATEGORIES)}")  # fmt: skip
+        if not STATUS_RE.fullmatch(name):
+            raise BadInput(f"invalid status name {name!r}: lowercase, letter first")
+        if name in STATUSES or name in out:
+            raise BadInput(f"status {name!r} is built in or listed twice")
+        out[name] = category if colon else None
+    if len(out) > MAX_CUSTOM_STATUSES:
+        raise BadInput(f"too many custom statuses ({len(out)}): at most {MAX_CUSTOM_STATUSES}")
+    return tuple(out.items())
+
+
+def ready_statuses(config: dict[str, Any]) -> frozenset[str]:
+    """The statuses whose beads are ready work: `open`, and each configured custom status of
+    category `active` (bd: `internal/storage/schema/views.go`, the ready_issues view)."""
+    custom = config.get("status.custom", ())
+    return frozenset(("open", *(name for name, category in custom if category == "active")))
 
 
 def meta_int(bead: Bead, key: str, default: int) -> int:

@@ -9,6 +9,8 @@
 | `submission_ttl` | `24h` | an unjudged submission whose wait has ended is withdrawn then |
 | `pools` | none | per-pool settings (`gc_polecat/pool.py`, `docs/commands.md`) |
 | `refinery` | none | the merge queue's clone, gates and limits (`gc_polecat/refinery.py`) |
+| `types.custom` | none | issue types beyond bd's built-in ones, bd's syntax (`parse_custom`) |
+| `status.custom` | none | statuses beyond bd's built-in ones, `name[:category]` (`parse_custom`) |
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "submission_ttl": 86400.0,
     "pools": {},
     "refinery": None,
+    "types.custom": (),  # type names (parse_custom)
+    "status.custom": (),  # (name, category) pairs (parse_custom)
 }
 
 
@@ -83,4 +87,22 @@ def load_config(path: Path) -> dict[str, Any]:
     from .refinery import parse_refinery
 
     config["refinery"] = parse_refinery(raw.get("refinery"), f"{path}: ")
+    config.update(parse_custom(raw, f"{path}:"))
     return config
+
+
+def parse_custom(raw: dict[Any, Any], where: str) -> dict[str, tuple[Any, ...]]:
+    """`types.custom` and `status.custom` as bd configures them (bd: `docs/CONFIG.md`,
+    `internal/types/types.go` ParseCustomStatusConfig, `internal/storage/issueops/
+    config_helpers.go`): a comma-separated string (or a YAML list) of names; a status may
+    carry a category, `name:active|wip|done|frozen`, which decides whether `ready` lists it."""
+    from .bead import custom_statuses, custom_types
+
+    out: dict[str, tuple[Any, ...]] = {}
+    for key, parse in (("types.custom", custom_types), ("status.custom", custom_statuses)):
+        if raw.get(key) is not None:
+            try:
+                out[key] = parse(raw[key])
+            except BadInput as exc:
+                raise BadInput(f"{where} {key}: {exc}") from None
+    return out

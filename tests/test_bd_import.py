@@ -430,3 +430,66 @@ def test_a_large_import_writes_one_pack_git_reads(cli: Cli, repo: Path, tmp_path
     small = run_import(cli, tmp_path, record("bd-one"))  # a small write stays loose
     assert small["created"] == 1
     assert len(list((repo / ".git" / "objects" / "pack").glob("pack-*"))) == 2
+
+
+# --- custom types and statuses: settings and `ready` -----------------------------------------
+
+
+def test_custom_settings_read_as_bd_writes_them(repo: Path) -> None:
+    """bd's syntax (bd: `docs/CONFIG.md`; `internal/types/types.go` ParseCustomStatusConfig;
+    `internal/storage/issueops/config_helpers.go` parseTypesValue): comma-separated names, a
+    JSON array for types, `name:category` for statuses; YAML lists too."""
+    from gc_polecat.config import load_config
+
+    path = repo / ".beads" / "config.yaml"
+    path.write_text(
+        'prefix: gc\ntypes.custom: "perf, code-review,spec"\n'
+        'status.custom: "in_review:active,qa_testing:wip,on_hold:frozen,archived:done,done"\n'
+    )
+    config = load_config(path)
+    assert config["types.custom"] == ("perf", "code-review", "spec")
+    assert config["status.custom"] == (
+        ("in_review", "active"), ("qa_testing", "wip"), ("on_hold", "frozen"),
+        ("archived", "done"), ("done", None),
+    )  # fmt: skip
+    path.write_text("types.custom: '[\"gate\",\"convoy\"]'\nstatus.custom: [review]\n")
+    assert load_config(path)["types.custom"] == ("gate", "convoy")
+    assert load_config(path)["status.custom"] == (("review", None),)
+    path.write_text("prefix: gc\n")
+    assert load_config(path)["types.custom"] == () == load_config(path)["status.custom"]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('status.custom: "review:soon"', "invalid category 'soon'"),
+        ('status.custom: "Review"', "invalid status name 'Review'"),
+        ('status.custom: "closed"', "'closed' is built in"),
+        ('status.custom: "a,a"', "listed twice"),
+        ('status.custom: "' + ",".join(f"s{n}" for n in range(51)) + '"', "too many"),
+        ('types.custom: "a b"', "invalid type name 'a b'"),
+        ("types.custom: 7", "comma-separated string or a list"),
+        ("types.custom: '[1'", "not a JSON array"),
+    ],
+)
+def test_bad_custom_settings_are_named(cli: Cli, repo: Path, text: str, needle: str) -> None:
+    (repo / ".beads" / "config.yaml").write_text("prefix: gc\n" + text + "\n")
+    result = cli("exec-beads", "ready")
+    assert result.exit_code != 0 and needle in result.stderr, result.stderr
+    assert ".beads/config.yaml:" in result.stderr
+
+
+def test_ready_lists_custom_statuses_of_category_active_only(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """bd's ready work is `open` plus custom statuses of category `active`; `wip`, `done`,
+    `frozen` and uncategorized custom statuses are never ready (bd:
+    `internal/storage/schema/views.go` ready_issues; `internal/types/types.go` categories)."""
+    (repo / ".beads" / "config.yaml").write_text(
+        'prefix: gc\nstatus.custom: "in_review:active,qa:wip,archived:done,on_hold:frozen,done"\n'
+    )
+    statuses = ("open", "in_review", "qa", "archived", "on_hold", "done", "unconfigured")
+    run_import(cli, tmp_path, *(record(f"gc-{s.replace('_', '')}", status=s) for s in statuses))
+    result = cli("exec-beads", "ready")
+    assert result.exit_code == 0, result.output
+    assert sorted(b["id"] for b in json.loads(result.stdout)) == ["gc-inreview", "gc-open"]
