@@ -450,7 +450,7 @@ BAD_CALLS = [
     # (argv, stdin, what the one-line message says)
     (["get", "../x"], "", "invalid bead id"),
     (["get", "gc-abc/../../x"], "", "invalid bead id"),
-    (["get", "GC-ABC"], "", "invalid bead id"),
+    (["get", "gc-a\\b"], "", "invalid bead id"),
     (["get", ""], "", "invalid bead id"),
     (["get", "gc-abc\n"], "", "invalid bead id"),
     (["get"], "", "usage: get"),
