@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from gc_polecat import beadhooks
 from gc_polecat.errors import BadInput
-from gc_polecat.ids import ID_RE, id_path, parse_id, path_id
+from gc_polecat.ids import ID_RE, file_name, id_path, parse_id, path_id
 from gc_polecat.plugins import make_plugin_manager
 from gc_polecat.providers import ProviderError, TmuxProvider
 from gc_polecat.refinery import run_gate
@@ -145,7 +145,8 @@ def test_an_id_is_either_refused_or_a_file_under_beads(text: str) -> None:
         return
     path = id_path(text)
     parts = path.split("/")
-    assert len(parts) == 4 and parts[0] == "beads" and parts[3] == f"{text}.yaml"
+    assert len(parts) == 4 and parts[0] == "beads" and parts[3] == file_name(text)
+    assert path == path.lower()  # upper case is `+x`: one file even where names fold case
     assert not any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts)
     root = Path("/repo")
     assert (root / path).resolve().is_relative_to(root / "beads")
