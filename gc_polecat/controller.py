@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from . import session as sessions
 from . import wait as waits
-from .bead import meta_int
+from .bead import meta_int, parse_time
 from .errors import BadInput, NotFound
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def _withdraw(store: Store, submission_id: str, ttl: float, now: dt.datetime) ->
         sub = tx.get(submission_id)
         if sub is None or sub["status"] == "closed":
             return False
-        born = dt.datetime.strptime(sub["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        born = parse_time(sub["created_at"])  # any stored time: imports keep sub-seconds
         if (now - born).total_seconds() < ttl:
             return False
         meta = sub.get("metadata", {})

@@ -255,9 +255,9 @@ def health(
     if state == "done":
         if finalizer is None or finalizer.get("metadata", {}).get("last_error"):
             return "zombie"
-        born = dt.datetime.strptime(finalizer["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=dt.UTC
-        )
+        from .bead import parse_time
+
+        born = parse_time(finalizer["created_at"])  # any stored time: imports keep sub-seconds
         return "zombie" if (now - born).total_seconds() > 10 * grace else "cleanup"
     return state
 

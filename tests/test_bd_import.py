@@ -493,3 +493,14 @@ def test_ready_lists_custom_statuses_of_category_active_only(
     result = cli("exec-beads", "ready")
     assert result.exit_code == 0, result.output
     assert sorted(b["id"] for b in json.loads(result.stdout)) == ["gc-inreview", "gc-open"]
+
+
+def test_parse_time_reads_every_stored_form() -> None:
+    """The lifecycle reads `created_at` of its own beads; an imported or synced one may carry
+    sub-seconds or an offset, which must not crash the controller, pool or cleanup."""
+    assert bead.parse_time(T) == dt.datetime(2026, 4, 18, 16, 19, 12, tzinfo=dt.UTC)
+    assert bead.parse_time("2025-12-23T00:14:08.4207229-08:00") == dt.datetime(
+        2025, 12, 23, 8, 14, 8, 420722, tzinfo=dt.UTC
+    )
+    with pytest.raises(ValueError):
+        bead.parse_time("2026-04-18 16:19:12")
