@@ -388,21 +388,28 @@ def _pack_header(type_num: int, size: int) -> bytes:
 
 
 def atomic_write(
-    path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644, made: set[Path] | None = None
+    path: Path | str,
+    data: bytes,
+    tmp_dir: Path | str,
+    mode: int = 0o644,
+    made: set[str] | None = None,
 ) -> None:
     """Write a file so a reader or a crash sees the old content or the new, never a mix.
-    `made` remembers directories known to exist, for callers writing many files."""
+    `made` remembers directories known to exist, for callers writing many files (who may pass
+    plain strings: pathlib's overhead shows at thousands of files)."""
+    path, tmp_dir = os.fspath(path), os.fspath(tmp_dir)
+    parent, name = os.path.split(path)
     if made is None or tmp_dir not in made:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
+        os.makedirs(tmp_dir, exist_ok=True)
+    tmp = f"{tmp_dir}/{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, data)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
-    if made is None or path.parent not in made:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if made is None or parent not in made:
+        os.makedirs(parent, exist_ok=True)
     if made is not None:
-        made.update((tmp_dir, path.parent))
+        made.update((tmp_dir, parent))
     os.replace(tmp, path)

@@ -15,6 +15,7 @@ shard directories are always lower case. Lowercase IDs keep exactly the paths th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -87,8 +88,9 @@ def name_id(name: str) -> str | None:
     return bead_id if file_name(bead_id) == name else None
 
 
+@functools.lru_cache(maxsize=65536)
 def id_path(bead_id: str) -> str:
-    """Repository-relative POSIX path of a bead's file."""
+    """Repository-relative POSIX path of a bead's file (cached: a write asks several times)."""
     h = parse_id(bead_id).group("hash").lower()
     first, second = h[0], h[1] if len(h) > 1 else "_"
     return f"{BEADS_DIR}/{first}/{second}/{file_name(bead_id)}"

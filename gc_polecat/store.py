@@ -352,17 +352,21 @@ class Store:
         """Refuse, before anything is written, a path whose parent in the work tree is a
         symlink or a file: a committed `beads/4 -> /elsewhere` must never carry a bead file
         out of the repository (docs/security.md)."""
+        root = str(self.root)
+        checked: set[str] = set()  # directories already seen to be real ones (large imports)
         for path in paths:
-            parent = self.root
+            where = ""
             for part in path.split("/")[:-1]:
-                parent = parent / part
+                where = f"{where}/{part}" if where else part
+                if where in checked:
+                    continue
                 try:
-                    mode = os.lstat(parent).st_mode
+                    mode = os.lstat(f"{root}/{where}").st_mode
                 except FileNotFoundError:
                     break
                 if not stat.S_ISDIR(mode):
-                    where = parent.relative_to(self.root)
                     raise BadInput(f"refusing to write {path}: {where} is not a directory")
+                checked.add(where)
 
     def _journal_path(self) -> Path:
         return self.state_dir / "journal.json"
@@ -401,22 +405,24 @@ class Store:
 
         git = self.git
         index_changes: dict[str, tuple[bytes, int] | None] = {}
-        tmp = self.state_dir / "tmp"
-        made: set[Path] = set()
+        tmp = str(self.state_dir / "tmp")
+        made: set[str] = set()
         written = written or {}
+        root = str(self.root)
         for path in paths:
-            target = self.root / path
             found = git.lookup(tree, path)
             if found is None or found[0] == TREE_MODE:
+                target = self.root / path
                 with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                     target.unlink()
                 _prune_empty_dirs(target.parent, self.root)
                 index_changes[path] = None
             else:
                 mode, sha = found
-                if mode == GITLINK_MODE:
+                target = self.root / path if mode in (GITLINK_MODE, LINK_MODE) else None
+                if target is not None and mode == GITLINK_MODE:
                     target.mkdir(parents=True, exist_ok=True)
-                elif mode == LINK_MODE:
+                elif target is not None:  # a symlink
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.unlink(missing_ok=True)
                     os.symlink(os.fsdecode(git.blob(sha)), target)
@@ -424,7 +430,7 @@ class Store:
                     mode_bits = 0o755 if mode == EXEC_MODE else 0o644
                     data = written.get(sha)
                     data = git.blob(sha) if data is None else data
-                    atomic_write(target, data, tmp, mode_bits, made)
+                    atomic_write(f"{root}/{path}", data, tmp, mode_bits, made)
                 index_changes[path] = (bytes.fromhex(sha.decode()), mode)
             crash_point("file-written")
         update_index(self.root, self.git_dir, index_changes)
