@@ -184,6 +184,13 @@ def canonical_time(m: re.Match[str]) -> str:
     )
 
 
+def time_key(value: str) -> str:
+    """A stored time as a string that sorts by instant: stored times are UTC, but `12Z` sorts
+    after `12.5Z` as text, so the fraction is padded to nanoseconds first."""
+    whole, _, fraction = value[:-1].partition(".")
+    return f"{whole}.{fraction:0<9}"
+
+
 def parse_time(value: str) -> _dt.datetime:
     """A stored (or any RFC 3339) time as an aware datetime, to the microsecond."""
     m = RFC3339_RE.fullmatch(value)

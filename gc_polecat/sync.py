@@ -43,6 +43,7 @@ PRIVATE_REFS = "refs/gc-polecat/sync/"  # where fetched tips are kept (one ref p
 GIT_TIMEOUT = 120.0
 VERDICT_LABEL = "gc:verdict"  # verdict.VERDICT_LABEL, without importing the lifecycle here
 _MISSING: Any = object()
+T = beadmod.time_key  # times compare by instant (sub-second ones from imports included)
 # a refused push worth another round: the remote moved on, or another push held its ref lock
 _RETRYABLE = ("fetch first", "non-fast-forward", "stale info", "lock", "failed to update ref")
 
@@ -222,7 +223,7 @@ def _pick(base: Any, ours: Any, theirs: Any, ours_wins: bool) -> Any:
 def _content_key(bead: beadmod.Bead) -> tuple[str, bytes]:
     """Later `updated_at` wins content; equal times fall back to the file bytes, so the result
     never depends on which machine merges (merge_beads is symmetric)."""
-    return bead["updated_at"], beadmod.dump(bead)
+    return beadmod.time_key(bead["updated_at"]), beadmod.dump(bead)
 
 
 def _is_verdict(bead: beadmod.Bead) -> bool:
@@ -283,7 +284,7 @@ def merge_beads(
     if _is_verdict(ours) or _is_verdict(theirs):
         kept = min(
             (b for b in (ours, theirs) if _is_verdict(b)),
-            key=lambda b: (b["created_at"], b["updated_at"], beadmod.dump(b)),
+            key=lambda b: (T(b["created_at"]), T(b["updated_at"]), beadmod.dump(b)),
         )
         return kept, [
             f"{bid}: verdicts are immutable and the two sides differ; "
@@ -312,7 +313,7 @@ def merge_beads(
     if os_ != ts:
         ours_state = status == os_
     elif status == "closed" and ours["closed_at"] != theirs["closed_at"]:
-        ours_state = ours["closed_at"] > theirs["closed_at"]
+        ours_state = T(ours["closed_at"]) > T(theirs["closed_at"])
 
     out: dict[str, Any] = {}
     special = {"id", "status", "closed_at", "close_reason", "updated_at", "created_at"}
@@ -335,14 +336,14 @@ def merge_beads(
                 ours_wins,
             )
         else:
-            src = max(closers, key=lambda x: x["closed_at"])
+            src = max(closers, key=lambda x: T(x["closed_at"]))
             out["closed_at"], out["close_reason"] = src["closed_at"], get(src, "close_reason")
-    out["updated_at"] = max(ours["updated_at"], theirs["updated_at"])
+    out["updated_at"] = max(ours["updated_at"], theirs["updated_at"], key=T)
     for key in ("created_at", "started_at"):
         values = [v for v in (get(ours, key), get(theirs, key)) if v is not _MISSING]
         picked = _pick(get(b, key), get(ours, key), get(theirs, key), ours_wins)
         if picked is not _MISSING and len(values) == 2 and values[0] != values[1]:
-            picked = min(values)  # a conflict: the earlier moment is the true one
+            picked = min(values, key=T)  # a conflict: the earlier moment is the true one
         out[key] = picked
     out["labels"] = _merge_list(
         b.get("labels", []), ours.get("labels", []), theirs.get("labels", []), ours_wins

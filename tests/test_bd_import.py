@@ -504,3 +504,10 @@ def test_parse_time_reads_every_stored_form() -> None:
     )
     with pytest.raises(ValueError):
         bead.parse_time("2026-04-18 16:19:12")
+
+
+def test_stored_times_order_by_instant() -> None:
+    """Sync picks the later `updated_at`: `12Z` must sort before `12.5Z` (as text it does not)."""
+    times = ["2026-04-18T16:19:12.5Z", "2026-04-18T16:19:12Z", "2026-04-18T16:19:12.05Z"]
+    assert sorted(times, key=bead.time_key) == [times[1], times[2], times[0]]
+    assert max(times[:2], key=bead.time_key) == times[0]
