@@ -36,8 +36,9 @@ MAX_ID_LEN = 120  # even all upper case, `<id>.yaml` stays under the 255-byte fi
 BEADS_DIR = "beads"
 BEAD_SUFFIX = ".yaml"
 UPPER_MARK = "+"  # `+x` in a file name is the upper-case letter X of the ID
+MEMORIES_PATH = f"{BEADS_DIR}/memories.jsonl"  # bd's memories (gc_polecat/jsonl.py)
 # Files under beads/ that are not beads (the catalog and export skip them).
-SIDE_FILES = frozenset((f"{BEADS_DIR}/README.md", f"{BEADS_DIR}/memories.jsonl"))
+SIDE_FILES = frozenset((f"{BEADS_DIR}/README.md", MEMORIES_PATH))
 MIN_HASH_LEN, MAX_HASH_LEN = 3, 8
 NONCES_PER_LENGTH = 10
 COLLISION_BUDGET = 0.25

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
 from .errors import BadInput, InvalidBead
-from .ids import parse_id
+from .ids import MEMORIES_PATH, parse_id
 
 if TYPE_CHECKING:
-    from .store import Store
+    from collections.abc import Callable
+
+    from .store import Store, Transaction
 
 # Keys bd adds to each exported line (types.IssueWithCounts); recomputed on export, dropped on
 # import (comment_count is the exception, see `_split_computed`).
@@ -55,7 +57,7 @@ SKIPPED_STATUS = "tombstone"  # bd import skips deleted rows
 SCHEMA_KEY = "_schema"  # bd may start an export with a {"_schema": ...} header line
 TYPE_TAG = "_type"  # bd tags lines "issue" or "memory" (bd: `cmd/bd/export.go`); never stored
 MEMORY_TAG = "memory"
-MEMORY_PATH = "beads/memories.jsonl"  # bd's memories (`bd remember`), as bd exports them
+MEMORY_PATH = MEMORIES_PATH  # bd's memories (`bd remember`), one line each as bd exports them
 WISP_KEY = "wisp"  # bd v0.35-v0.37's name for `ephemeral` (bd: `cmd/bd/import_shared.go`)
 
 # Go's encoding/json escapes these inside strings by default (HTML safety); so do we, so that
@@ -305,7 +307,7 @@ def as_bd_reads_it(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _one_second_after(record: dict[str, Any]) -> Any:
+def _one_second_after(record: dict[str, Any]) -> str | None:
     """max(created_at, updated_at) + 1 s, or None when either is not a time (normalize says so)."""
     try:
         moments = [beadmod.parse_time(record[k]) for k in ("created_at", "updated_at")]
@@ -375,7 +377,7 @@ def import_lines(store: Store, parsed: Parsed, source: str) -> ImportResult:
     return result
 
 
-def _stored_reader(store: Store, tx: Any) -> Any:
+def _stored_reader(store: Store, tx: Transaction) -> Callable[[str], beadmod.Bead | None]:
     """How to read a stored bead: from the catalog by primary key when it holds exactly the
     transaction's base and no unreadable file (one SQLite row, no git tree walk), else through
     the transaction (which reports an unreadable file as InvalidBead)."""
@@ -428,7 +430,7 @@ def read_memories(store: Store, tree: bytes | None = None) -> dict[str, str]:
     return parsed.memories
 
 
-def _stage_memories(tx: Any, incoming: dict[str, str]) -> int:
+def _stage_memories(tx: Transaction, incoming: dict[str, str]) -> int:
     """Merge imported memories into the side file (bd upserts each key); how many changed."""
     if not incoming:
         return 0

@@ -511,3 +511,23 @@ def test_stored_times_order_by_instant() -> None:
     times = ["2026-04-18T16:19:12.5Z", "2026-04-18T16:19:12Z", "2026-04-18T16:19:12.05Z"]
     assert sorted(times, key=bead.time_key) == [times[1], times[2], times[0]]
     assert max(times[:2], key=bead.time_key) == times[0]
+
+
+def test_a_malformed_memories_file_is_named_not_a_crash(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """`beads/memories.jsonl` comes from a repository (a hand edit, a synced remote): a bad line
+    there is one error naming the file; nothing is written, beads are unaffected."""
+    run_import(cli, tmp_path, record("bd-a1"), {"_type": "memory", "key": "k", "value": "v"})
+    (repo / jsonl.MEMORY_PATH).write_text('{"_type":"memory","key":"k","value":"v"}\n{"id":1\n')
+    git(repo, "commit", "-qam", "hand edit")
+    before = head(repo)
+    result = cli("export")
+    assert result.exit_code == 2 and "beads/memories.jsonl line 2: malformed JSON" in result.stderr
+    src = tmp_path / "m.jsonl"
+    src.write_text('{"_type":"memory","key":"x","value":"y"}\n')
+    result = cli("import", str(src))
+    assert result.exit_code == 2 and "beads/memories.jsonl line 2" in result.stderr
+    assert head(repo) == before
+    listed = cli("bead", "list", "--all", "--json")
+    assert listed.exit_code == 0 and [b["id"] for b in json.loads(listed.stdout)] == ["bd-a1"]
