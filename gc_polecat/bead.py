@@ -68,10 +68,11 @@ MAX_TITLE = 500
 MAX_EXTRA_VALUES, MAX_EXTRA_DEPTH = 10_000, 32  # per key we do not model
 # The stored form of a time: RFC 3339 in UTC, the fraction of a second (up to nanoseconds, as Go
 # keeps it) without trailing zeros, which is how bd's Go code writes a time after import.
-TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{0,8}[1-9])?Z$")
+TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{0,8}[1-9])?Z$", re.ASCII)
 # Any RFC 3339 time bd parses (bd: Go's time.Time JSON decoding), converted to UTC on import.
 RFC3339_RE = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))$"
+    r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))$",
+    re.ASCII,  # `\d` is 0-9 only: Go reads no other digit
 )
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from gc_polecat import bead, ids, jsonl
+from gc_polecat.errors import InvalidBead
 
 from .conftest import ROOT, Cli, assert_clean, git
 
@@ -504,6 +505,15 @@ def test_parse_time_reads_every_stored_form() -> None:
     )
     with pytest.raises(ValueError):
         bead.parse_time("2026-04-18 16:19:12")
+
+
+@pytest.mark.parametrize(
+    "bad", ["\u0662026-04-18T16:19:12Z", "2026-04-18T16:19:12", "2026-04-18T16:19:12+2:00",
+            "2026-04-18T16:19:12.Z", "2026-04-18T16:19:12+24:00", "0001-01-01T00:00:00+01:00"]
+)  # fmt: skip
+def test_times_go_would_not_parse_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidBead):
+        bead.normalize(record("bd-t1", created_at=bad, updated_at=bad))
 
 
 def test_stored_times_order_by_instant() -> None:
