@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -275,6 +276,9 @@ def plan_init(root: Path, wanted: str | None) -> InitPlan:
       else bd's `issue-prefix`; bd's files are not touched.
     - otherwise a new repository: `.beads/config.yaml`, prefix `--prefix` or `gc`.
     """
+    for name in (".beads", "beads"):  # a link or a file there would fail the commit, later
+        if os.path.lexists(root / name) and not stat.S_ISDIR(os.lstat(root / name).st_mode):
+            raise BadInput(f"{root / name} is not a directory")
     own, shared = root / OWN_CONFIG_PATH, root / CONFIG_PATH
     if os.path.lexists(own):
         return _adopt(root, own, wanted)

@@ -360,3 +360,16 @@ def test_settings_files_are_documented() -> None:
     assert ".beads/gc-polecat.yaml" in docs and "internal/config/yaml_config.go" in docs
     for key in sorted(configmod.BD_KEYS | configmod.BD_SECTIONS):
         assert re.search(rf"`{re.escape(key)}`", docs), key
+
+
+@pytest.mark.parametrize("name", [".beads", "beads"])
+def test_init_refuses_a_link_where_its_directories_go_before_writing(
+    tmp_path: Path, name: str
+) -> None:
+    root, elsewhere = tmp_path / "r", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / name).symlink_to(elsewhere)
+    line = one_line_error(run_cli("init", str(root)))
+    assert f"{root / name} is not a directory" in line
+    assert not (root / ".git").exists() and list(elsewhere.iterdir()) == []
