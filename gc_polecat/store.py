@@ -143,11 +143,14 @@ class Store:
             Repo.init(str(root))
         store = cls(root, pm=pm)
         store._configure_git()
-        if plan.content is None:
-            return store
+        content = plan.content
+        if content is None:  # settings kept; committed as they are if nobody committed them yet
+            if store.git.lookup(store.head_tree(), plan.path) is not None:
+                return store
+            content = (root / plan.path).read_bytes()
         readme = f"{ids.BEADS_DIR}/README.md"
         with store.transaction(f"gc-polecat: init beads repository (prefix {plan.prefix})") as tx:
-            tx.write_file(plan.path, plan.content)
+            tx.write_file(plan.path, content)
             if store.git.lookup(tx.base_tree, readme) is None:
                 tx.write_file(readme, _BEADS_README.encode())
         return store

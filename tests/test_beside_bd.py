@@ -314,3 +314,20 @@ def test_bd_changing_its_config_never_breaks_our_commands(tmp_path: Path) -> Non
     made = run_cli("--repo", str(root), "bead", "create", "x")
     assert made.returncode == 0 and made.stdout.startswith("rt-"), made.stderr
     assert run_cli("--repo", str(root), "pool", "status").returncode == 0
+
+
+def test_settings_written_by_hand_are_committed_once(tmp_path: Path) -> None:
+    """A person who writes `.beads/gc-polecat.yaml` before `init` keeps it as written; init
+    commits it (other clones need it) with nothing of bd's, and a second init commits nothing."""
+    root = bd_project(tmp_path / "project", BD_DEFAULT_CONFIG)
+    before, base = snapshot(root), head(root)
+    ours = b"# ours\nprefix: rt\nmax_attempts: 5\n"
+    write(root / ".beads" / "gc-polecat.yaml", ours, 0o644)
+    proc = init(root, "--json")
+    assert proc.returncode == 0 and '"prefix": "rt"' in proc.stdout, proc.stderr
+    assert set(git(root, "show", "--name-only", "--format=", "HEAD").split()) == OURS
+    assert git(root, "show", "HEAD:.beads/gc-polecat.yaml").encode() == ours
+    assert {k: v for k, v in snapshot(root).items() if k not in OURS} == before
+    assert init(root).returncode == 0
+    assert git(root, "rev-list", "--count", f"{base}..HEAD").strip() == "1"
+    assert git(root, "status", "--porcelain") == ""
