@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
 from . import ids
-from .config import has_settings, settings_path
+from .config import (  # the settings files' names stay importable from here
+    CONFIG_PATH,  # noqa: F401
+    DEFAULT_PREFIX,  # noqa: F401
+    OWN_CONFIG_PATH,  # noqa: F401
+    has_settings,
+    settings_path,
+)
 from .errors import BadInput, Conflict, GcPolecatError, NotARepository, NotFound
 from .git import EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Git, atomic_write, read_head
 
