@@ -1,4 +1,4 @@
-"""Pools: their configuration in `.beads/config.yaml`, and what they hold right now.
+"""Pools: their configuration in the settings file (`Store.settings_path`), and what they hold now.
 
 ```yaml
 pools:
@@ -180,7 +180,7 @@ def require_pool(store: Store, name: str) -> PoolConfig:
     cfg = get_pool(store, name)
     if cfg is None:
         known = ", ".join(sorted(store.config()["pools"])) or "none"
-        raise BadInput(f"unknown pool {name!r} (configured in .beads/config.yaml: {known})")
+        raise BadInput(f"unknown pool {name!r} (configured in {store.settings_name()}: {known})")
     return cfg
 
 

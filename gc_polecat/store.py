@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import stat
 import time
@@ -33,6 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
 from . import ids
+from .config import (  # the settings files' names stay importable from here
+    CONFIG_PATH,  # noqa: F401
+    DEFAULT_PREFIX,  # noqa: F401
+    OWN_CONFIG_PATH,  # noqa: F401
+    has_settings,
+    settings_path,
+)
 from .errors import BadInput, Conflict, GcPolecatError, NotARepository, NotFound
 from .git import EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Git, atomic_write, read_head
 
@@ -41,10 +47,8 @@ if TYPE_CHECKING:
 
     from .catalog import Catalog
 
-CONFIG_PATH = ".beads/config.yaml"
 STATE_DIR = "gc-polecat"  # inside .git: derived, never committed
 LOCK_TIMEOUT = 60.0
-DEFAULT_PREFIX = "gc"
 CAS_RETRIES = 5
 
 
@@ -65,11 +69,17 @@ class CommitResult:
     changes: tuple[BeadChange, ...]
 
 
+def is_repository(root: Path) -> bool:
+    """A git work tree holding either settings file (`.beads/gc-polecat.yaml` in a bd project,
+    `.beads/config.yaml` otherwise)."""
+    return (root / ".git").is_dir() and has_settings(root)
+
+
 def find_root(start: Path) -> Path:
     """The nearest enclosing directory that is a beads repository."""
     start = start.resolve()
     for candidate in (start, *start.parents):
-        if (candidate / CONFIG_PATH).is_file() and (candidate / ".git").is_dir():
+        if is_repository(candidate):
             return candidate
     raise NotARepository(f"not a beads repository (or any parent): {start}; run `gc-polecat init`")
 
@@ -81,7 +91,7 @@ def resolve_root(repo: str | os.PathLike[str] | None) -> Path:
     if repo is None:
         return find_root(Path.cwd())
     root = Path(repo).expanduser().resolve()
-    if not (root / CONFIG_PATH).is_file() or not (root / ".git").is_dir():
+    if not is_repository(root):
         raise NotARepository(f"not a beads repository: {root}; run `gc-polecat init {root}`")
     return root
 
@@ -109,7 +119,7 @@ class Store:
         self._author: bytes | None = None
         self._git_users: dict[bytes, str | None] = {}
         self._config: dict[str, Any] | None = None
-        self._config_stamp: tuple[int, int, int] | None = None
+        self._config_stamp: tuple[int, int, int, str] | None = None
         self._lock = None
 
     # --- set-up -----------------------------------------------------------------------------
@@ -118,14 +128,20 @@ class Store:
     def init(
         cls,
         path: str | os.PathLike[str],
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str | None = None,
         pm: pluggy.PluginManager | None = None,
     ) -> Store:
-        """Make `path` a beads repository (git init if needed); idempotent for the same prefix."""
-        ids.validate_prefix(prefix)
+        """Make `path` a beads repository (git init if needed). An existing one (a fresh clone
+        too) keeps its prefix; a bd project gets `.beads/gc-polecat.yaml` beside bd's files.
+        Everything is decided before anything is written; nothing changed, no commit."""
+        from .config import plan_init
+
+        if prefix is not None:
+            ids.validate_prefix(prefix)
         root = Path(path).expanduser().resolve()
         if root.exists() and not root.is_dir():
             raise BadInput(f"not a directory: {root}")
+        plan = plan_init(root, prefix)
         root.mkdir(parents=True, exist_ok=True)
         if not (root / ".git").is_dir():
             from dulwich.repo import Repo
@@ -133,17 +149,16 @@ class Store:
             Repo.init(str(root))
         store = cls(root, pm=pm)
         store._configure_git()
-        existing = store._read_config(missing_ok=True)
-        if existing is not None:
-            if existing.get("prefix") != prefix:
-                raise BadInput(
-                    f"{root} is already a beads repository with prefix {existing.get('prefix')!r}"
-                )
-            return store
-        content = f"# gc-polecat beads repository\nprefix: {prefix}\n".encode()
-        with store.transaction(f"gc-polecat: init beads repository (prefix {prefix})") as tx:
-            tx.write_file(CONFIG_PATH, content)
-            tx.write_file(f"{ids.BEADS_DIR}/README.md", _BEADS_README.encode())
+        content = plan.content
+        if content is None:  # settings kept; committed as they are if nobody committed them yet
+            if store.git.lookup(store.head_tree(), plan.path) is not None:
+                return store
+            content = (root / plan.path).read_bytes()
+        readme = f"{ids.BEADS_DIR}/README.md"
+        with store.transaction(f"gc-polecat: init beads repository (prefix {plan.prefix})") as tx:
+            tx.write_file(plan.path, content)
+            if store.git.lookup(tx.base_tree, readme) is None:
+                tx.write_file(readme, _BEADS_README.encode())
         return store
 
     def _configure_git(self) -> None:
@@ -155,23 +170,22 @@ class Store:
         config.set(b"core", b"splitIndex", b"true")
         config.write_to_path()
 
-    def _read_config(self, missing_ok: bool = False) -> dict[str, Any] | None:
-        path = self.root / CONFIG_PATH
-        if not path.is_file():
-            if missing_ok:
-                return None
-            raise NotARepository(f"not a beads repository: {self.root}")
-        text = path.read_text()
-        match = re.search(r"^prefix:\s*['\"]?([a-z][a-z0-9-]*)['\"]?\s*$", text, re.M)
-        return {"prefix": match.group(1) if match else None}
+    def settings_path(self) -> Path:
+        """The settings file in use: `.beads/gc-polecat.yaml` if it exists (a bd project), else
+        `.beads/config.yaml` (docs/formats.md, "Settings")."""
+        return settings_path(self.root)
+
+    def settings_name(self) -> str:
+        """The settings file as messages name it (`.beads/config.yaml`)."""
+        return self.settings_path().relative_to(self.root).as_posix()
 
     def config(self) -> dict[str, Any]:
-        """`.beads/config.yaml`, validated: unknown keys and bad values are named errors.
-        Re-read when the file changes, so a long-running controller sees a pool resized."""
-        path = self.root / CONFIG_PATH
+        """The settings, validated: unknown keys and bad values are named errors. Re-read when
+        the file changes, so a long-running controller sees a pool resized."""
+        path = self.settings_path()
         try:
             st = path.stat()
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino, str(path))
         except OSError:
             stamp = None
         if self._config is None or self._config_stamp != stamp:
@@ -183,9 +197,11 @@ class Store:
 
     @property
     def prefix(self) -> str:
+        """The ID prefix of new beads: the settings file's `prefix`, by the same parser."""
         if self._prefix is None:
-            cfg = self._read_config() or {}
-            self._prefix = ids.validate_prefix(cfg.get("prefix") or DEFAULT_PREFIX)
+            from .config import load_prefix
+
+            self._prefix = load_prefix(self.settings_path())
         return self._prefix
 
     @property

@@ -208,7 +208,7 @@ def test_help_and_version() -> None:
 @pytest.mark.parametrize(
     ("make", "args", "needle"),
     [
-        (None, ["--prefix", "Bad_Prefix"], "invalid prefix"),
+        (None, ["--prefix", "Bad.Prefix"], "invalid prefix"),  # upper case and _ are bd's
         (None, ["--prefix", "../x"], "invalid prefix"),
         ("file", [], "is a file"),
     ],
