@@ -163,9 +163,31 @@ def session_show(app: AppContext, session_id: str) -> None:
     view = _session_view(s, sessions.is_alive(s, _providers(app)))
     if app.json:
         emit_json(view)
-    else:
-        for key, value in view.items():
+        return
+    for key, value in view.items():
+        if key == "handle":
+            for name in sorted(value):
+                echo(f"handle.{name}: {value[name]}")
+        elif key == "alive":
+            echo(f"alive: {'yes' if value else 'no'}")
+        else:
             echo(f"{key}: {value}")
+    how = _how_to_look(view["handle"])
+    if how:
+        echo(how)
+
+
+def _how_to_look(handle: dict[str, str]) -> str | None:
+    """The command a person runs to see the session: sessions live on a private tmux server
+    (`tmux ls` on the default one shows nothing), so print its socket."""
+    import shlex
+
+    if handle.get("socket") and handle.get("session"):
+        socket, target = shlex.quote(handle["socket"]), shlex.quote(handle["session"])
+        return f"attach: tmux -S {socket} attach -t {target}"
+    if handle.get("log"):
+        return f"follow: tail -f {shlex.quote(handle['log'])}"
+    return None
 
 
 @session_group.command("stop")
@@ -262,7 +284,10 @@ def submit_command(
     if app.json:
         emit_json({"submission": done.submission, "wait": done.wait, "attempt": done.attempt})
     else:
-        click.echo(f"{done.submission['id']} {done.wait['id']}")
+        sub, wait = done.submission["id"], done.wait["id"]
+        click.echo(f"submission {sub}, wait {wait} (attempt {done.attempt})")
+        click.echo(f"the refinery answers: gc-polecat verdict {sub} --merged | --fix-needed")
+        click.echo(f"block until it does:  gc-polecat await {wait}")
 
 
 @click.command("verdict")
@@ -316,7 +341,8 @@ def verdict_command(
         emit_json({"verdict": judged.verdict, "routed": judged.routed, "noop": judged.noop})
     else:
         click.echo(
-            f"{judged.verdict['id']} {judged.routed}{' (already recorded)' if judged.noop else ''}"
+            f"verdict {judged.verdict['id']}, work routed to {judged.routed}"
+            f"{' (already recorded)' if judged.noop else ''}"
         )
 
 
