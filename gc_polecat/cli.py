@@ -12,6 +12,7 @@ import errno
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -212,8 +213,7 @@ def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
 def first_sentence(text: str) -> str:
     """The first sentence of a docstring's first paragraph (up to `. `), whole."""
     paragraph = " ".join(text.strip().split("\n\n")[0].split())
-    head, dot, _ = paragraph.partition(". ")
-    return head + "." if dot else paragraph
+    return re.split(r"(?<=\.) (?=[A-Z`])", paragraph, maxsplit=1)[0]  # not at "e.g. the"
 
 
 def _whole_short_help(command: click.Command) -> None:

@@ -58,8 +58,19 @@ def _session_view(s: Any, alive: bool) -> dict[str, Any]:
 @session_group.command("start", context_settings={"ignore_unknown_options": True})
 @click.option("--pool", required=True, help="The pool the session belongs to.")
 @click.option("--name", default=None, help="Session name (default: <pool>-<hash>).")
-@click.option("--provider", "provider_name", default="tmux", show_default=True)
-@click.option("--work-dir", type=click.Path(file_okay=False, exists=True), default=".")
+@click.option(
+    "--provider",
+    "provider_name",
+    default="tmux",
+    show_default=True,
+    help="How the session runs: tmux or process (plugins may add providers).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=".",
+    help="The directory the session starts in (it must exist).",
+)
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
 @json_option
 @click.pass_obj
@@ -87,8 +98,8 @@ def session_start(
 
 
 @session_group.command("register")
-@click.option("--pool", required=True)
-@click.option("--name", default=None)
+@click.option("--pool", required=True, help="The pool the session belongs to.")
+@click.option("--name", default=None, help="Session name (default: <pool>-<pid>).")
 @click.option(
     "--pid",
     type=click.IntRange(min=1),
@@ -119,8 +130,12 @@ def session_register(app: AppContext, pool: str, name: str | None, pid: int | No
 
 
 @session_group.command("list")
-@click.option("--pool", default=None)
-@click.option("--state", type=click.Choice(("active", "awaiting_verdict", "stopped", "dead")))
+@click.option("--pool", default=None, help="Only this pool's sessions.")
+@click.option(
+    "--state",
+    type=click.Choice(("active", "awaiting_verdict", "stopped", "dead")),
+    help="Only sessions in this state.",
+)
 @click.option("--all", "include_closed", is_flag=True, help="Include stopped sessions.")
 @json_option
 @click.pass_obj
@@ -192,7 +207,7 @@ def _how_to_look(handle: dict[str, str]) -> str | None:
 
 @session_group.command("stop")
 @click.argument("session_id", metavar="ID")
-@click.option("--reason", default="stopped")
+@click.option("--reason", default="stopped", show_default=True, help="Recorded as stop_reason.")
 @click.pass_obj
 def session_stop(app: AppContext, session_id: str, reason: str) -> None:
     """Stop a session: its process ends, its waits are cancelled, its work goes to the pool."""
@@ -239,9 +254,9 @@ def _default_ttl(store: Any, session_id: str | None) -> float:
 
 @click.command("submit")
 @click.argument("work_id", metavar="WORK")
-@click.option("--branch", required=True)
-@click.option("--commit", "commit_sha", required=True)
-@click.option("--target", default="main", show_default=True)
+@click.option("--branch", required=True, help="The pushed branch the refinery merges.")
+@click.option("--commit", "commit_sha", required=True, help="The commit submitted (its SHA).")
+@click.option("--target", default="main", show_default=True, help="The branch to merge into.")
 @click.option("--ttl", default=None, help="Wait lifetime, e.g. 2h (default: wait_ttl in config).")
 @click.option("--worktree", default=None, help="The sandbox (default: the current directory).")
 @click.option("--session", "session_opt", default=None, help="Default: $GC_SESSION_ID.")
@@ -292,13 +307,29 @@ def submit_command(
 
 @click.command("verdict")
 @click.argument("submission_id", metavar="SUBMISSION")
-@click.option("--merged", "outcome", flag_value="merged")
-@click.option("--fix-needed", "outcome", flag_value="fix_needed")
-@click.option("--type", "failure_type", type=click.Choice(("conflict", "tests", "build", "review")))
-@click.option("--reason", default="")
-@click.option("--log", "log", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option("--merged", "outcome", flag_value="merged", help="It landed: the work closes.")
+@click.option(
+    "--fix-needed",
+    "outcome",
+    flag_value="fix_needed",
+    help="It did not land: the waiting session (else the pool) fixes it.",
+)
+@click.option(
+    "--type",
+    "failure_type",
+    type=click.Choice(("conflict", "tests", "build", "review")),
+    help="What failed (with --fix-needed).",
+)
+@click.option("--reason", default="", help="One line the polecat reads first.")
+@click.option(
+    "--log",
+    "log",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="A log file whose last 4 KiB become the verdict's notes.",
+)
 @click.option("--commit", "commit_sha", default=None, help="The commit judged (must match).")
-@click.option("--merge-commit", default=None)
+@click.option("--merge-commit", default=None, help="The commit that landed it (with --merged).")
 @json_option
 @click.pass_obj
 def verdict_command(
@@ -348,8 +379,10 @@ def verdict_command(
 
 @click.command("await")
 @click.argument("wait_id", metavar="[WAIT]", required=False)
-@click.option("--work", "work_id", default=None)
-@click.option("--timeout", type=Seconds(min=0), default=None, help="Seconds.")
+@click.option("--work", "work_id", default=None, help="Await the open wait of this work item.")
+@click.option(
+    "--timeout", type=Seconds(min=0), default=None, help="Give up after this many seconds (30)."
+)
 @json_option
 @click.pass_obj
 def await_command(
@@ -392,9 +425,11 @@ def wait_group() -> None:
 
 @wait_group.command("list")
 @click.option(
-    "--state", type=click.Choice(("pending", "ready", "closed", "canceled", "expired", "failed"))
+    "--state",
+    type=click.Choice(("pending", "ready", "closed", "canceled", "expired", "failed")),
+    help="Only waits in this state.",
 )
-@click.option("--session", "session_id", default=None)
+@click.option("--session", "session_id", default=None, help="Only this session's waits.")
 @json_option
 @click.pass_obj
 def wait_list(app: AppContext, state: str | None, session_id: str | None) -> None:
@@ -432,7 +467,9 @@ def wait_inspect(app: AppContext, wait_id: str) -> None:
 
 @wait_group.command("cancel")
 @click.argument("wait_id", metavar="ID")
-@click.option("--reason", default="canceled by hand")
+@click.option(
+    "--reason", default="canceled by hand", show_default=True, help="Recorded on the wait."
+)
 @click.pass_obj
 def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
     """Cancel a wait; its work falls back to the pool."""
@@ -484,7 +521,13 @@ def controller_group() -> None:
 
 @controller_group.command("run")
 @click.option("--once", is_flag=True, help="One pass, then exit.")
-@click.option("--interval", type=Seconds(min=0.05), default=5.0, show_default=True)
+@click.option(
+    "--interval",
+    type=Seconds(min=0.05),
+    default=5.0,
+    show_default=True,
+    help="Seconds between passes.",
+)
 @click.option(
     "--sync",
     "sync_remote",
@@ -495,9 +538,21 @@ def controller_group() -> None:
     help="Pull and push the beads repository against REMOTE (default: upstream, else origin) "
     "on every pass.",
 )
+@click.option(
+    "--heartbeat",
+    type=Seconds(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between the lines that say the controller is alive (0: none).",
+)
 @click.pass_obj
-def controller_run(app: AppContext, once: bool, interval: float, sync_remote: str | None) -> None:
-    """Expire, cancel, ready and re-deliver waits until the repository agrees with the world."""
+def controller_run(
+    app: AppContext, once: bool, interval: float, sync_remote: str | None, heartbeat: float
+) -> None:
+    """Expire, cancel, ready and re-deliver waits until the repository agrees with the world.
+
+    Prints `HH:MM:SS SUBJECT WHAT` (UTC) per repair; a running controller also prints a start
+    line and a heartbeat (passes, repairs, the last repair)."""
     from ..controller import run
 
     run(
@@ -505,8 +560,9 @@ def controller_run(app: AppContext, once: bool, interval: float, sync_remote: st
         _providers(app),
         once=once,
         interval=interval,
-        report=lambda line: click.echo(line),
+        report=lambda line: echo(line),
         sync=sync_remote,
+        heartbeat=heartbeat,
     )
 
 

@@ -38,7 +38,13 @@ def refinery_queue(app: AppContext) -> None:
 
 @refinery_group.command("process")
 @click.option("--once", is_flag=True, help="One pass over the queue, then exit.")
-@click.option("--interval", type=Seconds(min=0.05), default=5.0, show_default=True)
+@click.option(
+    "--interval",
+    type=Seconds(min=0.05),
+    default=5.0,
+    show_default=True,
+    help="Seconds between passes over the queue.",
+)
 @click.option(
     "--clone",
     type=click.Path(file_okay=False, exists=True),
