@@ -243,3 +243,24 @@ def test_pool_status_at_a_glance(repo: Path, tmp_path: Path) -> None:
     finally:
         watch.terminate()
         watch.wait(10)
+
+
+def test_the_controller_never_drains_a_session_started_by_hand(repo: Path, tmp_path: Path) -> None:
+    """A person's `session start --pool polecats` survives the controller: while the pool has
+    no settings (nothing reconciles it), and after `pools.polecats` is configured with no
+    `idle_timeout` and no `min_active` (the pool drains only sessions it launched)."""
+    env = {"GC_POLECAT_REPO": str(repo)}
+    started = run_cli("session", "start", "--pool", "polecats", "--provider", "process",
+                      "--work-dir", str(tmp_path), "--", "sleep", "120", env=env)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    sid = started.stdout.strip()
+    try:
+        for settings in (None, "pools:\n  polecats:\n    max_active: 1\n"):
+            if settings:
+                configure(repo, settings)
+            ran = run_cli("controller", "run", "--once", env=env)
+            assert ran.returncode == 0 and ran.stdout == "", ran.stdout + ran.stderr
+            shown = json.loads(run_cli("session", "show", sid, "--json", env=env).stdout)
+            assert shown["state"] == "active" and shown["alive"] is True, settings
+    finally:
+        run_cli("session", "stop", sid, env=env)
