@@ -137,10 +137,11 @@ def session_register(app: AppContext, pool: str, name: str | None, pid: int | No
     help="Only sessions in this state.",
 )
 @click.option("--all", "include_closed", is_flag=True, help="Include stopped sessions.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the session IDs.")
 @json_option
 @click.pass_obj
 def session_list(
-    app: AppContext, pool: str | None, state: str | None, include_closed: bool
+    app: AppContext, pool: str | None, state: str | None, include_closed: bool, quiet: bool
 ) -> None:
     """List sessions with their state and whether their process is alive."""
     from .. import session as sessions
@@ -159,6 +160,9 @@ def session_list(
         emit_json(rows)
         return
     for r in rows:
+        if quiet:
+            click.echo(r["id"])
+            continue
         echo(
             f"{r['id']}  {r['name']:<24} {r['pool']:<12} {r['state']:<17} "
             f"{'alive' if r['alive'] else 'gone':<6} epoch {r['epoch']}"
