@@ -171,7 +171,8 @@ def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
     elif done.queued:
         click.echo(f"{work_id} queued in pool {pool_name}: no idle polecat and no room")
     else:
-        click.echo(f"{work_id} {done.name} {done.session} {done.branch} {done.sandbox}")
+        echo(f"slung {work_id} to polecat {done.name}: session {done.session}")
+        echo(f"  branch {done.branch} in {done.sandbox}")
 
 
 @click.command("next")
