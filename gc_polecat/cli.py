@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from .store import Store
 
 
+OWN_PROCESS = False  # True only in the `gc-polecat` process itself, never in a host's
+
+
 class AppContext:
     """What every command gets as `ctx.obj`: the repository choice, output mode and store."""
 

@@ -385,7 +385,10 @@ def verdict_command(
 @click.argument("wait_id", metavar="[WAIT]", required=False)
 @click.option("--work", "work_id", default=None, help="Await the open wait of this work item.")
 @click.option(
-    "--timeout", type=Seconds(min=0), default=None, help="Give up after this many seconds (30)."
+    "--timeout",
+    type=Seconds(min=0),
+    default=None,
+    help="Give up after this many seconds (exit 30); default: until the wait settles.",
 )
 @json_option
 @click.pass_obj
@@ -394,13 +397,25 @@ def await_command(
 ) -> int:
     """Block until the verdict: exit 0 merged, 10 fix needed, 20 the wait ended without a
     verdict for this session, 30 still pending at --timeout."""
+    import time
+
+    from ..cli import OWN_PROCESS
+    from ..ids import id_path
     from ..session import caller_identity
-    from ..wait import await_verdict, find_wait
+    from ..wait import await_verdict, find_wait, state
+    from ..waiter import hand_over, slim_allowed
 
     _validate(wait_id, work_id)
     session_id, epoch = caller_identity()
     store = app.store()
     wait = find_wait(store, wait_id, work_id, session_id)
+    long_wait = timeout is None or timeout > 1.0
+    if OWN_PROCESS and long_wait and state(wait) == "pending" and slim_allowed():
+        # blocking for long: become the slim waiter (waiter.py), which execs us back to settle
+        keys = [wait["id"]] + ([session_id] if session_id else [])
+        deadline = None if timeout is None else time.monotonic() + timeout
+        hand_over(str(store.root), str(store.state_dir / "wake"), wait["id"],
+                  id_path(wait["id"]), deadline, app.json, keys)  # fmt: skip
     result = await_verdict(store, wait, timeout=timeout, epoch=epoch, session_id=session_id)
     if app.json:
         emit_json(result.payload)
