@@ -259,7 +259,7 @@ class Refinery:
             raise SystemExit(
                 f"FAIL: verdict {w.submission} exited {proc.returncode}: {proc.stderr}"
             )
-        if proc.stdout.split()[1:2] != ["session"]:
+        if not proc.stdout.rstrip().endswith("routed to session"):
             raise SystemExit(f"FAIL: verdict {w.submission} routed elsewhere: {proc.stdout}")
         exited = self.clock.exited_at(w.proc.pid, EXIT_TIMEOUT_S)
         if exited is None:  # a lost ring costs 5 s (the re-read), never this much

@@ -103,6 +103,28 @@ def actor(git_config_name: str | None = None) -> str:
     )
 
 
+AGENT_EMAIL_DOMAIN = "agents.gc-polecat.invalid"  # RFC 2606: can never be a real address
+
+
+def author_identity(git_name: str | None, git_email: str | None) -> bytes:
+    """Who commits: an agent (GC_AGENT, else BD_ACTOR) as `NAME <NAME@agents.gc-polecat.invalid>`
+    unless GC_AGENT_EMAIL names its address, so `git log` tells agents apart; otherwise git's
+    own user.name and user.email. Characters git cannot hold in an ident are dropped."""
+    agent = os.environ.get("GC_AGENT") or os.environ.get("BD_ACTOR")
+    name = _ident(agent or git_name or "gc-polecat")
+    if agent:
+        local = re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.") or "agent"
+        email = _ident(os.environ.get("GC_AGENT_EMAIL") or f"{local}@{AGENT_EMAIL_DOMAIN}")
+    else:
+        email = _ident(git_email or "gc-polecat@localhost")
+    return f"{name} <{email}>".encode()
+
+
+def _ident(text: str) -> str:
+    """git's ident rules: no angle brackets or line ends (they would forge the header)."""
+    return " ".join(re.sub(r"[<>]", "", text).split()) or "unknown"  # split() takes \n, \t
+
+
 class Store:
     """A beads repository on disk. Cheap to construct; heavy parts load on first use."""
 
@@ -241,10 +263,9 @@ class Store:
         return actor(self._git_user(b"name"))
 
     def author(self) -> bytes:
-        """Author and committer of our commits: the actor, with git's user.email."""
+        """Author and committer of our commits: `NAME <EMAIL>` (see `author_identity`)."""
         if self._author is None:
-            email = self._git_user(b"email") or "gc-polecat@localhost"
-            self._author = f"{self.actor()} <{email}>".encode()
+            self._author = author_identity(self._git_user(b"name"), self._git_user(b"email"))
         return self._author
 
     # --- reading ----------------------------------------------------------------------------

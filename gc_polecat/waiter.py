@@ -1,0 +1,178 @@
+"""The slim waiter: what a blocked `await` becomes while it waits.
+
+A polecat blocks in `gc-polecat await` for minutes or hours, and a city has hundreds of them.
+The full command line (click, pluggy, dulwich, ruamel, every plugin) costs about 30 MiB per
+process; nothing of it is needed to sit on a doorbell. So once `await` has found its wait
+pending, it *execs* this file as a script with `python -S` (no site, no package imports beyond
+`gc_polecat.wake`, which is kept light for this reason). The process keeps its PID, its
+environment (the session's identity) and its parent; only its memory shrinks.
+
+The waiter binds the doorbell first, then reads the wait's state from git (`git cat-file` on
+HEAD, spawned without the subprocess module), so no ring is lost. It reads again after every
+ring, and on a slow timer whenever the branch ref has moved (a missed ring costs latency,
+never correctness). As soon as the state is anything but `pending`, or the deadline passes, it
+execs the full command line again (`await WAIT --timeout LEFT`), which delivers the verdict,
+prints and exits exactly as a never-slimmed `await` would. Whatever it cannot read with
+certainty (a bead file in an unexpected shape, git failing) also goes back to the full command
+line, with `GC_POLECAT_AWAIT_SLIM=0` so that one blocks in place instead of coming back here.
+
+Usage (built by `hand_over`, never typed by people):
+
+    python -S waiter.py ROOT WAKE_DIR WAIT_ID WAIT_PATH DEADLINE JSON KEY...
+
+DEADLINE is a `time.monotonic()` value (the clock is system-wide on Linux) or `-` for none;
+JSON is `1` when the caller asked for `--json`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+RECHECK = 5.0  # as wait.RECHECK: the slow timer behind the doorbell
+SLIM_ENV = "GC_POLECAT_AWAIT_SLIM"  # "0": block in the full command line (the old way)
+_MAX_BLOB = 1 << 20
+
+
+def hand_over(
+    root: str,
+    wake_dir: str,
+    wait_id: str,
+    wait_path: str,
+    deadline: float | None,
+    json_output: bool,
+    keys: list[str],
+) -> None:
+    """Replace this process by the slim waiter (never returns)."""
+    when = "-" if deadline is None else repr(deadline)
+    script = os.path.abspath(__file__)
+    argv = [sys.executable, "-S", script, root, wake_dir, wait_id, wait_path, when]
+    argv += ["1" if json_output else "0", *keys]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+
+
+def slim_allowed() -> bool:
+    return os.environ.get(SLIM_ENV, "1") != "0"
+
+
+def _back(root: str, wait_id: str, deadline: float | None, json_output: bool, slim: bool) -> None:
+    """Exec the full `await` again, with what is left of the time (never returns)."""
+    argv = [sys.executable, "-m", "gc_polecat", "--repo", root]
+    argv += ["--json"] if json_output else []
+    argv += ["await", wait_id]
+    if deadline is not None:
+        argv += ["--timeout", f"{max(0.0, deadline - time.monotonic()):.3f}"]
+    env = dict(os.environ)
+    if not slim:
+        env[SLIM_ENV] = "0"
+    os.execve(sys.executable, argv, env)
+
+
+def wait_state(text: str) -> str | None:
+    """`metadata.state` of a wait bead as gc-polecat writes it, or None when the file is not
+    in that plain shape (then the full command line reads it with the real YAML parser)."""
+    lines = text.split("\n")
+    try:
+        start = lines.index("metadata:")
+    except ValueError:
+        return None
+    found = None
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        if line.startswith("  state:"):
+            if found is not None:
+                return None
+            found = line[len("  state:") :].strip().strip("'\"")
+    if found is None:
+        return "pending"  # no state key: a wait is pending until it says otherwise
+    return found if found.isalpha() and found.islower() else None
+
+
+def _read_blob(root: str, path: str) -> str | None:
+    """HEAD:path through `git cat-file` (posix_spawn and a pipe: no subprocess module)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.posix_spawnp(
+            "git",
+            ["git", "-C", root, "cat-file", "blob", f"HEAD:{path}"],
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, write_fd, 1),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_CLOSE, read_fd),
+            ],
+        )
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
+    os.close(write_fd)
+    chunks, size = [], 0
+    while size <= _MAX_BLOB:
+        chunk = os.read(read_fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    os.close(read_fd)
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or size > _MAX_BLOB:
+        return None
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _ref_signature(root: str) -> tuple[int, ...]:
+    """Cheap evidence that the branch moved: the stat of HEAD's ref file and packed-refs."""
+    git_dir = os.path.join(root, ".git")
+    sig: list[int] = []
+    try:
+        with open(os.path.join(git_dir, "HEAD"), "rb") as f:
+            head = f.read(512).strip()
+    except OSError:
+        return ()
+    names = [head[5:].decode("utf-8", "replace")] if head.startswith(b"ref: ") else []
+    for name in [*names, "packed-refs"]:
+        try:
+            st = os.stat(os.path.join(git_dir, name))
+            sig += [st.st_ino, st.st_mtime_ns, st.st_size]
+        except OSError:
+            sig += [0, 0, 0]
+    return tuple(sig)
+
+
+def main(argv: list[str]) -> None:
+    root, wake_dir, wait_id, wait_path, deadline_s, json_s, *keys = argv
+    deadline = None if deadline_s == "-" else float(deadline_s)
+    json_output = json_s == "1"
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from gc_polecat.wake import Doorbell
+
+    state: str | None = None
+    with Doorbell(wake_dir, keys) as bell:  # bind first, then read: no ring is lost
+        seen: tuple[int, ...] | None = None
+        while True:
+            signature = _ref_signature(root)
+            if signature != seen:
+                seen = signature
+                text = _read_blob(root, wait_path)
+                state = wait_state(text) if text is not None else None
+                if state != "pending":
+                    break  # settled, or not readable here: the full command line decides
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            if bell.wait(RECHECK if left is None else min(RECHECK, left)):
+                seen = None  # rung: read again even if the ref looks the same
+    # unreadable here: the full command line blocks in place rather than coming back
+    _back(root, wait_id, deadline, json_output, slim=state is not None)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
