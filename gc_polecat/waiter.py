@@ -63,6 +63,8 @@ def start_daemon(root: str, state_dir: str) -> None:
         pass
     finally:
         probe.close()
+    if _recently_spawned(os.path.join(state_dir, "waiterd.spawned")):
+        return  # another await started one a moment ago: it is still importing
     if os.fork() == 0:  # child
         try:
             os.setsid()
@@ -78,6 +80,22 @@ def start_daemon(root: str, state_dir: str) -> None:
         finally:
             os._exit(0)
     os.wait()
+
+
+def _recently_spawned(marker: str, within: float = 10.0) -> bool:
+    """True if the marker was touched in the last `within` seconds; else touch it. Keeps a
+    storm of starting awaits (a whole pool at once) from starting a daemon each."""
+    try:
+        if time.time() - os.stat(marker).st_mtime < within:
+            return True
+    except OSError:
+        pass
+    try:
+        with open(marker, "w"):
+            pass
+    except OSError:
+        pass
+    return False
 
 
 def ask_daemon(state_dir: str, request: str) -> dict | None:
