@@ -182,8 +182,13 @@ def echo(text: str) -> None:
     click.echo(printable(text))
 
 
+def json_text(value: Any) -> str:
+    """What `--json` prints: indented, UTF-8 as is, DEL and C1 escaped."""
+    return json.dumps(value, indent=2, ensure_ascii=False).translate(_JSON_CONTROLS)
+
+
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False).translate(_JSON_CONTROLS))
+    click.echo(json_text(value))
 
 
 def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:

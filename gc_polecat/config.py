@@ -195,7 +195,7 @@ def _prefix(raw: dict[Any, Any], path: Path) -> str:
     try:
         return validate_prefix(value)
     except BadInput as exc:
-        quote = "; quote it: prefix: \"...\"" if isinstance(value, (int, float, bool)) else ""
+        quote = '; quote it: prefix: "..."' if isinstance(value, (int, float, bool)) else ""
         raise BadInput(f"{path}: prefix: {exc}{quote}") from None
 
 

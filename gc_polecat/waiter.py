@@ -33,6 +33,93 @@ import time
 RECHECK = 5.0  # as wait.RECHECK: the slow timer behind the doorbell
 SLIM_ENV = "GC_POLECAT_AWAIT_SLIM"  # "0": block in the full command line (the old way)
 _MAX_BLOB = 1 << 20
+_MAX_SOCKET_PATH = 107
+_IDENTITY = ("GC_SESSION_", "GC_CONTINUATION_", "GC_INSTANCE_", "GC_POLECAT_REPO")
+DAEMON_TIMEOUT = 30.0  # an answer from the settling daemon takes milliseconds; this is a cap
+
+
+def daemon_address(state_dir: str) -> str:
+    """Where the settling daemon (waiterd.py) listens: in the state directory, or, when that
+    path is too long for AF_UNIX, in the user's private wake root in /tmp (as wake.py does)."""
+    direct = os.path.join(state_dir, "waiterd.sock")
+    if len(os.fsencode(direct)) <= _MAX_SOCKET_PATH:
+        return direct
+    import hashlib  # only for long paths
+
+    digest = hashlib.sha1(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:20]
+    return os.path.join("/tmp", f"gc-polecat-wake-{os.getuid()}", f"waiterd-{digest}.sock")
+
+
+def start_daemon(root: str, state_dir: str) -> None:
+    """Start the repository's settling daemon unless one answers already (double fork: it is
+    nobody's child, so no zombie is left behind; it exits on its own when idle)."""
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(daemon_address(state_dir))
+        return  # one is running
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    if _recently_spawned(os.path.join(state_dir, "waiterd.spawned")):
+        return  # another await started one a moment ago: it is still importing
+    if os.fork() == 0:  # child
+        try:
+            os.setsid()
+            if os.fork() == 0:  # grandchild: the daemon
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                # not a session's process: none of the session's identity (a sweep that looks
+                # for the session's processes by their environment must not find it)
+                env = {k: v for k, v in os.environ.items() if not k.startswith(_IDENTITY)}
+                argv = [sys.executable, "-m", "gc_polecat.waiterd", root]
+                os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(0)
+    os.wait()
+
+
+def _recently_spawned(marker: str, within: float = 10.0) -> bool:
+    """True if the marker was touched in the last `within` seconds; else touch it. Keeps a
+    storm of starting awaits (a whole pool at once) from starting a daemon each."""
+    try:
+        if time.time() - os.stat(marker).st_mtime < within:
+            return True
+    except OSError:
+        pass
+    try:
+        with open(marker, "w"):
+            pass
+    except OSError:
+        pass
+    return False
+
+
+def ask_daemon(state_dir: str, request: str) -> dict | None:
+    """The daemon's answer to one request line, or None when it cannot give one."""
+    import json
+    import socket
+
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(DAEMON_TIMEOUT)
+    try:
+        conn.connect(daemon_address(state_dir))
+        conn.sendall(request.encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                return None
+            data += chunk
+        answer = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    finally:
+        conn.close()
+    return answer if isinstance(answer, dict) else None
 
 
 def hand_over(
@@ -154,6 +241,7 @@ def main(argv: list[str]) -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from gc_polecat.wake import Doorbell
 
+    state_dir = os.path.dirname(wake_dir)
     state: str | None = None
     with Doorbell(wake_dir, keys) as bell:  # bind first, then read: no ring is lost
         seen: tuple[int, ...] | None = None
@@ -163,8 +251,14 @@ def main(argv: list[str]) -> None:
                 seen = signature
                 text = _read_blob(root, wait_path)
                 state = wait_state(text) if text is not None else None
+                if state is None:
+                    break  # not readable here: the full command line decides
                 if state != "pending":
-                    break  # settled, or not readable here: the full command line decides
+                    answer = ask_daemon(state_dir, _request(wait_id, json_output))
+                    if answer is not None and type(answer.get("code")) is int:
+                        _finish(answer["code"], str(answer.get("out", "")))
+                    if answer is None or not answer.get("pending"):
+                        break  # no daemon, or it could not settle: the full command line
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 break
@@ -172,6 +266,31 @@ def main(argv: list[str]) -> None:
                 seen = None  # rung: read again even if the ref looks the same
     # unreadable here: the full command line blocks in place rather than coming back
     _back(root, wait_id, deadline, json_output, slim=state is not None)
+
+
+def _request(wait_id: str, json_output: bool) -> str:
+    """The settling request for this process: its session identity, as `await` read it."""
+    import json
+
+    epoch = os.environ.get("GC_CONTINUATION_EPOCH")
+    return json.dumps({
+        "wait": wait_id,
+        "session": os.environ.get("GC_SESSION_ID") or None,
+        "epoch": int(epoch) if epoch and epoch.strip().lstrip("-").isdigit() else None,
+        "pid": os.getpid(),
+        "json": json_output,
+    })  # fmt: skip
+
+
+def _finish(code: int, out: str) -> None:
+    """Print the daemon's answer as `await` would and exit with its status."""
+    data = (out + "\n").encode("utf-8", "replace")
+    while data:
+        try:
+            data = data[os.write(1, data) :]
+        except BrokenPipeError:
+            break
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -155,3 +155,117 @@ def test_no_await_loses_a_ring_around_the_exec(
         waiting.kill()
     assert waiting.returncode == 0, err
     assert out == f"{wait}: merged\n"
+
+
+def _daemon_pid(repo: Path) -> int | None:
+    lock = repo / ".git" / "gc-polecat" / "waiterd.lock"
+    try:
+        pid = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+@pytest.fixture
+def no_daemon_left(repo: Path):  # noqa: ANN201
+    yield
+    pid = _daemon_pid(repo)
+    if pid:
+        os.kill(pid, 9)
+
+
+def test_the_settling_daemon_answers_without_the_full_command_line(
+    cli: Cli, repo: Path, submitted: tuple[str, str, str], no_daemon_left: None
+) -> None:
+    """The waiter asks the repository's warm daemon to settle: it never execs the full
+    command line (whose imports are the latency), and prints and exits the same."""
+    sid, sub, wait = submitted
+    waiting = _await(repo, sid, wait)
+    try:
+        wait_for(lambda: any(a.endswith("waiter.py") for a in _cmdline(waiting.pid)),
+                 "the slim waiter")  # fmt: skip
+        wait_for(lambda: _daemon_pid(repo), "the settling daemon")
+        assert (
+            cli("verdict", sub, "--fix-needed", "--type", "build", "--reason", "no").exit_code == 0
+        )
+        shapes = set()
+        while waiting.poll() is None:
+            try:
+                shapes.add(" ".join(_cmdline(waiting.pid)[1:3]))
+            except OSError:
+                break
+            time.sleep(0.002)
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 10, err
+    assert out == f"{wait}: fix needed (build): no\n"
+    assert not any("gc_polecat" in s and "waiter.py" not in s for s in shapes), shapes
+    delivered = json.loads(cli("bead", "show", wait, "--json").output)[0]["metadata"]
+    assert delivered["delivered_to"] == f"{sid}:{waiting.pid}"  # the waiter, not the daemon
+
+
+def test_without_its_daemon_the_waiter_still_answers(
+    cli: Cli, repo: Path, submitted: tuple[str, str, str], no_daemon_left: None
+) -> None:
+    sid, sub, wait = submitted
+    waiting = _await(repo, sid, wait, "--json")
+    try:
+        wait_for(lambda: any(a.endswith("waiter.py") for a in _cmdline(waiting.pid)),
+                 "the slim waiter")  # fmt: skip
+        daemon = wait_for(lambda: _daemon_pid(repo), "the settling daemon")
+        os.kill(daemon, 9)
+        gone = Path(f"/proc/{daemon}/cmdline")
+        wait_for(lambda: not gone.exists() or not gone.read_bytes(), "the daemon to die")
+        assert cli("verdict", sub, "--merged").exit_code == 0
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    assert json.loads(out)["outcome"] == "merged"
+
+
+def test_the_daemon_refuses_what_is_not_a_settling_request(
+    cli: Cli, repo: Path, submitted: tuple[str, str, str]
+) -> None:
+    """Bad requests get an `error` answer (the waiter then falls back), never a crash."""
+    import socket
+
+    from gc_polecat import waiterd
+    from gc_polecat.store import Store
+
+    store = Store(repo)
+    work = cli("bead", "create", "not a wait").output.strip()
+    for request, needle in (
+        (b"not json\n", "Expecting value"),
+        (b"[1, 2]\n", "not an object"),
+        (b'{"wait": "../x", "pid": 1}\n', "invalid"),
+        (json.dumps({"wait": work, "pid": 1}).encode() + b"\n", "is not a wait"),
+        (json.dumps({"wait": submitted[2], "pid": "1"}).encode() + b"\n", "integers"),
+    ):
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            ours.sendall(request)
+            waiterd._answer(store, theirs)  # noqa: SLF001
+            answer = json.loads(ours.recv(65536))
+        assert needle in answer.get("error", ""), (request, answer)
+    pending = waiterd.settle(store, {"wait": submitted[2], "pid": 1, "session": submitted[0],
+                                     "epoch": 1})  # fmt: skip
+    assert pending == {"pending": True}
+
+
+def test_the_daemon_carries_no_session_identity(
+    repo: Path, submitted: tuple[str, str, str], no_daemon_left: None
+) -> None:
+    """Sweeps find a session's processes by GC_SESSION_ID in their environment; the daemon,
+    started by a session's await, must not look like one of them."""
+    sid, _, wait = submitted
+    waiting = _await(repo, sid, wait, "--timeout", "30")
+    try:
+        pid = wait_for(lambda: _daemon_pid(repo), "the settling daemon")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not [v for v in environ if v.startswith((b"GC_SESSION_", b"GC_CONTINUATION_"))]
+        assert f"GC_SESSION_ID={sid}".encode() in Path(f"/proc/{waiting.pid}/environ").read_bytes()
+    finally:
+        waiting.kill()
+        waiting.communicate()

@@ -403,7 +403,7 @@ def await_command(
     from ..ids import id_path
     from ..session import caller_identity
     from ..wait import await_verdict, find_wait, state
-    from ..waiter import hand_over, slim_allowed
+    from ..waiter import hand_over, slim_allowed, start_daemon
 
     _validate(wait_id, work_id)
     session_id, epoch = caller_identity()
@@ -414,23 +414,11 @@ def await_command(
         # blocking for long: become the slim waiter (waiter.py), which execs us back to settle
         keys = [wait["id"]] + ([session_id] if session_id else [])
         deadline = None if timeout is None else time.monotonic() + timeout
+        start_daemon(str(store.root), str(store.state_dir))  # settles it in milliseconds
         hand_over(str(store.root), str(store.state_dir / "wake"), wait["id"],
                   id_path(wait["id"]), deadline, app.json, keys)  # fmt: skip
     result = await_verdict(store, wait, timeout=timeout, epoch=epoch, session_id=session_id)
-    if app.json:
-        emit_json(result.payload)
-    else:
-        verdict = result.payload.get("verdict") or {}
-        meta = verdict.get("metadata", {})
-        words = {0: "merged", 10: "fix needed", 20: "ended without a verdict", 30: "still pending"}
-        echo(
-            f"{wait['id']}: {words[result.code]}"
-            + (
-                f" ({meta.get('failure_type')}): {verdict.get('description', '')}"
-                if result.code == 10
-                else ""
-            )
-        )
+    emit_json(result.payload) if app.json else echo(result.summary())
     return result.code
 
 
