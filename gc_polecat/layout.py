@@ -4,9 +4,19 @@ is written (docs/formats.md, "What sync accepts"; docs/security.md, point 7).
 Every tree a remote sends is untrusted. `git fetch` does not check objects by default, so a
 crafted tree can hold `.git/hooks/post-commit`, `..`, names with `/` inside, duplicate names,
 symlinks where bead files belong or submodules. `check_tree` reads each tree the remote changed
-as raw bytes (dulwich's parsed view silently merges duplicates) and refuses any such entry;
-`check_worktree` refuses a sync that would overwrite or remove what the local work tree holds
-beyond the last commit (an untracked file, an uncommitted edit), as git does.
+as raw bytes (dulwich's parsed view silently merges duplicates) and refuses:
+
+- names: empty, `.`, `..`, holding `/`, a backslash, NUL or a control character, not UTF-8,
+  longer than 255 bytes, or `.git` in any spelling a file system may fold to it;
+- modes: submodules, unknown modes, and symlinks, except a hook in `.beads/hooks/` linked to a
+  sibling hook; `beads`, `.beads` and `.beads/hooks` must be directories;
+- under `beads/`: anything but `README.md`, the two one-character shard levels and, in them, a
+  bead file (mode 100644) whose name is a valid ID living at exactly that path;
+- paths deeper than 32 directories or longer than 1,024 bytes.
+
+Elsewhere (`.beads/config.yaml`, other files at the root) plain and executable files are
+accepted. `check_worktree` refuses a sync that would overwrite or remove what the local work tree
+holds beyond the last commit (an untracked file, an uncommitted edit), as git does.
 """
 
 from __future__ import annotations
@@ -171,20 +181,25 @@ def check_worktree(
     changes, untracked files inside a directory that becomes a file, or a symlink or file where
     a directory is needed. Like git's checkout, nothing local is ever silently lost."""
     changing = set(paths)
+    real_dirs: set[str] = set()  # parents already seen to be real directories
     for path in paths:
         parts = path.split("/")
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
+            if parent in real_dirs:
+                continue
             st = _lstat(root / parent)
             if st is None:
                 break
-            if not stat.S_ISDIR(st.st_mode) and parent not in changing:
+            if stat.S_ISDIR(st.st_mode):
+                real_dirs.add(parent)
+                continue
+            if parent not in changing:
                 raise BadInput(
                     f"{_show(parts[:depth])} is in the way of {_show(parts)}: not a directory; "
                     "move it away, then sync"
                 )
-            if not stat.S_ISDIR(st.st_mode):
-                break  # a tracked file or link that changes: checked as its own path
+            break  # a tracked file or link that changes: checked as its own path
         else:
             _check_one(root, git, path, old_tree, new_tree)
 
@@ -210,11 +225,14 @@ def _check_one(
 ) -> None:
     target = root / path
     st = _lstat(target)
-    old, new = git.lookup(old_tree, path), git.lookup(new_tree, path)
+    old = git.lookup(old_tree, path)
     if old is not None and old[0] == TREE_MODE:
         old = None
+    if st is None and old is None:
+        return  # the common case: a file that arrives where nothing is
+    new = git.lookup(new_tree, path)
     if st is None:
-        if old is not None and new is not None:
+        if new is not None and new[0] != TREE_MODE:
             raise BadInput(
                 f"{_show([path])}: deleted in the work tree but not committed, and "
                 "the sync changes it; commit or restore it, then sync"

@@ -190,6 +190,8 @@ def track(store: Store, remote: Remote, branch: str, tip: bytes) -> None:
     """Once a fetched tip is accepted: move `refs/remotes/<remote>/<branch>` to it, as the
     fetch itself would have, if that remote-tracking ref exists (a refused tip never gets a
     ref, so `git fsck` and `git gc` in the clone never meet it)."""
+    if remote.name == remote.url:  # a URL or a path: git keeps no remote-tracking ref for it
+        return
     ref = f"refs/remotes/{remote.name}/{branch}"
     current = store.git.ref_value(ref.encode())
     if current is not None and current != tip:

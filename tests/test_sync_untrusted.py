@@ -291,6 +291,9 @@ def test_a_hook_linked_to_a_sibling_is_accepted(world: World) -> None:  # noqa: 
     assert done.returncode == 0, done.stderr
     assert os.readlink(world.b.root / ".beads" / "hooks" / "on_close") == "on_create"
     assert_clean(world.b.root)
+    # an accepted tip moves the remote-tracking ref, as the fetch itself used to
+    head = git(world.b.root, "rev-parse", "HEAD")
+    assert git(world.b.root, "rev-parse", "refs/remotes/origin/master") == head
 
 
 # --- point 2: a directory that becomes a file or a symlink ----------------------------------------
