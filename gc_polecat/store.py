@@ -436,19 +436,19 @@ class Store:
         """The work-tree path for `path`, its parents made real directories (a symlink or file
         in their place is moved aside, never followed) and, unless `keep_dir` (a submodule's
         checkout), no directory left at the path itself."""
-        parent = self.root
+        parent = str(self.root)
         *dirs, name = path.split("/")
         for part in dirs:
-            parent = parent / part
+            parent = f"{parent}/{part}"
             try:
                 mode = os.lstat(parent).st_mode
             except FileNotFoundError:
-                parent.mkdir()
+                os.mkdir(parent)
                 continue
             if not stat.S_ISDIR(mode):
-                self._displace(parent)
-                parent.mkdir()
-        target = parent / name
+                self._displace(Path(parent))
+                os.mkdir(parent)
+        target = Path(parent, name)
         with contextlib.suppress(FileNotFoundError):
             if not keep_dir and stat.S_ISDIR(os.lstat(target).st_mode):
                 try:

@@ -394,6 +394,27 @@ def test_a_sync_killed_while_a_directory_becomes_a_file_recovers(world: World) -
     still_usable(b)
 
 
+def test_recovery_moves_an_untracked_leftover_aside_instead_of_wedging(
+    world: World,  # noqa: F811
+) -> None:
+    """A sync killed while `notes/` becomes a file, then an untracked file appears in
+    `notes/deep/` before any other command runs: recovery cannot refuse (the commit is made)
+    and must not delete it; it moves `notes` aside under `.git/gc-polecat/displaced/`."""
+    _two_dirs(world)
+    _replace_dir(world, "notes", "file")
+    b = world.b.root
+    killed = run_cli("--repo", str(b), "sync", env={"GC_POLECAT_TEST_CRASH_AT": "file-written"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (b / "notes" / "deep").mkdir(parents=True, exist_ok=True)
+    (b / "notes" / "deep" / "mine.txt").write_text("mine\n")
+    listed = run_cli("--repo", str(b), "bead", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert (b / "notes").read_text() == "now a file\n"
+    (kept,) = (b / ".git" / "gc-polecat" / "displaced").glob("*/notes/deep/mine.txt")
+    assert kept.read_text() == "mine\n"
+    still_usable(b)
+
+
 # --- point 12: nothing local is overwritten -------------------------------------------------------
 
 
