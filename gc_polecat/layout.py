@@ -7,7 +7,8 @@ symlinks where bead files belong or submodules. `check_tree` reads each tree the
 as raw bytes (dulwich's parsed view silently merges duplicates) and refuses:
 
 - names: empty, `.`, `..`, holding `/`, a backslash, NUL or a control character, not UTF-8,
-  longer than 255 bytes, or `.git` in any spelling a file system may fold to it;
+  longer than 255 bytes, or `.git` in any spelling a file system may fold to it; two names
+  of one tree that a case-insensitive file system takes for one, or for a layout name;
 - modes: submodules, unknown modes, and symlinks, except a hook in `.beads/hooks/` linked to a
   sibling hook; `beads`, `.beads` and `.beads/hooks` must be directories;
 - under `beads/`: anything but `README.md`, the two one-character shard levels and, in them, a
@@ -22,6 +23,7 @@ holds beyond the last commit (an untracked file, an uncommitted edit), as git do
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +41,9 @@ MAX_PATH = 1024  # bytes in a whole path: well under PATH_MAX once the repositor
 DIRECTORIES = {("beads",), (".beads",), (".beads", "hooks")}  # must stay directories
 _SHARDS = "0123456789abcdefghijklmnopqrstuvwxyz"  # the first characters of a bead's hash
 HOOKS_DIR = (".beads", "hooks")  # the only place a symlink is accepted (to a sibling hook)
+# Names of the layout, per directory, that a case-insensitive file system must not see twice.
+_LAYOUT_NAMES = {(): ("beads", ".beads"), (".beads",): ("hooks", "config.yaml")}
+_MODE_RE = re.compile(rb"[0-7]{5,7}")  # as git writes them, zero-padded or not
 # Code points HFS+ ignores in names, so `.g\u200cit` is `.git` there (git: utf8.c, is_hfs_dotgit).
 _HFS_IGNORED = dict.fromkeys(
     [0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF]
@@ -66,10 +71,14 @@ def name_problem(raw: bytes) -> str | None:
         return "a name that is not UTF-8"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         return "a name holding a control character"
-    folded = name.translate(_HFS_IGNORED).lower().split(":", 1)[0].rstrip(". ")
-    if folded in (".git", "git~1"):
+    if _fold(name) in (".git", "git~1"):
         return "a '.git' component"
     return None
+
+
+def _fold(name: str) -> str:
+    """What a case-insensitive (Windows, macOS) file system may take `name` to be."""
+    return name.translate(_HFS_IGNORED).casefold().split(":", 1)[0].rstrip(". ")
 
 
 def _raw_entries(git: Git, sha: bytes) -> list[tuple[bytes, int, bytes]]:
@@ -85,6 +94,8 @@ def _raw_entries(git: Git, sha: bytes) -> list[tuple[bytes, int, bytes]]:
             space = text.index(b" ", pos)
             nul = text.index(b"\0", space)
             if nul + 21 > len(text):
+                raise ValueError
+            if not _MODE_RE.fullmatch(text[pos:space]):
                 raise ValueError
             mode = int(text[pos:space], 8)
             out.append((text[space + 1 : nul], mode, sha_to_hex(text[nul + 1 : nul + 21])))
@@ -148,15 +159,24 @@ def _check_subtree(git: Git, sha: bytes, trusted: bytes | None, parts: tuple[str
     known = {}
     if trusted is not None:
         known = {e.path: (e.mode, e.sha) for e in git.tree(trusted).iteritems()}
-    seen: set[bytes] = set()
+    seen: dict[str, str] = {}  # folded name -> name
+    layout_names = {_fold(n): n for n in _LAYOUT_NAMES.get(parts, ())}
     for raw, mode, child in _raw_entries(git, sha):
         problem = name_problem(raw)
         if problem is not None:
             raise BadInput(f"{_show([*parts, os.fsdecode(raw)])}: {problem}")
-        path = (*parts, raw.decode())
-        if raw in seen:
-            raise BadInput(f"{_show(path)}: a name listed twice in one tree")
-        seen.add(raw)
+        name = raw.decode()
+        path = (*parts, name)
+        folded = _fold(name)
+        if folded in seen:
+            other = "listed twice" if seen[folded] == name else f"the same as {seen[folded]!r}"
+            raise BadInput(f"{_show(path)}: a name {other} in one tree (to some file systems)")
+        seen[folded] = name
+        if layout_names.get(folded, name) != name:
+            raise BadInput(
+                f"{_show(path)}: a case-insensitive file system takes it for "
+                f"{layout_names[folded]!r}"
+            )
         if known.get(raw) == (mode, child):
             continue
         if len("/".join(path).encode()) > MAX_PATH:

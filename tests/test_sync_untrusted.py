@@ -185,6 +185,13 @@ HOSTILE: dict[str, tuple[list[Entry], str]] = {
     "wrong shard": ([((b"beads", b"4", b"f", b"gc-zz9.yaml"), FILE, b"x\n")], "not a bead file"),
     "exec bead": ([((b"beads", b"4", b"f", b"gc-4f2.yaml"), EXEC, b"x\n")], "mode 100644"),
     "too deep in beads": ([((b"beads", b"4", b"f", b"g", b"x.yaml"), FILE, b"x\n")], "bead file"),
+    "case twin of beads": ([((b"Beads", b"4", b"f", b"x"), FILE, b"x\n")], "for 'beads'"),
+    "case twin of .beads": ([((b".BEADS", b"config.yaml"), FILE, b"x\n")], "for '.beads'"),
+    "case twin of hooks": ([((b".beads", b"Hooks", b"on_create"), EXEC, HOOK)], "for 'hooks'"),
+    "case twins": (
+        [((b"Notes",), FILE, b"x\n"), ((b"notes",), FILE, b"y\n")],
+        "the same as 'Notes'",
+    ),
     "unknown mode": ([((b"beads", b"odd.yaml"), 0o100664, b"x\n")], "unknown mode"),
     "too deep": ([(tuple(b"d" for _ in range(40)), FILE, b"x\n")], "deeper than"),
     "name too long": ([((b"beads", b"n" * 300), FILE, b"x\n")], "longer than 255"),
