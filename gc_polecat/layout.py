@@ -35,6 +35,7 @@ from .git import EXEC_MODE, FILE_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE
 if TYPE_CHECKING:
     from .git import Git
 
+CONFIG_PATH = ".beads/config.yaml"  # store.CONFIG_PATH (not imported: store imports much more)
 MAX_DEPTH = 32  # path components; a bead is 4 deep
 MAX_NAME = 255  # bytes in one component (NAME_MAX on Linux and macOS)
 MAX_PATH = 1024  # bytes in a whole path: well under PATH_MAX once the repository root is added
@@ -147,8 +148,14 @@ def check_tree(git: Git, tree: bytes | None, trusted: bytes | None) -> None:
     """Refuse (BadInput, naming the path) any entry of `tree` outside the beads layout. Subtrees
     and entries identical to those at the same place in `trusted` (the local commit, already
     checked out here) are skipped, so the cost follows the size of the remote's change."""
-    if tree is not None:
-        _check_subtree(git, tree, trusted, ())
+    if tree is None:
+        return
+    _check_subtree(git, tree, trusted, ())
+    found = git.lookup(tree, CONFIG_PATH)
+    if found is None or found[0] not in (FILE_MODE, EXEC_MODE):
+        raise BadInput(
+            f"{CONFIG_PATH!r}: missing (every clone would stop being a beads repository)"
+        )
 
 
 def _check_subtree(git: Git, sha: bytes, trusted: bytes | None, parts: tuple[str, ...]) -> None:

@@ -266,6 +266,22 @@ def test_a_tree_listing_a_name_twice_is_refused(world: World) -> None:  # noqa: 
     still_usable(repo_b)
 
 
+def test_a_commit_without_the_configuration_is_refused(world: World) -> None:  # noqa: F811
+    """Deleting `.beads/config.yaml` would turn every clone into "not a beads repository"."""
+    attacker = world.tmp / "attacker"
+    git(world.tmp, "clone", "-q", str(world.origin), str(attacker))
+    repo = Repo(str(attacker))
+    root = Tree()
+    for entry in repo[repo[b"HEAD"].tree].iteritems():
+        if entry.path != b".beads":
+            root.add(entry.path, entry.mode, entry.sha)
+    repo.object_store.add_object(root)
+    push_hostile(world, [], root=root.id)
+    err = refused(world.b.root)
+    assert "'.beads/config.yaml': missing" in err
+    still_usable(world.b.root)
+
+
 def test_a_hostile_commit_is_refused_before_local_commits_are_replayed(
     world: World,  # noqa: F811
 ) -> None:
