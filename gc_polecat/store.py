@@ -427,34 +427,79 @@ class Store:
     def _sync_worktree(self, tree: bytes | None, paths: list[str]) -> None:
         """Make the work tree files and the index match `tree` for `paths`, modes kept: our
         own writes are bead files, but `sync` and the recovery of its journal also bring in
-        what others committed with plain git (executables, symlinks, submodules)."""
+        what others committed with plain git (executables, symlinks, submodules).
+
+        Removals go first, deepest first, so a directory that becomes a file (or a file that
+        becomes a directory) is emptied before its replacement is written. No symlink in the
+        work tree is ever followed: a parent that is not a real directory is never written
+        through, and anything still in the way of a write (only an untracked leftover can be:
+        `sync` refuses those up front, see layout.check_worktree) is moved aside under
+        `.git/gc-polecat/displaced/`, never deleted, so this can always finish."""
         from .gitindex import update_index
 
         git = self.git
         index_changes: dict[str, tuple[bytes, int] | None] = {}
-        tmp = self.state_dir / "tmp"
-        for path in paths:
+        found = {path: git.lookup(tree, path) for path in paths}
+        gone = [p for p, f in found.items() if f is None or f[0] == TREE_MODE]
+        for path in sorted(gone, key=lambda p: p.count("/"), reverse=True):
             target = self.root / path
-            found = git.lookup(tree, path)
-            if found is None or found[0] == TREE_MODE:
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            if _real_parent(self.root, target):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
                     target.unlink()
                 _prune_empty_dirs(target.parent, self.root)
-                index_changes[path] = None
+            index_changes[path] = None
+            crash_point("file-written")
+        tmp = self.state_dir / "tmp"
+        for path, entry in found.items():
+            if entry is None or entry[0] == TREE_MODE:
+                continue
+            mode, sha = entry
+            target = self._clear_way(path, keep_dir=mode == GITLINK_MODE)
+            if mode == GITLINK_MODE:
+                if not target.is_dir() or target.is_symlink():
+                    with contextlib.suppress(FileNotFoundError):
+                        self._displace(target)
+                    target.mkdir()
+            elif mode == LINK_MODE:
+                target.unlink(missing_ok=True)
+                os.symlink(os.fsdecode(git.blob(sha)), target)
             else:
-                mode, sha = found
-                if mode == GITLINK_MODE:
-                    target.mkdir(parents=True, exist_ok=True)
-                elif mode == LINK_MODE:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.unlink(missing_ok=True)
-                    os.symlink(os.fsdecode(git.blob(sha)), target)
-                else:
-                    mode_bits = 0o755 if mode == EXEC_MODE else 0o644
-                    atomic_write(target, git.blob(sha), tmp, mode_bits)
-                index_changes[path] = (bytes.fromhex(sha.decode()), mode)
+                mode_bits = 0o755 if mode == EXEC_MODE else 0o644
+                atomic_write(target, git.blob(sha), tmp, mode_bits)
+            index_changes[path] = (bytes.fromhex(sha.decode()), mode)
             crash_point("file-written")
         update_index(self.root, self.git_dir, index_changes)
+
+    def _clear_way(self, path: str, keep_dir: bool = False) -> Path:
+        """The work-tree path for `path`, its parents made real directories (a symlink or file
+        in their place is moved aside, never followed) and, unless `keep_dir` (a submodule's
+        checkout), no directory left at the path itself."""
+        parent = str(self.root)
+        *dirs, name = path.split("/")
+        for part in dirs:
+            parent = f"{parent}/{part}"
+            try:
+                mode = os.lstat(parent).st_mode
+            except FileNotFoundError:
+                os.mkdir(parent)
+                continue
+            if not stat.S_ISDIR(mode):
+                self._displace(Path(parent))
+                os.mkdir(parent)
+        target = Path(parent, name)
+        with contextlib.suppress(FileNotFoundError):
+            if not keep_dir and stat.S_ISDIR(os.lstat(target).st_mode):
+                try:
+                    target.rmdir()
+                except OSError:
+                    self._displace(target)
+        return target
+
+    def _displace(self, path: Path) -> None:
+        """Move something in the way of a write under `.git/gc-polecat/displaced/`."""
+        aside = self.state_dir / "displaced" / str(time.time_ns()) / path.relative_to(self.root)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, aside)
 
     def _recover(self) -> None:
         """Finish a write whose writer died: the ref decides which state wins (module docstring)."""
@@ -511,6 +556,18 @@ def crash_point(name: str) -> None:
     """Die by SIGKILL here when GC_POLECAT_TEST_CRASH_AT names this point (crash tests only)."""
     if name == _CRASH_AT:
         os.kill(os.getpid(), 9)
+
+
+def _real_parent(root: Path, target: Path) -> bool:
+    """Whether every directory between `root` and `target` is a real directory (no symlink):
+    only then does an operation on `target` stay inside the work tree."""
+    for parent in reversed(target.relative_to(root).parents[:-1]):
+        try:
+            if not stat.S_ISDIR(os.lstat(root / parent).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
 
 
 def _prune_empty_dirs(directory: Path, root: Path) -> None:
