@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ids
+from .config import CONFIG_PATH, OWN_CONFIG_PATH
 from .errors import BadInput
 from .git import EXEC_MODE, FILE_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE
 
 if TYPE_CHECKING:
     from .git import Git
 
-CONFIG_PATH = ".beads/config.yaml"  # store.CONFIG_PATH (not imported: store imports much more)
+
 MAX_DEPTH = 32  # path components; a bead is 4 deep
 MAX_NAME = 255  # bytes in one component (NAME_MAX on Linux and macOS)
 MAX_PATH = 1024  # bytes in a whole path: well under PATH_MAX once the repository root is added
@@ -43,7 +44,7 @@ DIRECTORIES = {("beads",), (".beads",), (".beads", "hooks")}  # must stay direct
 _SHARDS = "0123456789abcdefghijklmnopqrstuvwxyz"  # the first characters of a bead's hash
 HOOKS_DIR = (".beads", "hooks")  # the only place a symlink is accepted (to a sibling hook)
 # Names of the layout, per directory, that a case-insensitive file system must not see twice.
-_LAYOUT_NAMES = {(): ("beads", ".beads"), (".beads",): ("hooks", "config.yaml")}
+_LAYOUT_NAMES = {(): ("beads", ".beads"), (".beads",): ("hooks", "config.yaml", "gc-polecat.yaml")}
 _MODE_RE = re.compile(rb"[0-7]{5,7}")  # as git writes them, zero-padded or not
 # Code points HFS+ ignores in names, so `.g\u200cit` is `.git` there (git: utf8.c, is_hfs_dotgit).
 _HFS_IGNORED = dict.fromkeys(
@@ -151,11 +152,11 @@ def check_tree(git: Git, tree: bytes | None, trusted: bytes | None) -> None:
     if tree is None:
         return
     _check_subtree(git, tree, trusted, ())
-    found = git.lookup(tree, CONFIG_PATH)
-    if found is None or found[0] not in (FILE_MODE, EXEC_MODE):
-        raise BadInput(
-            f"{CONFIG_PATH!r}: missing (every clone would stop being a beads repository)"
-        )
+    for settings in (OWN_CONFIG_PATH, CONFIG_PATH):  # either makes a beads repository
+        found = git.lookup(tree, settings)
+        if found is not None and found[0] in (FILE_MODE, EXEC_MODE):
+            return
+    raise BadInput(f"{CONFIG_PATH!r}: missing (every clone would stop being a beads repository)")
 
 
 def _check_subtree(git: Git, sha: bytes, trusted: bytes | None, parts: tuple[str, ...]) -> None:
