@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from .bead import Bead
@@ -71,11 +73,9 @@ def parse_metadata_json(text: str, flag: str = "--metadata") -> dict[str, Any]:
 
 def read_text_arg(path: str, flag: str) -> str:
     """The text of a `--body-file`-style argument: `-` is stdin; at most 10 MiB."""
-    import click
-
     try:
         if path == "-":
-            data = click.get_binary_stream("stdin").read(MAX_TEXT_FILE + 1)
+            data = sys.stdin.buffer.read(MAX_TEXT_FILE + 1)
         else:
             with open(path, "rb") as fh:
                 data = fh.read(MAX_TEXT_FILE + 1)
@@ -261,6 +261,8 @@ class Filter:
     meta: tuple[tuple[str, str], ...] = ()
     has_meta_key: str | None = None
     ids: tuple[str, ...] = ()
+    label_pattern: str | None = None
+    spec_prefix: str | None = None
     parent: str | None = None
     no_parent: bool = False
 
@@ -288,6 +290,7 @@ def _by_labels(f: Filter, b: Bead) -> bool:
         and (not f.labels_any or bool(have & set(f.labels_any)))
         and not have & set(f.exclude_labels)
         and (not f.no_labels or not have)
+        and (f.label_pattern is None or any(fnmatchcase(x, f.label_pattern) for x in have))
     )
 
 
@@ -308,6 +311,7 @@ def _by_text(f: Filter, b: Bead) -> bool:
         and _contains(b.get("description"), f.desc_contains)
         and _contains(b.get("notes"), f.notes_contains)
         and _contains(b.get("external_ref"), f.external_contains)
+        and (f.spec_prefix is None or _text(b.get("spec_id")).startswith(f.spec_prefix))
         and (not f.empty_description or not _text(b.get("description")).strip())
     )
 

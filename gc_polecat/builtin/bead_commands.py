@@ -320,11 +320,21 @@ def bead_group() -> None:
 @click.option("--title", "title_flag", default=None, help="The title (instead of the argument).")
 @text_options
 @click.option(
-    "-t", "--type", "issue_type", type=click.Choice(TYPES), default="task", show_default=True
+    "-t",
+    "--type",
+    "issue_type",
+    type=click.Choice(TYPES),
+    default="task",
+    show_default=True,
+    help="Issue type.",
 )
-@click.option("-p", "--priority", type=Priority(), default=2, show_default=True)
-@click.option("-s", "--status", type=click.Choice(STATUSES), default="open", show_default=True)
-@click.option("-a", "--assignee", default=None)
+@click.option(
+    "-p", "--priority", type=Priority(), default=2, show_default=True, help="0..4 or P0..P4."
+)
+@click.option(
+    "-s", "--status", type=click.Choice(STATUSES), default="open", show_default=True, help="Status."
+)
+@click.option("-a", "--assignee", default=None, help="Who works on it.")
 @click.option(
     "-l", "--labels", "--label", "labels", multiple=True, help="Labels (repeat, or comma-separate)."
 )
@@ -336,6 +346,8 @@ def bead_group() -> None:
 )
 @click.option("--parent", default=None, help="Make a child bead <parent>.<n>.")
 @click.option("--no-inherit-labels", is_flag=True, help="Do not copy the parent's labels.")
+@click.option("--skills", default=None, help="Required skills (a section of the description).")
+@click.option("--context", default=None, help="Context (a section of the description).")
 @click.option("--id", "explicit_id", default=None, help="Use this ID instead of generating one.")
 @click.option(
     "--deps", multiple=True, help="Dependencies: [type:]id,... (type defaults to blocks)."
@@ -373,7 +385,16 @@ def create_command(
     title = title if title is not None else title_flag
     if title is None:
         raise BadInput("a title is required (argument or --title)")
+    skills, context = opts.pop("skills"), opts.pop("context")
     texts, _ = _text_changes(opts)
+    sections = [texts.get("description", "")]  # bd: cmd/bd/create.go appends these sections
+    sections += [
+        f"## {name}\n{text}"
+        for name, text in (("Required Skills", skills), ("Context", context))
+        if text
+    ]
+    if skills or context:
+        texts["description"] = "\n\n".join(x for x in sections if x)
     # `v is False` / `v == ()`, not `v in (...)`: priority 0 == False would be dropped
     given = {k: v for k, v in opts.items() if v is not None and v is not False and v != ()}
     bead: Bead = {"title": title, **given, **texts}
@@ -403,12 +424,33 @@ def create_command(
 
 
 @bead_group.command("show")
-@click.argument("bead_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("bead_ids", nargs=-1, metavar="ID...")
+@click.option("--id", "id_flags", multiple=True, help="An ID (for IDs that look like flags).")
+@click.option("--short", is_flag=True, help="One line per bead.")
+@click.option("--long", "long_format", is_flag=True, help="Every field (what show prints anyway).")
+@click.option("--children", is_flag=True, help="Show the children of each bead instead.")
 @json_option
 @click.pass_obj
-def show_command(app: AppContext, bead_ids: tuple[str, ...]) -> None:
-    """Show beads (JSON: an array, as bd prints it)."""
-    _report(app, _read(app, bead_ids), single=True)
+def show_command(
+    app: AppContext,
+    bead_ids: tuple[str, ...],
+    id_flags: tuple[str, ...],
+    short: bool,
+    long_format: bool,
+    children: bool,
+) -> int:
+    """Show beads (JSON: an array, as bd prints it; bd: cmd/bd/show.go)."""
+    from ..bead_ops import parent_of
+
+    wanted = bead_ids + id_flags
+    if not wanted:
+        raise BadInput("give at least one ID")
+    beads, status = _read(app, wanted), 0
+    if children:
+        every, status = _all_beads(app)
+        beads = [b for p in beads for b in every if parent_of(b) == p["id"]]
+    _report(app, beads, single=not short)
+    return status
 
 
 def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -494,12 +536,15 @@ def _print_list(app: AppContext, beads: list[Bead], long_format: bool) -> None:
 )
 @click.option("-t", "--type", "types", multiple=True, help="Type (repeat or comma-separate).")
 @click.option("--exclude-type", multiple=True, help="Leave out these types.")
-@click.option("-a", "--assignee", default=None)
+@click.option("-a", "--assignee", default=None, help="Only this assignee's beads.")
 @click.option("-l", "--label", "labels", multiple=True, help="Only beads with every label given.")
 @click.option("--all", "include_closed", is_flag=True, help="Include closed beads.")
 @click.option("--id", "id_list", multiple=True, help="Only these IDs (repeat or comma-separate).")
 @click.option("--title", "title_search", default=None, help="Title substring (any case).")
-@click.option("--parent", default=None, help="Only children of this bead.")
+@click.option("-p", "--priority", type=Priority(), default=None, help="Only this priority.")
+@click.option("--label-pattern", default=None, help="Beads with a label matching this glob.")
+@click.option("--spec", "spec_prefix", default=None, help="Beads whose spec_id starts so.")
+@click.option("--parent", "--filter-parent", default=None, help="Only children of this bead.")
 @click.option("--no-parent", is_flag=True, help="Only beads without a parent.")
 @click.option("--ready", "only_ready", is_flag=True, help="Only ready beads (as `bead ready`).")
 @filter_options
@@ -561,17 +606,19 @@ def list_command(
 
 @bead_group.command("update")
 @click.argument("bead_ids", nargs=-1, required=True, metavar="ID...")
-@click.option("--title", default=None)
+@click.option("--title", default=None, help="New title.")
 @text_options
 @click.option("--acceptance-criteria", default=None, hidden=True, help="Alias for --acceptance.")
 @click.option(
     "--allow-empty-description", is_flag=True, help="Let --body-file/--stdin blank the description."
 )
-@click.option("-s", "--status", type=click.Choice(STATUSES), default=None)
-@click.option("-p", "--priority", type=Priority(), default=None)
-@click.option("-t", "--type", "issue_type", type=click.Choice(TYPES), default=None)
+@click.option("-s", "--status", type=click.Choice(STATUSES), default=None, help="New status.")
+@click.option("-p", "--priority", type=Priority(), default=None, help="0..4 or P0..P4.")
+@click.option(
+    "-t", "--type", "issue_type", type=click.Choice(TYPES), default=None, help="New issue type."
+)
 @click.option("-a", "--assignee", default=None, help="Assignee ('' clears it).")
-@click.option("--owner", default=None)
+@click.option("--owner", default=None, help="Owner ('' clears it).")
 @click.option("--claim", is_flag=True, help="Take it: assignee you, status in_progress, if open.")
 @click.option("--add-label", "add_labels", multiple=True, help="Add labels (repeat).")
 @click.option("--remove-label", "remove_labels", multiple=True, help="Remove labels (repeat).")
@@ -581,8 +628,10 @@ def list_command(
 @click.option("--ephemeral", "wisp", flag_value=True, default=None, help="Make it a wisp.")
 @click.option("--persistent", "wisp", flag_value=False, help="Make a wisp a lasting bead.")
 @click.option("--metadata", "metadata_json", default=None, help="Merge a JSON object, or @FILE.")
-@click.option("--set-metadata", "set_metadata", type=KeyValue(), multiple=True)
-@click.option("--unset-metadata", "unset_metadata", multiple=True)
+@click.option(
+    "--set-metadata", "set_metadata", type=KeyValue(), multiple=True, help="key=value (repeat)."
+)
+@click.option("--unset-metadata", "unset_metadata", multiple=True, help="Remove a key (repeat).")
 @json_option
 @click.pass_obj
 def update_command(app: AppContext, bead_ids: tuple[str, ...], **opts: Any) -> None:
@@ -813,7 +862,7 @@ def _claim_first(app: AppContext, candidates: list[Bead]) -> int:
 @click.argument("words", nargs=-1, metavar="[QUERY]...")
 @click.option("--query", default=None, help="The query (instead of the arguments).")
 @click.option("-s", "--status", default=None, help="Only this status; 'all' includes closed.")
-@click.option("-a", "--assignee", default=None)
+@click.option("-a", "--assignee", default=None, help="Only this assignee's beads.")
 @click.option("-t", "--type", "issue_type", default=None, help="Only this type.")
 @click.option("-l", "--label", "labels", multiple=True, help="Beads with every label given.")
 @filter_options
@@ -880,12 +929,15 @@ class CommentsGroup(click.Group):
 
 
 def _when(stamp: str, local: bool) -> str:
+    """A comment's time as bd prints it: minutes, in UTC (or local with --local-time)."""
+    import datetime as _dt
+
     from ..bead_ops import instant
 
     at = instant(stamp)
     if at is None:
         return stamp
-    return (at.astimezone() if local else at).strftime("%Y-%m-%d %H:%M")
+    return at.astimezone(None if local else _dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _print_comments(bead: Bead, indent: str = "", local: bool = False) -> None:
