@@ -628,7 +628,8 @@ def test_search_matches_title_and_id_any_case_and_hides_closed(cli: Cli, repo: P
     assert [f["id"] for f in _json(cli, "bead", "search", "gh-login-9")] == [c]  # ID-like query
     assert [f["id"] for f in _json(cli, "bead", "search", "login", "--desc-contains", "END")] == [b]
     assert [f["id"] for f in _json(cli, "bead", "search", "login", "--priority-max", "1")] == [a]
-    assert [f["id"] for f in _json(cli, "bead", "search", "login", "--sort", "title", "-r")] == [b, a]
+    by_title = _json(cli, "bead", "search", "login", "--sort", "title", "-r")
+    assert [f["id"] for f in by_title] == [b, a]
     assert (
         _ok(cli("bead", "search", "nothing-like-it")).strip() == "no beads match 'nothing-like-it'"
     )
