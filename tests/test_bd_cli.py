@@ -329,6 +329,21 @@ def test_create_metadata_json_labels_parent_and_deps(cli: Cli, repo: Path) -> No
     assert_clean(repo)
 
 
+def test_create_with_an_explicit_id_and_assignee(cli: Cli, repo: Path) -> None:
+    made = _new(cli, "Chosen", "--id", "gc-abc12", "--assignee", "nux")
+    assert made == "gc-abc12" and _json(cli, "bead", "show", made)[0]["assignee"] == "nux"
+    head = git(repo, "rev-parse", "HEAD")
+    again = cli("bead", "create", "Twice", "--id", "gc-abc12")
+    assert again.exit_code == 2 and "bead gc-abc12 already exists" in again.output
+    assert git(repo, "rev-parse", "HEAD") == head
+
+
+def test_an_id_given_twice_to_update_is_changed_once(cli: Cli) -> None:
+    bead_id = _new(cli, "Once", "--notes", "a")
+    updated = _json(cli, "bead", "update", bead_id, bead_id, "--append-notes", "b")
+    assert [u["notes"] for u in updated] == ["a\nb"]
+
+
 def test_create_prints_the_id_the_path_or_the_bead_with_its_path(cli: Cli, repo: Path) -> None:
     """Issue 16: `bead create` can print the bead's file; `--json` is bd's issue object plus
     one key, `path` (repository-relative, as `docs/formats.md` derives it from the ID)."""

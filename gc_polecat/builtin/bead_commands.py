@@ -649,7 +649,7 @@ def update_command(app: AppContext, bead_ids: tuple[str, ...], **opts: Any) -> N
     else:
         opts.pop("acceptance_criteria")
     with app.store().transaction() as tx:
-        updated = [_update_one(tx, bead_id, dict(opts), merge) for bead_id in bead_ids]
+        updated = [_update_one(tx, bid, dict(opts), merge) for bid in dict.fromkeys(bead_ids)]
     if app.json:
         emit_json(updated)
         return
