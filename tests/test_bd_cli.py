@@ -183,7 +183,7 @@ def _command(path: str) -> click.Command:
     if words == ["comments"]:
         words = ["comments", "list-for"]  # `comments ID` runs the hidden listing command
     for word in words:
-        group = group.commands[word]
+        group = group.get_command(click.Context(group), word)
     return group
 
 
@@ -831,3 +831,22 @@ def test_human_output_never_shows_python_reprs(cli: Cli, repo: Path) -> None:
     assert "ephemeral: true" in out and "pinned: true" in out
     assert 'validations: [{"kind": "ok", "by": "x"}]' in out
     assert "True" not in out and "{'" not in out
+
+
+def test_bead_show_loads_none_of_the_other_verbs(cli: Cli, repo: Path) -> None:
+    """Start-up stays lean: `bead show` (the hot path, docs/performance.md) imports neither the
+    other verbs' module nor their rules; `bead --help` still lists every verb."""
+    bead_id = _new(cli, "Shown")
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['gc-polecat', '--repo', {str(repo)!r}, 'bead', 'show', {bead_id!r}]\n"
+        "try:\n    runpy.run_module('gc_polecat', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in sys.modules if m.endswith(('bead_verbs', 'bead_ops'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"{bead_id}  [task]") and out.stdout.endswith("\n[]\n")
+    helped = run_cli("bead", "--help")
+    for verb in ("comments", "create", "label", "ready", "search", "update", "close", "dep"):
+        assert f"  {verb} " in helped.stdout, helped.stdout
