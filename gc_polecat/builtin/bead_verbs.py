@@ -796,8 +796,11 @@ def label_group() -> None:
 
 
 def _label_change(app: AppContext, args: tuple[str, ...], add: bool) -> None:
+    """`label add|remove ID... LABEL` (bd's argument order: the label last)."""
     from ..bead_ops import change_label
 
+    if len(args) < 2:
+        raise BadInput("give at least one ID and a label")
     *bead_ids, label = args
     _validate_ids(bead_ids)
     with app.store().transaction() as tx:
@@ -816,8 +819,6 @@ def _label_change(app: AppContext, args: tuple[str, ...], add: bool) -> None:
 @click.pass_obj
 def label_add(app: AppContext, args: tuple[str, ...]) -> None:
     """Add LABEL to each bead, in one commit."""
-    if len(args) < 2:
-        raise BadInput("give at least one ID and a label")
     _label_change(app, args, add=True)
 
 
@@ -827,8 +828,6 @@ def label_add(app: AppContext, args: tuple[str, ...]) -> None:
 @click.pass_obj
 def label_remove(app: AppContext, args: tuple[str, ...]) -> None:
     """Remove LABEL from each bead, in one commit (a bead without it is left as it is)."""
-    if len(args) < 2:
-        raise BadInput("give at least one ID and a label")
     _label_change(app, args, add=False)
 
 
