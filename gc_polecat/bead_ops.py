@@ -151,8 +151,8 @@ def change_label(tx: Transaction, bead_ids: Iterable[str], label: str, add: bool
 
 
 def new_comment_id() -> str:
-    """A UUIDv7 (RFC 9562), as bd gives each comment: time-ordered, so comments added in the
-    same second still sort in the order they were added."""
+    """A UUIDv7 (RFC 9562), as bd gives each comment: time-ordered to the millisecond, so
+    comments added in the same second (our `created_at` precision) still sort in order."""
     ms = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & (2**48 - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
