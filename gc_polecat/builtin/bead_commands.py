@@ -243,7 +243,10 @@ def show_command(
     long_format: bool,
     children: bool,
 ) -> int:
-    """Show beads (JSON: an array, as bd prints it; bd: cmd/bd/show.go)."""
+    """Show beads (JSON: an array, as bd prints it).
+
+    bd: cmd/bd/show.go.
+    """
     wanted = bead_ids + id_flags
     if not wanted:
         raise BadInput("give at least one ID")

@@ -219,7 +219,10 @@ def create_command(
     show_path: bool,
     **opts: Any,
 ) -> None:
-    """Create a bead and print its ID (bd: cmd/bd/create.go)."""
+    """Create a bead and print its ID.
+
+    bd: cmd/bd/create.go.
+    """
     from ..bead_ops import parse_metadata_json
     from ..ids import id_path
 
@@ -448,7 +451,10 @@ def list_command(
 @json_option
 @click.pass_obj
 def update_command(app: AppContext, bead_ids: tuple[str, ...], **opts: Any) -> None:
-    """Change fields of beads in one commit (bd: cmd/bd/update.go)."""
+    """Change fields of beads, or claim them, in one commit.
+
+    bd: cmd/bd/update.go.
+    """
     from ..bead_ops import parse_metadata_json
 
     _validate_ids(bead_ids)
@@ -551,7 +557,10 @@ def close_command(
     comment: str | None,
     reason_file: str | None,
 ) -> None:
-    """Close beads (several IDs: one commit; bd: cmd/bd/close.go)."""
+    """Close beads (several IDs: one commit).
+
+    bd: cmd/bd/close.go.
+    """
     from ..bead_ops import close_beads, read_text_arg
 
     _validate_ids(bead_ids)
@@ -622,7 +631,10 @@ def ready_command(
     claim: bool,
     **opts: Any,
 ) -> int:
-    """Open beads with nothing blocking them (bd: cmd/bd/ready.go); JSON as `bd ready --json`."""
+    """Open beads with nothing blocking them.
+
+    bd: cmd/bd/ready.go; JSON as `bd ready --json`.
+    """
     from ..bead_ops import Filter, ready
 
     if claim and opts["assignee"]:
@@ -702,8 +714,11 @@ def search_command(
     limit: int,
     **opts: Any,
 ) -> int:
-    """Beads whose title or ID holds QUERY, any case (bd: cmd/bd/search.go); closed ones only
-    with --status closed or all."""
+    """Search titles and IDs, any case.
+
+    Beads whose title or ID holds QUERY (bd: cmd/bd/search.go); closed ones only with
+    --status closed or all.
+    """
     from ..bead_ops import search, sort_beads
 
     text = " ".join(words) or query or ""
@@ -743,7 +758,10 @@ class CommentsGroup(click.Group):
 
 @click.group("comments", cls=CommentsGroup)
 def comments_group() -> None:
-    """Comments on a bead: `comments ID` lists them, `comments add ID TEXT` adds one."""
+    """List (`comments ID`) or add comments.
+
+    `comments ID` lists a bead's comments, `comments add ID TEXT` adds one (bd: cmd/bd/comments.go).
+    """
 
 
 @comments_group.command("list-for", hidden=True)
@@ -871,7 +889,10 @@ def label_list_all(app: AppContext) -> int:
 
 @click.group("dep")
 def dep_group() -> None:
-    """Add or remove dependencies (ID depends on / is blocked by DEPENDS_ON)."""
+    """Add or remove dependencies.
+
+    ID depends on (is blocked by) DEPENDS_ON.
+    """
 
 
 @dep_group.command("add")
