@@ -29,6 +29,9 @@ SORT_FIELDS = ("priority", "created", "updated", "closed", "status", "id", "titl
                "assignee")  # fmt: skip
 READY_SORTS = ("priority", "hybrid", "oldest")  # bd: internal/types SortPolicy
 HYBRID_WINDOW = _dt.timedelta(hours=48)  # bd: internal/storage/issueops/ready_work.go
+# bd: internal/utils/strings.go issueTypeAliases, applied wherever bd takes a type
+TYPE_ALIASES = {"mr": "merge-request", "feat": "feature", "mol": "molecule",
+                "enhancement": "feature", "dec": "decision", "adr": "decision"}  # fmt: skip
 COMMENT_KEYS = ("id", "issue_id", "author", "text", "created_at")  # bd: internal/types Comment
 MAX_TEXT_FILE = 10 * 1024 * 1024
 
@@ -87,6 +90,11 @@ def read_text_arg(path: str, flag: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadInput(f"{flag}: {path} is not UTF-8 text") from None
+
+
+def canonical_types(values: Iterable[str]) -> tuple[str, ...]:
+    """Type names with bd's aliases expanded (`feat` is `feature`, `mr` is `merge-request`)."""
+    return tuple(TYPE_ALIASES.get(v.lower(), v) for v in values)
 
 
 # --- claim (bd: internal/storage/issueops/claim.go) ----------------------------------------

@@ -851,3 +851,20 @@ def test_bead_show_loads_none_of_the_other_verbs(cli: Cli, repo: Path) -> None:
         assert f"  {verb} " in helped.stdout, helped.stdout
     commands = helped.stdout.split("Commands:")[1]
     assert "..." not in commands  # each verb's one-line help is whole, not cut
+
+
+def test_bd_type_aliases_are_taken_wherever_a_type_is(cli: Cli) -> None:
+    """bd: internal/utils/strings.go issueTypeAliases (feat, enhancement, mr, mol, dec, adr)."""
+    feature = _new(cli, "A feature", "-t", "feat")
+    decision = _new(cli, "A decision", "--type", "ADR")
+    assert [b["issue_type"] for b in _json(cli, "bead", "show", feature, decision)] == [
+        "feature",
+        "decision",
+    ]
+    [changed] = _json(cli, "bead", "update", decision, "-t", "enhancement")
+    assert changed["issue_type"] == "feature"
+    assert {b["id"] for b in _json(cli, "bead", "list", "-t", "feat")} == {feature, decision}
+    assert {b["id"] for b in _json(cli, "bead", "ready", "-t", "feat")} == {feature, decision}
+    assert _json(cli, "bead", "list", "--exclude-type", "enhancement") == []
+    bad = cli("bead", "create", "x", "-t", "featur")
+    assert bad.exit_code == 2 and "'featur' is not one of" in bad.output

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..bead import AWAIT_TYPES, STATUSES, TYPES, Bead
-from ..bead_ops import READY_SORTS, SORT_FIELDS
+from ..bead_ops import READY_SORTS, SORT_FIELDS, TYPE_ALIASES, canonical_types
 from ..cli import AppContext, echo, emit_json, json_option
 from ..errors import BadInput
 from .bead_commands import (
@@ -31,6 +31,15 @@ from .bead_commands import (
 )
 
 # --- bd's text options (cmd/bd/flags.go registerCommonIssueFlags) ---------------------------
+
+
+class IssueType(click.Choice):
+    """An issue type, taking bd's aliases (`feat`, `enhancement`, `mr`, `mol`, `dec`, `adr`)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str):
+            value = TYPE_ALIASES.get(value.lower(), value)
+        return super().convert(value, param, ctx)
 
 
 def text_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -166,7 +175,7 @@ def _parse_deps(specs: tuple[str, ...]) -> list[tuple[str, str]]:
     "-t",
     "--type",
     "issue_type",
-    type=click.Choice(TYPES),
+    type=IssueType(TYPES),
     default="task",
     show_default=True,
     help="Issue type.",
@@ -392,7 +401,7 @@ def list_command(
     from ..bead_ops import ready, sort_beads
     from ..catalog import Query
 
-    statuses_t, types_t = tuple(_split_csv(statuses)), tuple(_split_csv(types))
+    statuses_t, types_t = tuple(_split_csv(statuses)), canonical_types(_split_csv(types))
     opts["title_contains"] = opts["title_contains"] or title_search
     query = Query(
         statuses=statuses_t,
@@ -405,7 +414,7 @@ def list_command(
     flt = _filter(
         statuses_t,
         include_closed=include_closed,
-        exclude_types=tuple(_split_csv(exclude_type)),
+        exclude_types=canonical_types(_split_csv(exclude_type)),
         ids=tuple(_split_csv(id_list)),
         **opts,
     )
@@ -431,7 +440,7 @@ def list_command(
 @click.option("-s", "--status", type=click.Choice(STATUSES), default=None, help="New status.")
 @click.option("-p", "--priority", type=Priority(), default=None, help="0..4 or P0..P4.")
 @click.option(
-    "-t", "--type", "issue_type", type=click.Choice(TYPES), default=None, help="New issue type."
+    "-t", "--type", "issue_type", type=IssueType(TYPES), default=None, help="New issue type."
 )
 @click.option("-a", "--assignee", default=None, help="Assignee ('' clears it).")
 @click.option("--owner", default=None, help="Owner ('' clears it).")
@@ -641,8 +650,8 @@ def ready_command(
         raise BadInput("--claim cannot be combined with --assignee")
     _validate_ids((opts["parent"],))
     flt = Filter(
-        types=(issue_type,) if issue_type else (),
-        exclude_types=tuple(_split_csv(exclude_type)),
+        types=canonical_types([issue_type] if issue_type else []),
+        exclude_types=canonical_types(_split_csv(exclude_type)),
         labels=tuple(_split_csv(labels)),
         labels_any=tuple(_split_csv(label_any)),
         exclude_labels=tuple(_split_csv(exclude_label)),
@@ -727,7 +736,7 @@ def search_command(
     flt = _filter(
         (status,) if status and status != "all" else (),
         include_closed=status == "all",
-        types=(issue_type,) if issue_type else (),
+        types=canonical_types([issue_type] if issue_type else []),
         labels=tuple(_split_csv(labels)),
         **opts,
     )
