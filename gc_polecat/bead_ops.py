@@ -68,7 +68,8 @@ def parse_metadata_json(text: str, flag: str = "--metadata") -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise BadInput(f"invalid JSON in {flag}: {exc}") from None
+        hint = " (for KEY=VALUE use --set-metadata)" if "=" in text[:200] else ""
+        raise BadInput(f"invalid JSON in {flag}: {exc}{hint}") from None
     if not isinstance(value, dict):
         raise BadInput(f"{flag} must be a JSON object, not {type(value).__name__}")
     return value

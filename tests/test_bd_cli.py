@@ -285,6 +285,7 @@ def test_create_takes_bd_spellings_of_title_and_description(cli: Cli, repo: Path
         ([], "a title is required"),
         (["T", "-d", "x", "-m", "y"], "give the description once"),
         (["T", "--metadata", "{bad"], "invalid JSON in --metadata"),
+        (["T", "--metadata", "k=v"], "(for KEY=VALUE use --set-metadata)"),
         (["T", "--metadata", "[1, 2]"], "--metadata must be a JSON object"),
         (["T", "--metadata", "@/nonexistent/m.json"], "cannot read /nonexistent/m.json"),
         (["T", "--body-file", "/nonexistent/d.txt"], "cannot read /nonexistent/d.txt"),
