@@ -303,7 +303,7 @@ def test_human_output_never_carries_terminal_controls(repo: Path) -> None:
     hostile = "t\x1b]0;owned\x07\x1b[2J\r\x9b31m\x7f"
     r = str(repo)
     made = run_cli("--repo", r, "bead", "create", hostile, "-d", f"l1\n{hostile}",
-                   "-m", f"k={hostile}", "-l", "gc:wait")  # fmt: skip
+                   "--set-metadata", f"k={hostile}", "-l", "gc:wait")  # fmt: skip
     assert made.returncode == 0, made.stderr
     bead_id = made.stdout.strip()
     for args in (("bead", "show", bead_id), ("bead", "list"), ("wait", "list")):
