@@ -230,5 +230,16 @@ def _whole_short_help(command: click.Command) -> None:
     formatter wraps a long line instead."""
     if command.short_help is None and command.help:
         command.short_help = first_sentence(command.help)
-    for sub in getattr(command, "commands", {}).values():
-        _whole_short_help(sub)
+    if isinstance(command, click.Group) and not getattr(command, "_whole_help", False):
+        command._whole_help = True  # type: ignore[attr-defined]  # plugins' groups are shared
+        for sub in command.commands.values():
+            _whole_short_help(sub)
+        get_command = command.get_command
+
+        def get_whole(ctx: click.Context, name: str) -> click.Command | None:
+            found = get_command(ctx, name)  # a lazy group imports its command here
+            if found is not None:
+                _whole_short_help(found)
+            return found
+
+        command.get_command = get_whole  # type: ignore[method-assign]
