@@ -149,8 +149,6 @@ LEFT_OUT: dict[str, dict[str, str]] = {
         "pinned": "use --status pinned",
         "no-pinned": "use --status with the statuses wanted",
         "include-templates": "we hide no types: every type is listed (use --exclude-type)",
-        "include-gates": "we hide no types: every type is listed (use --exclude-type)",
-        "include-infra": "we hide no types: every type is listed (use --exclude-type)",
         "mol-type": _MOL,
         "wisp-type": _MOL,
         "deferred": _DATE,
@@ -598,7 +596,7 @@ def test_ready_sort_policies_and_limit(cli: Cli, repo: Path) -> None:
 def test_ready_human_output_and_nothing_ready(cli: Cli) -> None:
     assert _ok(cli("bead", "ready")).strip() == "no ready work"
     bead_id = _new(cli, "Work")
-    assert _ok(cli("bead", "ready")).startswith(f"{bead_id}  [task] P2 open")
+    assert _ok(cli("bead", "ready")) == f"{bead_id}  [task]  P2  open  -  Work\n"
 
 
 def test_ready_claim_takes_the_first_ready_bead(cli: Cli, repo: Path) -> None:

@@ -264,3 +264,20 @@ def test_the_controller_never_drains_a_session_started_by_hand(repo: Path, tmp_p
             assert shown["state"] == "active" and shown["alive"] is True, settings
     finally:
         run_cli("session", "stop", sid, env=env)
+
+
+def test_bead_list_keeps_columns_and_hides_gates_and_infra_as_bd(cli: Cli) -> None:
+    """Titles line up whatever the type's length; gates and agent beads (the pool's waits and
+    polecats) stay out of a work listing unless asked for, as bd's `list` (cmd/bd/list.go)."""
+    ids = {}
+    for title, kind in (("Fix it", "task"), ("Merge it", "merge-request"), ("A wait", "gate"),
+                        ("A polecat", "agent"), ("Ship it", "epic")):  # fmt: skip
+        ids[title] = cli("bead", "create", title, "-t", kind, "--silent").output.strip()
+    lines = cli("bead", "list").output.splitlines()
+    assert sorted(line.rsplit("  ", 1)[1] for line in lines) == ["Fix it", "Merge it", "Ship it"]
+    assert len({line.index(line.rsplit("  ", 1)[1]) for line in lines}) == 1  # one title column
+    assert "A wait" in cli("bead", "list", "--include-gates").output
+    assert "A wait" in cli("bead", "list", "-t", "gate").output
+    assert "A polecat" in cli("bead", "list", "--include-infra").output
+    only = cli("bead", "list", "-t", "agent").output.splitlines()
+    assert len(only) == 1 and only[0].startswith(ids["A polecat"])

@@ -164,19 +164,41 @@ def _print_bead(bead: Bead) -> None:
         _echo_block(key, _plain(value))
 
 
-def _line(bead: Bead) -> str:
+def _cells(bead: Bead) -> tuple[str, ...]:
     return (
-        f"{bead['id']}  [{bead['issue_type']}] P{bead['priority']} {bead['status']:<11} "
-        f"{bead.get('assignee') or '-':<16} {bead['title']}"
+        bead["id"],
+        f"[{bead['issue_type']}]",
+        f"P{bead['priority']}",
+        bead["status"],
+        bead.get("assignee") or "-",
     )
+
+
+def _lines(beads: list[Bead]) -> list[str]:
+    """One line per bead, columns as wide as this listing's widest cell (a long custom type or
+    assignee widens its column instead of pushing the titles out of line)."""
+    rows = [_cells(b) for b in beads]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "  " + b["title"]
+        for row, b in zip(rows, beads, strict=True)
+    ]
+
+
+def _line(bead: Bead) -> str:
+    return _lines([bead])[0]
 
 
 def _report(app: AppContext, beads: list[Bead], single: bool = False) -> None:
     if app.json:
         emit_json(beads)
         return
-    for bead in beads:
-        _print_bead(bead) if single else echo(_line(bead))
+    if single:
+        for bead in beads:
+            _print_bead(bead)
+        return
+    for line in _lines(beads):
+        echo(line)
 
 
 # --- commands --------------------------------------------------------------------------------

@@ -346,6 +346,9 @@ def _filter(statuses: tuple[str, ...] = (), **opts: Any) -> Any:
     )
 
 
+INFRA_TYPES = ("agent", "rig", "role", "message")  # bd: internal/storage/infra_types.go
+
+
 def _print_list(app: AppContext, beads: list[Bead], long_format: bool) -> None:
     _report(app, beads, single=long_format)
 
@@ -372,6 +375,10 @@ def _print_list(app: AppContext, beads: list[Bead], long_format: bool) -> None:
 @click.option("--parent", "--filter-parent", default=None, help="Only children of this bead.")
 @click.option("--no-parent", is_flag=True, help="Only beads without a parent.")
 @click.option("--ready", "only_ready", is_flag=True, help="Only ready beads (as `bead ready`).")
+@click.option("--include-gates", is_flag=True, help="List gates too (waits; hidden as in bd).")
+@click.option(
+    "--include-infra", is_flag=True, help="List agent, rig, role and message beads too (as bd)."
+)
 @filter_options
 @click.option("-n", "--limit", type=click.IntRange(min=0), default=None, help="At most N (0: all).")
 @json_option
@@ -391,12 +398,17 @@ def list_command(
     reverse: bool,
     long_format: bool,
     limit: int | None,
+    include_gates: bool,
+    include_infra: bool,
     **opts: Any,
 ) -> int:
     """List beads (closed ones only with --all or --status closed).
 
-    A bead file that cannot be read is named on stderr and the exit status is 2; the
-    readable beads are still listed.
+    As bd's `list` (cmd/bd/list.go), gates and the infrastructure types agent, rig, role and
+    message are left out unless --type names one of them or --include-gates / --include-infra
+    asks for them: a work listing shows work, not the pool's polecats and waits. A bead file
+    that cannot be read is named on stderr and the exit status is 2; the readable beads are
+    still listed.
     """
     from ..bead_ops import ready, sort_beads
     from ..catalog import Query
@@ -411,10 +423,13 @@ def list_command(
         include_closed=include_closed,
     )
     _validate_ids(_split_csv(id_list))
+    hidden = () if include_gates or "gate" in types_t else ("gate",)
+    if not include_infra and not set(types_t) & set(INFRA_TYPES):
+        hidden += INFRA_TYPES
     flt = _filter(
         statuses_t,
         include_closed=include_closed,
-        exclude_types=canonical_types(_split_csv(exclude_type)),
+        exclude_types=canonical_types(_split_csv(exclude_type)) + hidden,
         ids=tuple(_split_csv(id_list)),
         **opts,
     )
