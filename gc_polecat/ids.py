@@ -23,7 +23,12 @@ from collections.abc import Callable
 
 from .errors import BadInput
 
-PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# Every prefix bd or Gas City makes: `bd init` keeps letters of either case, digits, `_` and `-`
+# (bd: cmd/bd/init.go normalizes the name, internal/storage/dolt/history.go caps the database name
+# at 64), Gas City derives lowercase ones that may start with a digit (`3d-city` -> `3c`; gascity:
+# internal/config/config.go `DeriveBeadsPrefix`). ASCII only: no `.`, `/`, space or control
+# character, so a prefix can never turn an ID into a path.
+PREFIX_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}", re.ASCII)
 # ASCII letters, digits and `_` in segments joined by dashes; the hash is the segment after the
 # last dash of the top-level part, and children append `.name` parts (bd's `.N`, or the named
 # steps of a molecule). No `/`, backslash, `..`, whitespace, control or non-ASCII character can
@@ -47,9 +52,13 @@ _TO_NAME = {c: UPPER_MARK + c.lower() for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 _FROM_NAME = re.compile(r"\+([a-z])")
 
 
-def validate_prefix(prefix: str) -> str:
+def validate_prefix(prefix: object) -> str:
+    """A prefix bd or Gas City could have made (PREFIX_RE), without a trailing dash."""
     if not isinstance(prefix, str) or not PREFIX_RE.fullmatch(prefix) or prefix.endswith("-"):
-        raise BadInput(f"invalid prefix {prefix!r}: use lowercase letters, digits and dashes")
+        raise BadInput(
+            f"invalid prefix {prefix!r}: use up to 64 ASCII letters, digits, '_' and '-' "
+            "(not first or last)"
+        )
     return prefix
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
-from . import ids
+from . import ids, layout
 from .errors import BadInput, Conflict, GcPolecatError, InvalidBead
 
 if TYPE_CHECKING:
@@ -173,6 +173,7 @@ def fetch(store: Store, remote: Remote, branch: str) -> bytes | None:
         "--quiet",
         "--no-tags",
         "--no-write-fetch-head",
+        "--refmap=",  # no remote-tracking ref names an unchecked tip (see track)
         remote.name,
         f"+refs/heads/{branch}:{remote.private_ref}",
     )
@@ -184,6 +185,18 @@ def fetch(store: Store, remote: Remote, branch: str) -> bytes | None:
     if tip is None:  # pragma: no cover - git said it wrote the ref
         raise GcPolecatError(f"fetch from {remote.name} wrote no {remote.private_ref}")
     return tip
+
+
+def track(store: Store, remote: Remote, branch: str, tip: bytes) -> None:
+    """Once a fetched tip is accepted: move `refs/remotes/<remote>/<branch>` to it, as the
+    fetch itself would have, if that remote-tracking ref exists (a refused tip never gets a
+    ref, so `git fsck` and `git gc` in the clone never meet it)."""
+    if remote.name == remote.url:  # a URL or a path: git keeps no remote-tracking ref for it
+        return
+    ref = f"refs/remotes/{remote.name}/{branch}"
+    current = store.git.ref_value(ref.encode())
+    if current is not None and current != tip:
+        _git(store, "update-ref", ref, tip.decode(), current.decode())
 
 
 def push(store: Store, remote: Remote, branch: str, commit: bytes) -> bool:
@@ -552,6 +565,23 @@ def _bead_changes(
     return out
 
 
+def _check_remote_tree(store: Store, tip: bytes, local: bytes | None, label: str) -> None:
+    """Refuse, before anything is planned or written, a remote commit whose tree leaves the
+    beads layout (layout.check_tree: `.git`, `..`, bad names, symlinks, submodules)."""
+    from dulwich.objects import Commit
+
+    git = store.git
+    commit = git.store[tip]
+    if not isinstance(commit, Commit):
+        raise BadInput(f"refusing {label}'s tip {tip.decode()[:12]}: not a commit")
+    try:
+        layout.check_tree(git, commit.tree, git.commit_tree(local))
+    except BadInput as exc:
+        raise BadInput(
+            f"refusing {label}'s commit {tip.decode()[:12]}, outside the beads layout: {exc}"
+        ) from None
+
+
 def integrate(
     store: Store, remote_tip: bytes | None, label: str = "remote", *, announce: bool = True
 ) -> Integration:
@@ -566,12 +596,15 @@ def integrate(
             ref, local = store.head()
             if remote_tip is None:
                 return Integration(local, local, "up-to-date")
+            if remote_tip != local:
+                _check_remote_tree(store, remote_tip, local, label)
             done = _plan(store, local, remote_tip)
             if done.new == local:
                 return done
             assert done.new is not None
             old_tree, new_tree = git.commit_tree(local), git.commit_tree(done.new)
             paths = [path for path, _ in git.changed_paths(old_tree, new_tree)]
+            layout.check_worktree(store.root, git, old_tree, new_tree, paths)
             store._write_journal(ref, local, done.new, paths)
             if not git.cas_ref(ref, local, done.new, store.author(), f"gc-polecat: sync {label}"):
                 store._clear_journal()  # someone moved the branch with plain git: plan again
@@ -664,9 +697,16 @@ def sync(
     with _sync_lock(store):
         for attempt in range(1, attempts + 1):
             result.attempts = attempt
+            previous = store.git.ref_value(target.private_ref.encode())
             tip = fetch(store, target, branch)
             result.fetched = tip.decode() if tip else None
-            done = integrate(store, tip, target.name, announce=False)
+            try:
+                done = integrate(store, tip, target.name, announce=False)
+            except BadInput:  # refused: even the fetched ref is put back
+                _restore_ref(store, target.private_ref, previous)
+                raise
+            if tip is not None:
+                track(store, target, branch, tip)
             try:  # push first, announce after: a shorter window for another clone to push in
                 local = store.head()[1]
                 if not push_changes or local is None or local == tip:
@@ -695,6 +735,13 @@ def sync(
     result.incoming, result.merged = list(incoming), list(merged)
     result.conflicts = list(conflicts)
     return result
+
+
+def _restore_ref(store: Store, ref: str, value: bytes | None) -> None:
+    if value is None:
+        _git(store, "update-ref", "-d", ref)
+    else:
+        _git(store, "update-ref", ref, value.decode())
 
 
 class ControllerSync:

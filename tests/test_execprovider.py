@@ -507,7 +507,7 @@ BAD_CALLS = [
     (["dep-list", "EXISTING", "sideways"], "", "direction"),
     (["dep-list", "gc-zzzz", "down"], "", "not found"),
     (["init", "/dev/null"], "", "not a directory"),
-    (["init", "DIR", "Bad_Prefix"], "", "invalid prefix"),
+    (["init", "DIR", "Bad.Prefix"], "", "invalid prefix"),
     ([""], "", "usage"),
 ]
 

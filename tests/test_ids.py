@@ -152,7 +152,9 @@ def test_generation_is_deterministic_for_a_seed_and_differs_across_seeds() -> No
     assert len(made) > 40
 
 
-@pytest.mark.parametrize("bad", ["", "GC", "1gc", "gc_x", "gc-", "g" * 40, "../x"])
+@pytest.mark.parametrize(
+    "bad", ["", "gc-", "-gc", "g" * 65, "../x", "a.b", "a/b", "a b", "gc\n", "gc\x00", "gé"]
+)  # upper case, `_` and a leading digit are bd's and Gas City's: tests/test_config.py
 def test_invalid_prefix(bad: str) -> None:
     with pytest.raises(BadInput):
         ids.validate_prefix(bad)

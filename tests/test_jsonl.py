@@ -242,7 +242,7 @@ def own(cli: Cli) -> dict[str, str]:
     ids["child"] = create(cli, "Child", "--parent", ids["epic"])
     ids["work"] = create(cli, "Work", "--deps", f"{ids['blocker']},related:{ids['gate']}")
     ids["wisp"] = create(cli, "Wisp", "--ephemeral", "--deps", ids["blocker"])
-    ids["done"] = create(cli, "Done", "-l", "x,y", "-m", "k=v", "-a", "furiosa")
+    ids["done"] = create(cli, "Done", "-l", "x,y", "--set-metadata", "k=v", "-a", "furiosa")
     assert cli("bead", "close", ids["done"], "-r", "merged").exit_code == 0
     assert cli("bead", "update", ids["work"], "-s", "in_progress").exit_code == 0
     return ids
