@@ -53,6 +53,10 @@ from gc_polecat.store import Store
 
 ROUNDS_ONE, WARMUP_ONE = 50, 3  # scenario "1 waiting": timed and untimed rounds
 MANY = 200  # scenario "200 waiting"
+FLEET = int(os.environ.get("GC_POLECAT_BENCH_FLEET", "1000"))  # "1000 waiting" (0: skip it)
+FLEET_P99_TARGET_MS = 100.0  # issue 17: wake p99 with a thousand waiting
+PSS_TARGET_MIB = 6.0  # issue 17: one blocked await, measured among many
+IDLE_CPU_TARGET = 0.05  # issue 17: all idle awaits together, share of one core
 P50_TARGET_MS, P99_TARGET_MS = 50.0, 250.0
 AWAIT_TIMEOUT_S = 300  # the awaits' own --timeout: never reached in a healthy run
 BLOCK_TIMEOUT_S = 180.0  # give up if the awaits are not all blocked by then
@@ -259,7 +263,7 @@ class Refinery:
             raise SystemExit(
                 f"FAIL: verdict {w.submission} exited {proc.returncode}: {proc.stderr}"
             )
-        if proc.stdout.split()[1:2] != ["session"]:
+        if not proc.stdout.rstrip().endswith("routed to session"):
             raise SystemExit(f"FAIL: verdict {w.submission} routed elsewhere: {proc.stdout}")
         exited = self.clock.exited_at(w.proc.pid, EXIT_TIMEOUT_S)
         if exited is None:  # a lost ring costs 5 s (the re-read), never this much
@@ -336,9 +340,8 @@ def one_waiting(clock: ExitClock, keep: bool) -> Result:
     return result
 
 
-def many_waiting(clock: ExitClock, keep: bool) -> Result:
-    """MANY sessions all blocked in await; then one verdict per wait, in a random order."""
-    n = MANY
+def many_waiting(clock: ExitClock, keep: bool, n: int = MANY) -> Result:
+    """n sessions all blocked in await; then one verdict per wait, in a random order."""
     result = Result(n)
     with refinery(clock, keep) as bench:
         start = time.monotonic()
@@ -447,9 +450,35 @@ def figures_of(r: Result) -> list[c.Figure]:
                 f"{rss / 1024:.1f} MiB ({max(m.hwm_kb for m in mem) / 1024:.1f} MiB)",
             )
         )
+    if r.waiting > 1 and mem:
+        pss = sorted(m.pss_kb for m in mem)[len(mem) // 2] / 1024
+        figures.append(
+            c.Figure(
+                f"blocked await PSS {at} (all)",
+                f"{pss:.1f} MiB ({sum(m.pss_kb for m in mem) / 1024**2:.2f} GiB)",
+                f"<= {PSS_TARGET_MIB:g} MiB",
+                "the full CLI: 17.5-20 MiB",
+                pss <= PSS_TARGET_MIB,
+            )
+        )
+    if r.waiting >= 1000:
+        figures.append(
+            c.Figure(
+                f"wake p99 {at}",
+                c.fmt_ms(st.p99),
+                f"<= {FLEET_P99_TARGET_MS:g} ms",
+                GAS_CITY_ANCHOR,
+                st.p99 <= FLEET_P99_TARGET_MS,
+            )
+        )
     if r.idle_cpu is not None:
         figures.append(
-            c.Figure(f"CPU of {r.waiting} idle awaits", f"{100 * r.idle_cpu:.1f}% of one core")
+            c.Figure(
+                f"CPU of {r.waiting} idle awaits",
+                f"{100 * r.idle_cpu:.1f}% of one core",
+                f"<= {100 * IDLE_CPU_TARGET:g}%",
+                met=r.idle_cpu <= IDLE_CPU_TARGET,
+            )
         )
     return figures
 
@@ -466,7 +495,13 @@ def run(keep: bool = False) -> list[c.Figure]:
                 one_waiting,
             ),
             (f"wake: {MANY} waiting sessions, one verdict each (CLI -> CLI)", many_waiting),
-        ):
+            *(
+                [(f"wake: {FLEET} waiting sessions, one verdict each (CLI -> CLI)",
+                  lambda clock, keep: many_waiting(clock, keep, FLEET))]
+                if FLEET
+                else []
+            ),
+        ):  # fmt: skip
             c.section(title)
             result = scenario(clock, keep)
             print_result(result)

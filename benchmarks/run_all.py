@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/run_all.py [--keep] [--profile] [--only writes,list,...]
 
-Benchmarks: writes, list, show, wake, reconcile, demo (the default: all, in that order).
+Benchmarks: writes, list, show, wake, reconcile, demo, import (the default: all, in that
+order).
 
 Anchors: bd publishes create 2.5 ms / update 18 ms / ready query 30 ms at 10K issues (storage
 level, Apple M2 Pro); Gas City's file store rewrites one whole JSON file per write (emulated
@@ -18,13 +19,14 @@ from collections.abc import Sequence
 
 import _common as c
 import bench_demo
+import bench_import
 import bench_list
 import bench_reconcile
 import bench_show
 import bench_wake
 import bench_writes
 
-BENCHES = ("writes", "list", "show", "wake", "reconcile", "demo")
+BENCHES = ("writes", "list", "show", "wake", "reconcile", "demo", "import")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures += bench_reconcile.run(args.keep, args.profile)
     if "demo" in chosen:
         figures += bench_demo.run(args.keep)
+    if "import" in chosen:
+        figures += bench_import.run(args.keep)
 
     c.section("summary")
     c.print_table(figures)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """`from gc_polecat import hookimpl` for plugins, without importing pluggy at start-up."""
     if name in ("hookimpl", "hookspec"):
         from . import hookspecs

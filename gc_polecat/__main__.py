@@ -7,7 +7,10 @@ import sys
 
 
 def main() -> None:
+    from . import cli as cli_module
     from .cli import make_cli
+
+    cli_module.OWN_PROCESS = True  # commands may exec (the slim waiter): we are the process
 
     try:
         cli = make_cli()

@@ -24,7 +24,19 @@ BUILTIN_TYPES = (
     "spike", "story", "milestone", "event",
 )  # fmt: skip
 ORCHESTRATOR_TYPES = ("agent", "role", "rig", "convoy", "merge-request", "slot", "session")
-TYPES = BUILTIN_TYPES + ORCHESTRATOR_TYPES
+# The custom types Gas City requires of every bead store (gascity:
+# `internal/doctor/checks_custom_types.go`, RequiredCustomTypes); known here out of the box.
+GASCITY_TYPES = (
+    "molecule", "convoy", "message", "event", "gate", "merge-request", "agent", "role", "rig",
+    "session", "spec", "convergence",
+)  # fmt: skip
+TYPES = tuple(dict.fromkeys(BUILTIN_TYPES + ORCHESTRATOR_TYPES + GASCITY_TYPES))
+# bd's own vocabulary is only the default: any status or type of this shape is kept as data
+# (bd keeps them as configured custom ones: `status.custom`, `types.custom`). Status names
+# follow bd's rule for custom statuses (bd: `internal/types/types.go`, statusNameRegexp);
+# types are free-form in bd, so ours only exclude what a list, a shell or YAML could misread.
+STATUS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 AWAIT_TYPES = ("human", "timer", "gh:run", "gh:pr", "bead", "mail")
 BLOCKING_DEP_TYPES = ("blocks", "parent-child", "conditional-blocks", "waits-for")
 DEP_TYPE_RE = re.compile(r"^[a-z][a-z0-9:_-]{0,63}$")
@@ -33,11 +45,18 @@ DEP_TYPE_RE = re.compile(r"^[a-z][a-z0-9:_-]{0,63}$")
 EXTERNAL_REF_RE = re.compile(
     r"^external:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 )
+# bd's categories of statuses (bd: `internal/types/types.go`, StatusCategory and
+# BuiltInStatusCategory): only `open` and custom statuses of category `active` are ready work;
+# a custom status without a category is valid but never ready (bd's "unspecified").
+STATUS_CATEGORIES = ("active", "wip", "done", "frozen")
+MAX_CUSTOM_STATUSES = 50  # bd: maxCustomStatuses
 NOT_READY_TYPES = ("gate", "merge-request", "molecule", "message", "agent", "role", "rig")
 
 TEXT_KEYS = ("description", "design", "acceptance_criteria", "notes")
 STRING_KEYS = ("assignee", "owner", "created_by", "close_reason", "await_type", "await_id")
 TIME_KEYS = ("created_at", "updated_at", "started_at", "closed_at")
+# bd's `int ... omitempty` fields we keep verbatim: a 0 there is what bd omits, so it is absent.
+OMIT_ZERO_KEYS = ("compaction_level", "original_size")
 KEY_ORDER = (
     "id", "title", *TEXT_KEYS, "status", "priority", "issue_type", "assignee", "owner",
     "created_at", "created_by", "updated_at", "started_at", "closed_at", "close_reason",
@@ -47,12 +66,73 @@ KEY_ORDER = (
 ALWAYS_KEYS = ("id", "title", "priority", "created_at", "updated_at")
 MAX_TITLE = 500
 MAX_EXTRA_VALUES, MAX_EXTRA_DEPTH = 10_000, 32  # per key we do not model
-TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+# The stored form of a time: RFC 3339 in UTC, the fraction of a second (up to nanoseconds, as Go
+# keeps it) without trailing zeros, which is how bd's Go code writes a time after import.
+TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{0,8}[1-9])?Z$", re.ASCII)
+# Any RFC 3339 time bd parses (bd: Go's time.Time JSON decoding), converted to UTC on import.
+RFC3339_RE = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))$",
+    re.ASCII,  # `\d` is 0-9 only: Go reads no other digit
+)
 
 
 def now() -> str:
     """The current time in bd's format: RFC 3339, UTC, second precision."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _name_list(value: Any) -> list[str]:
+    """bd's list syntax: a comma-separated string (or a JSON array in one), or a YAML list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise BadInput(f"not a JSON array of names: {value!r}") from None
+        else:
+            return [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadInput(f"must be a comma-separated string or a list of names, not {value!r}")
+    return [v.strip() for v in value if v.strip()]
+
+
+def custom_types(value: Any) -> tuple[str, ...]:
+    """The `types.custom` setting: type names, each of the shape any stored type has."""
+    names = _name_list(value)
+    for name in names:
+        if not TYPE_RE.fullmatch(name):
+            raise BadInput(f"invalid type name {name!r}")
+    return tuple(dict.fromkeys(names))
+
+
+def custom_statuses(value: Any) -> tuple[tuple[str, str | None], ...]:
+    """The `status.custom` setting as (name, category or None), by bd's rules (bd:
+    `internal/types/types.go`, ParseCustomStatusConfig): lowercase names, no built-in one, no
+    duplicate, at most 50, a category one of active, wip, done, frozen."""
+    out: dict[str, str | None] = {}
+    for part in _name_list(value):
+        name, colon, category = part.partition(":")
+        if colon and category not in STATUS_CATEGORIES:
+            raise BadInput(f"invalid category {category!r} for status {name!r}: one of "
+                           f"{', '.join(STATUS_CATEGORIES)}")  # fmt: skip
+        if not STATUS_RE.fullmatch(name):
+            raise BadInput(f"invalid status name {name!r}: lowercase, letter first")
+        if name in STATUSES or name in out:
+            raise BadInput(f"status {name!r} is built in or listed twice")
+        out[name] = category if colon else None
+    if len(out) > MAX_CUSTOM_STATUSES:
+        raise BadInput(f"too many custom statuses ({len(out)}): at most {MAX_CUSTOM_STATUSES}")
+    return tuple(out.items())
+
+
+def ready_statuses(config: dict[str, Any]) -> frozenset[str]:
+    """The statuses whose beads are ready work: `open`, and each configured custom status of
+    category `active` (bd: `internal/storage/schema/views.go`, the ready_issues view)."""
+    custom = config.get("status.custom", ())
+    return frozenset(("open", *(name for name, category in custom if category == "active")))
 
 
 def meta_int(bead: Bead, key: str, default: int) -> int:
@@ -72,19 +152,55 @@ def _fail(bead_id: str, key: str, problem: str) -> InvalidBead:
 
 
 def _check_time(bid: str, key: str, value: Any) -> str:
+    """Any RFC 3339 time, returned in the stored form (UTC, sub-second digits kept)."""
     if isinstance(value, _dt.datetime):  # an unquoted timestamp in a hand-edited file
         if value.tzinfo is not None:
             value = value.astimezone(_dt.UTC).replace(tzinfo=None)
-        value = value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if not isinstance(value, str) or not TIME_RE.fullmatch(value):
+        value = value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    m = RFC3339_RE.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
         raise _fail(
-            bid, key, f"must be an RFC 3339 UTC time like 2026-04-18T16:19:12Z, not {value!r}"
+            bid, key, f"must be an RFC 3339 time like 2026-04-18T16:19:12Z, not {value!r}"
         )
     try:
-        _dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
-    except ValueError:
+        return canonical_time(m)
+    except (ValueError, OverflowError):
         raise _fail(bid, key, f"is not a real time: {value!r}") from None
-    return value
+
+
+def canonical_time(m: re.Match[str]) -> str:
+    """A matched RFC 3339 time in UTC, fraction truncated to nanoseconds as Go parses it, trailing
+    zeros dropped as Go's RFC3339Nano writes it. ValueError/OverflowError for impossible times."""
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = m.groups()
+    moment = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    if sign is not None:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise ValueError("offset out of range")
+        offset = _dt.timedelta(hours=int(off_h), minutes=int(off_m))
+        moment = moment - offset if sign == "+" else moment + offset
+    digits = (fraction or "")[:9].rstrip("0")
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}{'.' + digits if digits else ''}Z"
+    )
+
+
+def time_key(value: str) -> str:
+    """A stored time as a string that sorts by instant: stored times are UTC, but `12Z` sorts
+    after `12.5Z` as text, so the fraction is padded to nanoseconds first."""
+    whole, _, fraction = value[:-1].partition(".")
+    return f"{whole}.{fraction:0<9}"
+
+
+def parse_time(value: str) -> _dt.datetime:
+    """A stored (or any RFC 3339) time as an aware datetime, to the microsecond."""
+    m = RFC3339_RE.fullmatch(value)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 time: {value!r}")
+    text = canonical_time(m)
+    whole, _, fraction = text[:-1].partition(".")
+    moment = _dt.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.UTC)
+    return moment.replace(microsecond=int((fraction + "000000")[:6]))
 
 
 def _check_str(bid: str, key: str, value: Any) -> str:
@@ -124,14 +240,21 @@ def is_external_ref(target: Any) -> bool:
     return isinstance(target, str) and EXTERNAL_REF_RE.fullmatch(target) is not None
 
 
+DEP_KEYS = ("issue_id", "depends_on_id", "type", "created_at", "created_by", "metadata")
+DEP_TEXT_KEYS = ("created_by", "metadata", "thread_id")  # bd's `string ... omitempty` fields
+
+
 def _check_dependencies(bid: str, value: Any) -> list[dict[str, Any]]:
+    """bd's Dependency records (bd: `internal/types/types.go`, Dependency): an empty issue_id
+    means this bead (bd: `internal/storage/issueops/create.go`, PersistDependencies), empty
+    optional strings are absent, and keys we do not model are kept verbatim."""
     if not isinstance(value, list):
         raise _fail(bid, "dependencies", "must be a list")
     deps: dict[tuple[str, str], dict[str, Any]] = {}
     for dep in value:
         if not isinstance(dep, dict):
             raise _fail(bid, "dependencies", "entries must be mappings")
-        if dep.get("issue_id") != bid:
+        if dep.get("issue_id") not in (bid, None, ""):
             raise _fail(
                 bid, "dependencies", f"entry issue_id must be {bid}, not {dep.get('issue_id')!r}"
             )
@@ -148,24 +271,19 @@ def _check_dependencies(bid: str, value: Any) -> list[dict[str, Any]]:
             raise _fail(bid, "dependencies", f"type must be a dependency type, not {dtype!r}")
         clean = {
             "issue_id": bid,
-            "depends_on_id": dep["depends_on_id"],
+            "depends_on_id": target,
             "type": dtype,
             "created_at": _check_time(bid, "dependencies.created_at", dep.get("created_at")),
         }
-        for key in ("created_by", "metadata"):
+        for key in DEP_TEXT_KEYS:
             if dep.get(key) not in (None, ""):
                 clean[key] = _check_str(bid, f"dependencies.{key}", dep[key])
-        extra = set(dep) - {
-            "issue_id",
-            "depends_on_id",
-            "type",
-            "created_at",
-            "created_by",
-            "metadata",
-        }
-        if extra:
-            raise _fail(bid, "dependencies", f"entry has unknown keys {sorted(extra)}")
-        deps[(clean["depends_on_id"], dtype)] = clean
+        for key in sorted(k for k in dep if k not in DEP_KEYS and k not in DEP_TEXT_KEYS):
+            if not isinstance(key, str):
+                raise _fail(bid, "dependencies", f"entry has an invalid key {key!r}")
+            if not _empty(dep[key]):
+                clean[key] = _check_json(bid, f"dependencies.{key}", dep[key])
+        deps[(target, dtype)] = clean
     return list(deps.values())
 
 
@@ -217,13 +335,16 @@ def normalize(raw: Any) -> Bead:
         if not _empty(raw.get(key)):
             out[key] = _check_str(bid, key, raw[key])
     status = raw.get("status", "open")
-    if status not in STATUSES:
-        raise _fail(bid, "status", f"must be one of {', '.join(STATUSES)}, not {status!r}")
+    if status not in STATUSES and not (isinstance(status, str) and STATUS_RE.fullmatch(status)):
+        raise _fail(
+            bid, "status", f"must be a status name ({', '.join(STATUSES)}, ...), not {status!r}"
+        )
     out["status"] = status
     out["priority"] = _check_int(bid, "priority", raw.get("priority", 2), 0, 4)
     itype = raw.get("issue_type", "task")
-    if itype not in TYPES:
-        raise _fail(bid, "issue_type", f"must be one of {', '.join(TYPES)}, not {itype!r}")
+    if itype not in TYPES and not (isinstance(itype, str) and TYPE_RE.fullmatch(itype)):
+        raise _fail(bid, "issue_type", f"must be a type name ({', '.join(BUILTIN_TYPES)}, ...), "
+                                       f"not {itype!r}")  # fmt: skip
     out["issue_type"] = itype
     for key in TIME_KEYS:
         if not _empty(raw.get(key)):
@@ -254,7 +375,7 @@ def normalize(raw: Any) -> Bead:
         if not isinstance(key, str):  # before sorting: keys of mixed types do not sort
             raise InvalidBead(f"bead {bid}: invalid key {key!r}")
     for key in sorted(extra):
-        if not _empty(raw[key]):
+        if not _empty(raw[key]) and not (key in OMIT_ZERO_KEYS and raw[key] == 0):
             out[key] = _check_json(bid, key, raw[key])  # kept verbatim: a bd field we do not model
     return {k: out[k] for k in KEY_ORDER if k in out} | {
         k: v for k, v in out.items() if k not in KEY_ORDER

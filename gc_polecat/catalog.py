@@ -170,7 +170,7 @@ class Catalog:
         else:
             changes = git.changed_paths(old_tree, new_tree)
         for path, blob in changes:
-            if not path.startswith(ids.BEADS_DIR + "/") or path == f"{ids.BEADS_DIR}/README.md":
+            if not path.startswith(ids.BEADS_DIR + "/") or path in ids.SIDE_FILES:
                 continue
             self._apply_path(path, blob, None if blob is None else git.blob(blob))
 

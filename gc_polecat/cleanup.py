@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import polecat as polecats
-from .bead import Bead
+from .bead import Bead, parse_time
 
 if TYPE_CHECKING:
     from .providers import SessionProvider
@@ -290,5 +290,5 @@ def due(fin: Bead, session_alive: bool, grace: float, now: dt.datetime) -> bool:
     meta = fin.get("metadata", {})
     if not session_alive or meta.get("reason") != "merged" or meta.get("last_error"):
         return True
-    born = dt.datetime.strptime(fin["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    born = parse_time(fin["created_at"])  # any stored time: imports keep sub-seconds
     return (now - born).total_seconds() >= grace

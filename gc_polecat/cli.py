@@ -12,6 +12,7 @@ import errno
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     import pluggy
 
     from .store import Store
+
+
+OWN_PROCESS = False  # True only in the `gc-polecat` process itself, never in a host's
 
 
 class AppContext:
@@ -103,6 +107,10 @@ class PolecatGroup(click.Group):
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             fail("aborted", 1)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            # `gc-polecat bead` alone asks for the group's help, as with git: stdout, exit 0
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as exc:
             fail(exc.format_message(), 2)
         except click.ClickException as exc:
@@ -174,8 +182,13 @@ def echo(text: str) -> None:
     click.echo(printable(text))
 
 
+def json_text(value: Any) -> str:
+    """What `--json` prints: indented, UTF-8 as is, DEL and C1 escaped."""
+    return json.dumps(value, indent=2, ensure_ascii=False).translate(_JSON_CONTROLS)
+
+
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False).translate(_JSON_CONTROLS))
+    click.echo(json_text(value))
 
 
 def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
@@ -201,4 +214,32 @@ def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
         ctx.obj = AppContext(repo, json_output, manager)
 
     pm.hook.gc_polecat_register_commands(cli=cli)
+    _whole_short_help(cli)
     return cli
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a docstring's first paragraph (up to `. `), whole."""
+    paragraph = " ".join(text.strip().split("\n\n")[0].split())
+    return re.split(r"(?<=\.) (?=[A-Z`])", paragraph, maxsplit=1)[0]  # not at "e.g. the"
+
+
+def _whole_short_help(command: click.Command) -> None:
+    """Give every command (plugins' included) its whole first sentence as the line its group's
+    help lists: click would cut it at the terminal's width with `...`, mid-sentence; the help
+    formatter wraps a long line instead."""
+    if command.short_help is None and command.help:
+        command.short_help = first_sentence(command.help)
+    if isinstance(command, click.Group) and not getattr(command, "_whole_help", False):
+        command._whole_help = True  # type: ignore[attr-defined]  # plugins' groups are shared
+        for sub in command.commands.values():
+            _whole_short_help(sub)
+        get_command = command.get_command
+
+        def get_whole(ctx: click.Context, name: str) -> click.Command | None:
+            found = get_command(ctx, name)  # a lazy group imports its command here
+            if found is not None:
+                _whole_short_help(found)
+            return found
+
+        command.get_command = get_whole  # type: ignore[method-assign]

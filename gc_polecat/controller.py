@@ -22,13 +22,14 @@ killed at any moment and restarted converges from the files alone.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from . import session as sessions
 from . import wait as waits
-from .bead import meta_int
+from .bead import meta_int, parse_time
 from .errors import BadInput, NotFound
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def reconcile(store: Store, providers: Mapping[str, SessionProvider]) -> list[tu
 
         for action, outcome in reconcile_pools(store, providers):
             if outcome and not outcome.startswith("skipped"):
-                actions.append((action.target, f"{action.kind}: {outcome}"))
+                actions.append((action.target, f"{outcome} ({action.kind}: {action.why})"))
     return actions
 
 
@@ -198,7 +199,7 @@ def _withdraw(store: Store, submission_id: str, ttl: float, now: dt.datetime) ->
         sub = tx.get(submission_id)
         if sub is None or sub["status"] == "closed":
             return False
-        born = dt.datetime.strptime(sub["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        born = parse_time(sub["created_at"])  # any stored time: imports keep sub-seconds
         if (now - born).total_seconds() < ttl:
             return False
         meta = sub.get("metadata", {})
@@ -221,22 +222,39 @@ def run(
     interval: float,
     report=print,
     sync: str | None = None,
+    heartbeat: float = 60.0,
 ) -> None:  # noqa: ANN001 - a print-like callable
     """Pass after pass; with `sync` (a remote, "" for the default one) each pass first pulls
-    and pushes the beads repository (sync.py), and pushes again after a pass that wrote."""
+    and pushes the beads repository (sync.py), and pushes again after a pass that wrote.
+
+    Every line is `HH:MM:SS SUBJECT WHAT` (UTC): one per repair, and, unless `once`, a start
+    line and a heartbeat every `heartbeat` seconds (0: none), so a quiet controller is seen
+    to run."""
+
+    def say(line: str) -> None:
+        report(f"{dt.datetime.now(dt.UTC):%H:%M:%S} {line}")
+
     syncer = None
     if sync is not None:
         from .sync import ControllerSync
 
-        syncer = ControllerSync(store, sync or None, report, strict=once)
+        syncer = ControllerSync(store, sync or None, say, strict=once)
+    if not once:
+        say(f"controller: started on {store.root}, a pass every {interval:g}s (pid {os.getpid()})")
+    passes, repairs, last, beat = 0, 0, "none yet", time.monotonic()
     while True:
         if syncer is not None:
             syncer()
         actions = reconcile(store, providers)
-        for wait_id, done in actions:
-            report(f"{wait_id}: {done}")
+        for subject, done in actions:
+            say(f"{subject} {done}")
+            last = f"{subject} {done}"
         if syncer is not None and actions:
             syncer()
+        passes, repairs = passes + 1, repairs + len(actions)
         if once:
             return
+        if heartbeat and time.monotonic() - beat >= heartbeat:
+            say(f"controller: alive, {passes} passes, {repairs} repairs, last: {last}")
+            beat = time.monotonic()
         time.sleep(interval)

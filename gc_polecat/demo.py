@@ -267,6 +267,7 @@ def _finish(city: City, store: Any, providers: Any) -> list[str]:
         store.catalog.refresh()
     timeline(city)
     problems = _evidence(city, store)
+    _story(city, city.works["killed"])
     city.controller.terminate()
     city.controller.wait()
     city.controller = None
@@ -274,6 +275,14 @@ def _finish(city: City, store: Any, providers: Any) -> list[str]:
     timeline(city)
     problems += audit(store, providers)
     return problems
+
+
+def _story(city: City, work_id: str) -> None:
+    """End on one work item's whole life, as `gc-polecat timeline` tells it."""
+    city.say("")
+    city.say(f"the killed polecat's work, as `gc-polecat timeline {work_id}` tells it:")
+    for line in _cli(city, "timeline", work_id).splitlines():
+        city.say(f"  {line}")
 
 
 def _evidence(city: City, store: Any) -> list[str]:

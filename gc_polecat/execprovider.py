@@ -468,13 +468,16 @@ class Provider:
         for arg in args:  # newer gc asks for wisps too; they are always listed (gc filters)
             if arg != "--include-ephemeral":
                 raise ExecError(f"unexpected argument {arg!r}")
+        from .bead import ready_statuses
+
+        ready_states = ready_statuses(self.store().config())  # open + custom `active` ones
         beads = self.everything()
         by_id = {b["id"]: b for b in beads}
         memo: dict[str, bool] = {}
         ready = [
             b
             for b in beads
-            if b["status"] == "open"
+            if b["status"] in ready_states
             and b["issue_type"] not in READY_EXCLUDED_TYPES
             and not is_blocked(b, by_id, memo)
         ]

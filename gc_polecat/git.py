@@ -9,8 +9,11 @@ lazily: `read_head` works from the ref files alone so read-only commands can ski
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import struct
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +29,11 @@ LINK_MODE = 0o120000
 GITLINK_MODE = 0o160000
 TREE_MODE = 0o040000
 ZERO = b"0" * 40
+# A batch of at least this many new objects is written as one pack instead of loose files (git
+# itself keeps pushes under `transfer.unpackLimit`, 100 objects, loose): a large import would
+# otherwise create one file per bead and per tree.
+PACK_MIN_OBJECTS = 256
+MAX_PACK_BYTES = 2**31 - 1  # a version-2 index without the large-offset table
 
 
 def read_ref(git_dir: Path, ref: str) -> str | None:
@@ -64,6 +72,7 @@ class Git:
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._commit_trees: dict[bytes, bytes] = {}
         self._tree_cache = tree_cache
+        self._pending: dict[bytes, ShaFile] | None = None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -135,7 +144,78 @@ class Git:
 
     # --- writing ---------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Objects added inside are written when it ends (nothing when it raises): as one pack
+        when there are many (`PACK_MIN_OBJECTS`), else loose."""
+        pending: dict[bytes, ShaFile] = {}
+        self._pending = pending
+        try:
+            yield
+        finally:
+            self._pending = None
+        if len(pending) >= PACK_MIN_OBJECTS and self.write_pack(list(pending.values())):
+            return
+        for obj in pending.values():
+            self._write_loose(obj)
+
     def add_object(self, obj: ShaFile) -> None:
+        if self._pending is not None:
+            self._pending[obj.id] = obj
+        else:
+            self._write_loose(obj)
+
+    def write_pack(self, objects: list[ShaFile]) -> bool:
+        """Write objects as one pack and its index (git's pack format, version 2, undeltified).
+        The pack is renamed into place first and the index last: git and dulwich use a pack only
+        once its index exists, so a writer killed midway leaves an unused file, never a missing
+        object. False (nothing written) when the pack would be too large for this index form."""
+        chunks = [b"PACK", struct.pack(">II", 2, len(objects))]
+        entries: list[tuple[bytes, int, int]] = []
+        offset = 12
+        for obj in objects:
+            raw = obj.as_raw_string()
+            data = _pack_header(obj.type_num, len(raw)) + zlib.compress(raw, 1)
+            entries.append((bytes.fromhex(obj.id.decode()), zlib.crc32(data), offset))
+            chunks.append(data)
+            offset += len(data)
+        if offset > MAX_PACK_BYTES:
+            return False
+        body = b"".join(chunks)
+        pack_sha = hashlib.sha1(body).digest()  # noqa: S324 - git's object format, not security
+        entries.sort()
+        counts = [0] * 256
+        for sha, _, _ in entries:
+            counts[sha[0]] += 1
+        fanout, total = [], 0
+        for count in counts:
+            total += count
+            fanout.append(total)
+        index = b"".join(
+            [
+                b"\xfftOc",
+                struct.pack(">I", 2),
+                struct.pack(">256I", *fanout),
+                *(sha for sha, _, _ in entries),
+                struct.pack(f">{len(entries)}I", *(crc for _, crc, _ in entries)),
+                struct.pack(f">{len(entries)}I", *(off for _, _, off in entries)),
+                pack_sha,
+            ]
+        )
+        index += hashlib.sha1(index).digest()  # noqa: S324
+        pack_dir = Path(self.store.path) / "pack"
+        pack_dir.mkdir(exist_ok=True)
+        base = pack_dir / f"pack-{pack_sha.hex()}"
+        for suffix, data in ((".pack", body + pack_sha), (".idx", index)):
+            tmp = pack_dir / f"tmp_{suffix[1:]}_{os.getpid()}"
+            tmp.unlink(missing_ok=True)  # left by a killed writer that had this PID
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            with open(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, base.with_suffix(suffix))
+        return True
+
+    def _write_loose(self, obj: ShaFile) -> None:
         """Write a loose object as git does: into a temporary file, renamed into place. dulwich's
         own writer creates `<object>.lock` exclusively first, and a writer killed while it holds
         it leaves a lock that refuses that very object (same content, same name) to every later
@@ -305,15 +385,42 @@ class RefLock:
         self.lock.release()
 
 
-def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644) -> None:
-    """Write a file so a reader or a crash sees the old content or the new, never a mix."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
+def _pack_header(type_num: int, size: int) -> bytes:
+    """A pack entry's header: type and size, the size in little-endian groups of 7 bits."""
+    out = bytearray()
+    byte = (type_num << 4) | (size & 0x0F)
+    size >>= 4
+    while size:
+        out.append(byte | 0x80)
+        byte = size & 0x7F
+        size >>= 7
+    out.append(byte)
+    return bytes(out)
+
+
+def atomic_write(
+    path: Path | str,
+    data: bytes,
+    tmp_dir: Path | str,
+    mode: int = 0o644,
+    made: set[str] | None = None,
+) -> None:
+    """Write a file so a reader or a crash sees the old content or the new, never a mix.
+    `made` remembers directories known to exist, for callers writing many files (who may pass
+    plain strings: pathlib's overhead shows at thousands of files)."""
+    path, tmp_dir = os.fspath(path), os.fspath(tmp_dir)
+    parent, name = os.path.split(path)
+    if made is None or tmp_dir not in made:
+        os.makedirs(tmp_dir, exist_ok=True)
+    tmp = f"{tmp_dir}/{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, data)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if made is None or parent not in made:
+        os.makedirs(parent, exist_ok=True)
+    if made is not None:
+        made.update((tmp_dir, parent))
     os.replace(tmp, path)

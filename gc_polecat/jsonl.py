@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
 from .errors import BadInput, InvalidBead
-from .ids import parse_id
+from .ids import MEMORIES_PATH, parse_id
 
 if TYPE_CHECKING:
-    from .store import Store
+    from collections.abc import Callable
+
+    from .store import Store, Transaction
 
 # Keys bd adds to each exported line (types.IssueWithCounts); recomputed on export, dropped on
 # import (comment_count is the exception, see `_split_computed`).
@@ -46,11 +48,17 @@ BD_KEY_ORDER = (
     "target", "payload",
 )  # fmt: skip
 _BD_RANK = {key: n for n, key in enumerate(BD_KEY_ORDER)}
-DEP_KEY_ORDER = ("issue_id", "depends_on_id", "type", "created_at", "created_by", "metadata")
+DEP_KEY_ORDER = (
+    "issue_id", "depends_on_id", "type", "created_at", "created_by", "metadata", "thread_id",
+)  # fmt: skip
 COUNTED_DEP_TYPE = "blocks"  # bd's counts: `blocks` edges of its durable dependencies table
 PARENT_DEP_TYPE = "parent-child"
 SKIPPED_STATUS = "tombstone"  # bd import skips deleted rows
 SCHEMA_KEY = "_schema"  # bd may start an export with a {"_schema": ...} header line
+TYPE_TAG = "_type"  # bd tags lines "issue" or "memory" (bd: `cmd/bd/export.go`); never stored
+MEMORY_TAG = "memory"
+MEMORY_PATH = MEMORIES_PATH  # bd's memories (`bd remember`), one line each as bd exports them
+WISP_KEY = "wisp"  # bd v0.35-v0.37's name for `ephemeral` (bd: `cmd/bd/import_shared.go`)
 
 # Go's encoding/json escapes these inside strings by default (HTML safety); so do we, so that
 # our lines read like bd's own.
@@ -124,9 +132,12 @@ def dumps_line(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).translate(_GO_ESCAPES)
 
 
-def export_text(beads: Iterable[beadmod.Bead]) -> str:
-    """The whole JSONL document: one line per bead, each ending in a newline."""
-    return "".join(dumps_line(record) + "\n" for record in export_records(beads))
+def export_text(beads: Iterable[beadmod.Bead], memories: dict[str, str] | None = None) -> str:
+    """The whole JSONL document: one line per bead, then one per memory sorted by key (as
+    `bd export` writes them), each ending in a newline."""
+    lines = [dumps_line(record) for record in export_records(beads)]
+    lines += [memory_line(key, value) for key, value in sorted((memories or {}).items())]
+    return "".join(line + "\n" for line in lines)
 
 
 def read_all(store: Store) -> list[beadmod.Bead]:
@@ -153,17 +164,23 @@ class ImportResult:
     updated: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: int = 0  # _schema header lines and tombstones
+    memories: int = 0  # memory lines that set or changed a memory
+    custom: dict[str, list[str]] = field(default_factory=dict)  # types/statuses bd must know
     commit: str | None = None
 
     def as_json(self, source: str) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "source": source,
             "created": len(self.created),
             "updated": len(self.updated),
             "unchanged": self.unchanged,
             "skipped": self.skipped,
-            "commit": self.commit,
         }
+        if self.memories:
+            out["memories"] = self.memories
+        out.update(self.custom)
+        out["commit"] = self.commit
+        return out
 
 
 @dataclass(frozen=True)
@@ -172,39 +189,68 @@ class Line:
     record: dict[str, Any]
 
 
-def parse(data: bytes, source: str) -> tuple[list[Line], int]:
-    """The records of a JSONL document with their line numbers, and how many lines were skipped
-    (a `_schema` header, tombstones). Blank lines are ignored. Any malformed line is BadInput
-    naming `source` and the line number."""
-    lines: list[Line] = []
-    skipped = 0
+@dataclass
+class Parsed:
+    """A JSONL document: its bead records, its memories (key -> value) and skipped lines."""
+
+    lines: list[Line] = field(default_factory=list)
+    memories: dict[str, str] = field(default_factory=dict)
+    skipped: int = 0
+
+
+def decode_line(raw: bytes, where: str) -> dict[str, Any]:
+    """One line as a JSON object; BadInput naming `where` for anything else."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"{where}: not UTF-8 text") from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{where}: malformed JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise BadInput(f"{where}: expected a JSON object, not {_json_type(record)}")
+    if "\\ud" in text.lower():  # only a \u escape can smuggle in an unpaired surrogate
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput(
+                f"{where}: a string holds an unpaired surrogate (\\ud800-\\udfff)"
+            ) from None
+    return record
+
+
+def parse(data: bytes, source: str) -> Parsed:
+    """The records of a JSONL document with their line numbers, its memory lines, and how many
+    lines were skipped (a `_schema` header, tombstones). Blank lines are ignored. Any malformed
+    line is BadInput naming `source` and the line number. The line rules are bd's
+    (bd: `cmd/bd/import.go`, runImportFromReader; `cmd/bd/import_shared.go`, parseJSONLFile)."""
+    parsed = Parsed()
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as editors may write
     for number, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
         where = f"{source} line {number}"
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadInput(f"{where}: not UTF-8 text") from None
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{where}: malformed JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise BadInput(f"{where}: expected a JSON object, not {_json_type(record)}")
-        if "\\ud" in text.lower():  # only a \u escape can smuggle in an unpaired surrogate
-            try:
-                json.dumps(record, ensure_ascii=False).encode("utf-8")
-            except UnicodeEncodeError:
-                raise BadInput(
-                    f"{where}: a string holds an unpaired surrogate (\\ud800-\\udfff)"
-                ) from None
-        if SCHEMA_KEY in record or record.get("status") == SKIPPED_STATUS:
-            skipped += 1
+        record = decode_line(raw, where)
+        tag = record.pop(TYPE_TAG, None)
+        if tag == MEMORY_TAG:
+            _add_memory(parsed.memories, record, where)
             continue
-        lines.append(Line(number, record))
-    return lines, skipped
+        if SCHEMA_KEY in record or record.get("status") == SKIPPED_STATUS:
+            parsed.skipped += 1
+            continue
+        parsed.lines.append(Line(number, record))
+    return parsed
+
+
+def _add_memory(memories: dict[str, str], record: dict[str, Any], where: str) -> None:
+    """A `{"_type":"memory","key":K,"value":V}` line: bd keeps it as a memory (`bd remember`)
+    unless key or value is empty; a later line for the same key wins."""
+    key, value = record.get("key", ""), record.get("value", "")
+    if not isinstance(key, str) or not isinstance(value, str):
+        raise BadInput(f"{where}: a memory's key and value must be strings")
+    if key and value:
+        memories[key] = value
 
 
 def _json_type(value: Any) -> str:
@@ -238,6 +284,41 @@ def _split_computed(record: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def as_bd_reads_it(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as bd's import reads it, before validation: `wisp: true` is `ephemeral`
+    (bd: `cmd/bd/import_shared.go`), a missing or null `priority` is Go's zero value 0, not
+    our default 2 (bd: `internal/types/types.go`, SetDefaults), dependencies without a target
+    are dropped (bd: `internal/storage/issueops/create.go`, PersistDependencies skips targets
+    that do not exist), and a closed issue without `closed_at` is closed one second after its
+    last timestamp (bd: `internal/storage/issueops/create.go`, PrepareIssueForInsert)."""
+    if record.pop(WISP_KEY, None) is True and not record.get("ephemeral"):
+        record["ephemeral"] = True
+    if record.get("priority") is None:
+        record["priority"] = 0
+    deps = record.get("dependencies")
+    if isinstance(deps, list):
+        kept = [d for d in deps if not (isinstance(d, dict) and not d.get("depends_on_id"))]
+        for dep in kept:
+            if isinstance(dep, dict) and dep.get("created_at") in (None, ""):
+                dep["created_at"] = record.get("created_at")  # bd: now; ours repeats
+        record["dependencies"] = kept
+    if record.get("status") == "closed" and record.get("closed_at") in (None, ""):
+        record["closed_at"] = _one_second_after(record)
+    return record
+
+
+def _one_second_after(record: dict[str, Any]) -> str | None:
+    """max(created_at, updated_at) + 1 s, or None when either is not a time (normalize says so)."""
+    try:
+        moments = [beadmod.parse_time(record[k]) for k in ("created_at", "updated_at")]
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    import datetime as dt
+
+    later = max(moments) + dt.timedelta(seconds=1)
+    return later.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _describe(before: beadmod.Bead | None, after: beadmod.Bead) -> str:
     if before is None:
         return f"{after['id']}: created ({after['issue_type']})"
@@ -245,26 +326,28 @@ def _describe(before: beadmod.Bead | None, after: beadmod.Bead) -> str:
     return f"{after['id']}: replaced ({', '.join(changed)} changed)"
 
 
-def import_lines(store: Store, lines: list[Line], skipped: int, source: str) -> ImportResult:
-    """Upsert the parsed records in one transaction: new IDs are created, beads that differ are
-    replaced by bd's record, equal ones are left alone. Nothing changes: no commit."""
-    result = ImportResult(skipped=skipped)
+def import_lines(store: Store, parsed: Parsed, source: str) -> ImportResult:
+    """Upsert the parsed records (and memories) in one transaction: new IDs are created, beads
+    that differ are replaced by bd's record, equal ones are left alone. Nothing changes: no
+    commit."""
+    result = ImportResult(skipped=parsed.skipped)
     body: list[str] = []
     # A catalog at HEAD lets the transaction read stored beads without parsing YAML, and lets
     # the commit feed its changes straight in, so the next reader needs no catch-up either.
     store.catalog.refresh()
     with store.transaction() as tx:
+        stored = _stored_reader(store, tx)
         final: dict[str, tuple[beadmod.Bead, beadmod.Bead | None]] = {}
-        for line in lines:
+        for line in parsed.lines:
             where = f"{source} line {line.number}"
-            record = _split_computed(line.record, where)
+            record = as_bd_reads_it(_split_computed(line.record, where))
             try:
                 parse_id(record.get("id"))
             except BadInput as exc:
                 raise BadInput(f"{where}: {exc}") from None
             bid = record["id"]
             try:
-                existing = tx.get(bid)
+                existing = stored(bid)
             except InvalidBead as exc:
                 raise BadInput(f"{where}: the stored bead cannot be read: {exc}") from None
             try:
@@ -276,18 +359,33 @@ def import_lines(store: Store, lines: list[Line], skipped: int, source: str) -> 
             if clean == existing:
                 result.unchanged += 1
                 continue
-            tx.put(clean)
+            tx.put(clean, normalized=True)
             (result.created if existing is None else result.updated).append(bid)
             body.append(_describe(existing, clean))
-        if body:
+        result.memories = _stage_memories(tx, parsed.memories)
+        result.custom = custom_vocabulary(clean for clean, _ in final.values())
+        if body or result.memories:
             tx.message = (
                 f"import: {len(body)} beads from {source} "
-                f"({len(result.created)} created, {len(result.updated)} updated)\n\n"
+                f"({len(result.created)} created, {len(result.updated)} updated"
+                + (f", {result.memories} memories" if result.memories else "")
+                + ")\n\n"
                 + "\n".join(body)
             )
     if tx.result is not None:
         result.commit = tx.result.commit
     return result
+
+
+def _stored_reader(store: Store, tx: Transaction) -> Callable[[str], beadmod.Bead | None]:
+    """How to read a stored bead: from the catalog by primary key when it holds exactly the
+    transaction's base and no unreadable file (one SQLite row, no git tree walk), else through
+    the transaction (which reports an unreadable file as InvalidBead)."""
+    catalog = store.catalog
+    base = tx.base.decode() if tx.base else None
+    if catalog.commit() == base and not catalog.bad_files():
+        return catalog.get
+    return tx.get
 
 
 def _with_timestamps(
@@ -309,5 +407,56 @@ def _with_timestamps(
 
 
 def import_jsonl(store: Store, data: bytes, source: str) -> ImportResult:
-    lines, skipped = parse(data, source)
-    return import_lines(store, lines, skipped, source)
+    return import_lines(store, parse(data, source), source)
+
+
+# --- memories and the custom vocabulary -----------------------------------------------------
+
+
+def memory_line(key: str, value: str) -> str:
+    """A memory as bd exports it (bd: `cmd/bd/export.go`): Go sorts a map's keys."""
+    return dumps_line({TYPE_TAG: MEMORY_TAG, "key": key, "value": value})
+
+
+def read_memories(store: Store, tree: bytes | None = None) -> dict[str, str]:
+    """The memories kept in `beads/memories.jsonl` (key -> value); none when it is absent."""
+    tree = store.head_tree() if tree is None else tree
+    entry = store.git.lookup(tree, MEMORY_PATH) if tree is not None else None
+    if entry is None:
+        return {}
+    parsed = parse(store.git.blob(entry[1]), MEMORY_PATH)
+    if parsed.lines:
+        raise InvalidBead(f"{MEMORY_PATH} line {parsed.lines[0].number}: not a memory line")
+    return parsed.memories
+
+
+def _stage_memories(tx: Transaction, incoming: dict[str, str]) -> int:
+    """Merge imported memories into the side file (bd upserts each key); how many changed."""
+    if not incoming:
+        return 0
+    stored = read_memories(tx.store, tx.base_tree)
+    changed = sum(1 for key, value in incoming.items() if stored.get(key) != value)
+    if changed:
+        merged = stored | incoming
+        text = "".join(memory_line(key, merged[key]) + "\n" for key in sorted(merged))
+        tx.write_file(MEMORY_PATH, text.encode("utf-8"))
+    return changed
+
+
+def custom_vocabulary(beads: Iterable[beadmod.Bead]) -> dict[str, list[str]]:
+    """The statuses and types outside bd's built-in lists, which bd accepts only once they are
+    configured (`status.custom`, `types.custom`; bd: `internal/types/types.go`,
+    ValidateWithCustom): {"custom_types": [...], "custom_statuses": [...]}, empty ones left out."""
+    types_: set[str] = set()
+    statuses: set[str] = set()
+    for bead in beads:
+        if bead["issue_type"] not in beadmod.BUILTIN_TYPES:
+            types_.add(bead["issue_type"])
+        if bead["status"] not in beadmod.STATUSES:
+            statuses.add(bead["status"])
+    out = {}
+    if types_:
+        out["custom_types"] = sorted(types_)
+    if statuses:
+        out["custom_statuses"] = sorted(statuses)
+    return out

@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "gc_polecat.builtin.pool_commands",
     "gc_polecat.builtin.hooks_commands",
     "gc_polecat.builtin.refinery_commands",
+    "gc_polecat.builtin.timeline_command",
     "gc_polecat.builtin.wake_plugin",
 )
 

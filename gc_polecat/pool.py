@@ -1,4 +1,4 @@
-"""Pools: their configuration in `.beads/config.yaml`, and what they hold right now.
+"""Pools: their configuration in the settings file (`Store.settings_path`), and what they hold now.
 
 ```yaml
 pools:
@@ -180,7 +180,7 @@ def require_pool(store: Store, name: str) -> PoolConfig:
     cfg = get_pool(store, name)
     if cfg is None:
         known = ", ".join(sorted(store.config()["pools"])) or "none"
-        raise BadInput(f"unknown pool {name!r} (configured in .beads/config.yaml: {known})")
+        raise BadInput(f"unknown pool {name!r} (configured in {store.settings_name()}: {known})")
     return cfg
 
 
@@ -239,7 +239,9 @@ def init_pool(store: Store, name: str, size: int) -> list[Any]:
         with store.transaction(f"pool {name}: init {len(names)} polecats") as tx:
             for new in names:
                 tx.create(polecats.fields(new, name, str(root / new), ephemeral=False))
-    return [p for p in polecats.of_pool(store, name) if not p.ephemeral]
+    return sorted(
+        (p for p in polecats.of_pool(store, name) if not p.ephemeral), key=lambda p: (p.name, p.id)
+    )
 
 
 def health(
@@ -255,9 +257,9 @@ def health(
     if state == "done":
         if finalizer is None or finalizer.get("metadata", {}).get("last_error"):
             return "zombie"
-        born = dt.datetime.strptime(finalizer["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=dt.UTC
-        )
+        from .bead import parse_time
+
+        born = parse_time(finalizer["created_at"])  # any stored time: imports keep sub-seconds
         return "zombie" if (now - born).total_seconds() > 10 * grace else "cleanup"
     return state
 
@@ -293,6 +295,7 @@ def status(store: Store, providers: Mapping[str, SessionProvider]) -> list[dict[
                 "waiting": 0,
                 "work_ready": len(ready),
                 "work_blocked": len(blocked),
+                "queue": [w["id"] for w in ready],
                 "cleanups": 0,
             }
         return rows[name]
@@ -326,5 +329,8 @@ def status(store: Store, providers: Mapping[str, SessionProvider]) -> list[dict[
             "sandbox": p.sandbox,
             "cleanup": fin["id"] if fin else "",
             "record": {c: p.count(c) for c in polecats.COUNTERS},
+            "since": bead.get("updated_at", ""),
         }
+    for r in rows.values():  # by name, as a person scans them
+        r["polecats"] = dict(sorted(r["polecats"].items(), key=lambda kv: (kv[1]["name"], kv[0])))
     return [rows[n] for n in sorted(rows)]

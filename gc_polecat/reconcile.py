@@ -18,7 +18,9 @@ where demand is the ready, unassigned work routed to the pool. The plan, in the 
 5. sling: ready routed work, while an idle polecat or room under `max_active` exists;
 6. drain: idle live sessions beyond the desired number, longest idle first (past
    `idle_timeout`, unless the pool is above `max_active`). Owners are never drained: a pinned
-   waiter is released only by step 1, through the fallback, never by a shrink;
+   waiter is released only by step 1, through the fallback, never by a shrink. Only sessions
+   the pool launched for a polecat are drained: one started by hand (`session start`,
+   `session register`) counts as live but is the person's to stop;
 7. start: sessions for idle polecats while fewer than `min_active` are alive;
 8. orphan: worktrees under the pool's sandbox root that no polecat owns (a crash between
    `git worktree add` and the commit) are removed when clean and fully pushed.
@@ -135,11 +137,13 @@ def plan(snap: Snapshot, now: dt.datetime, grace: float) -> list[Action]:
     live = [sid for sid, a in snap.alive.items() if a]
     demand = min(len(snap.ready), room)
     desired = max(cfg.min_active, len(owners) + min(demand, max(0, cfg.max_active - len(owners))))
-    idle_live = sorted(  # another machine drains its own sessions
+    idle_live = sorted(  # another machine drains its own; a person stops what they started
         (
             snap.sessions[sid]
             for sid in live
-            if sid not in owners and sessions.is_local(snap.sessions[sid])
+            if sid not in owners
+            and sessions.is_local(snap.sessions[sid])
+            and _started_by_pool(snap.sessions[sid])
         ),
         key=lambda s: (s.bead.get("updated_at", ""), s.id),
     )
@@ -154,6 +158,12 @@ def plan(snap: Snapshot, now: dt.datetime, grace: float) -> list[Action]:
         for p in sessionless[: max(0, cfg.min_active - len(live))]:
             actions.append(Action("start", p.id, f"{len(live)} live < min {cfg.min_active}"))
     return actions
+
+
+def _started_by_pool(s: sessions.Session) -> bool:
+    """Sessions the pool launched for a polecat (sling, a restart, `min_active`) carry the
+    polecat's ID; `session start` and `session register` by hand do not, and are never drained."""
+    return bool(s.bead.get("metadata", {}).get("polecat"))
 
 
 def _at(stamp: str, default: dt.datetime) -> dt.datetime:

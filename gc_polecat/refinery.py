@@ -67,7 +67,10 @@ class RefineryConfig:
 
     def clone(self, root: Path) -> Path:
         if not self.repo:
-            raise BadInput("refinery.repo is not set in .beads/config.yaml (the refinery's clone)")
+            from .config import settings_path
+
+            where = settings_path(root).relative_to(root).as_posix()
+            raise BadInput(f"refinery.repo is not set in {where} (the refinery's clone)")
         path = (root / self.repo).resolve()
         if not (path / ".git").exists():
             raise BadInput(f"refinery.repo: {path} is not a git clone")

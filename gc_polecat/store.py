@@ -40,6 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
 from . import ids
+from .config import (  # the settings files' names stay importable from here
+    CONFIG_PATH,  # noqa: F401
+    DEFAULT_PREFIX,  # noqa: F401
+    OWN_CONFIG_PATH,  # noqa: F401
+    has_settings,
+    settings_path,
+)
 from .errors import BadInput, Conflict, GcPolecatError, NotARepository, NotFound
 from .git import (
     EXEC_MODE,
@@ -57,10 +64,8 @@ if TYPE_CHECKING:
 
     from .catalog import Catalog
 
-CONFIG_PATH = ".beads/config.yaml"
 STATE_DIR = "gc-polecat"  # inside .git: derived, never committed
 LOCK_TIMEOUT = 60.0
-DEFAULT_PREFIX = "gc"
 CAS_RETRIES = 5
 
 
@@ -81,11 +86,17 @@ class CommitResult:
     changes: tuple[BeadChange, ...]
 
 
+def is_repository(root: Path) -> bool:
+    """A git work tree holding either settings file (`.beads/gc-polecat.yaml` in a bd project,
+    `.beads/config.yaml` otherwise)."""
+    return (root / ".git").is_dir() and has_settings(root)
+
+
 def find_root(start: Path) -> Path:
     """The nearest enclosing directory that is a beads repository."""
     start = start.resolve()
     for candidate in (start, *start.parents):
-        if (candidate / CONFIG_PATH).is_file() and (candidate / ".git").is_dir():
+        if is_repository(candidate):
             return candidate
     raise NotARepository(f"not a beads repository (or any parent): {start}; run `gc-polecat init`")
 
@@ -97,7 +108,7 @@ def resolve_root(repo: str | os.PathLike[str] | None) -> Path:
     if repo is None:
         return find_root(Path.cwd())
     root = Path(repo).expanduser().resolve()
-    if not (root / CONFIG_PATH).is_file() or not (root / ".git").is_dir():
+    if not is_repository(root):
         raise NotARepository(f"not a beads repository: {root}; run `gc-polecat init {root}`")
     return root
 
@@ -107,6 +118,28 @@ def actor(git_config_name: str | None = None) -> str:
     return (
         os.environ.get("GC_AGENT") or os.environ.get("BD_ACTOR") or git_config_name or "gc-polecat"
     )
+
+
+AGENT_EMAIL_DOMAIN = "agents.gc-polecat.invalid"  # RFC 2606: can never be a real address
+
+
+def author_identity(git_name: str | None, git_email: str | None) -> bytes:
+    """Who commits: an agent (GC_AGENT, else BD_ACTOR) as `NAME <NAME@agents.gc-polecat.invalid>`
+    unless GC_AGENT_EMAIL names its address, so `git log` tells agents apart; otherwise git's
+    own user.name and user.email. Characters git cannot hold in an ident are dropped."""
+    agent = os.environ.get("GC_AGENT") or os.environ.get("BD_ACTOR")
+    name = _ident(agent or git_name or "gc-polecat")
+    if agent:
+        local = re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.") or "agent"
+        email = _ident(os.environ.get("GC_AGENT_EMAIL") or f"{local}@{AGENT_EMAIL_DOMAIN}")
+    else:
+        email = _ident(git_email or "gc-polecat@localhost")
+    return f"{name} <{email}>".encode()
+
+
+def _ident(text: str) -> str:
+    """git's ident rules: no angle brackets or line ends (they would forge the header)."""
+    return " ".join(re.sub(r"[<>]", "", text).split()) or "unknown"  # split() takes \n, \t
 
 
 class Store:
@@ -125,7 +158,7 @@ class Store:
         self._author: bytes | None = None
         self._git_users: dict[bytes, str | None] = {}
         self._config: dict[str, Any] | None = None
-        self._config_stamp: tuple[int, int, int] | None = None
+        self._config_stamp: tuple[int, int, int, str] | None = None
         self._lock = None
 
     # --- set-up -----------------------------------------------------------------------------
@@ -134,14 +167,20 @@ class Store:
     def init(
         cls,
         path: str | os.PathLike[str],
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str | None = None,
         pm: pluggy.PluginManager | None = None,
     ) -> Store:
-        """Make `path` a beads repository (git init if needed); idempotent for the same prefix."""
-        ids.validate_prefix(prefix)
+        """Make `path` a beads repository (git init if needed). An existing one (a fresh clone
+        too) keeps its prefix; a bd project gets `.beads/gc-polecat.yaml` beside bd's files.
+        Everything is decided before anything is written; nothing changed, no commit."""
+        from .config import plan_init
+
+        if prefix is not None:
+            ids.validate_prefix(prefix)
         root = Path(path).expanduser().resolve()
         if root.exists() and not root.is_dir():
             raise BadInput(f"not a directory: {root}")
+        plan = plan_init(root, prefix)
         root.mkdir(parents=True, exist_ok=True)
         if not (root / ".git").is_dir():
             from dulwich.repo import Repo
@@ -149,17 +188,16 @@ class Store:
             Repo.init(str(root))
         store = cls(root, pm=pm)
         store._configure_git()
-        existing = store._read_config(missing_ok=True)
-        if existing is not None:
-            if existing.get("prefix") != prefix:
-                raise BadInput(
-                    f"{root} is already a beads repository with prefix {existing.get('prefix')!r}"
-                )
-            return store
-        content = f"# gc-polecat beads repository\nprefix: {prefix}\n".encode()
-        with store.transaction(f"gc-polecat: init beads repository (prefix {prefix})") as tx:
-            tx.write_file(CONFIG_PATH, content)
-            tx.write_file(f"{ids.BEADS_DIR}/README.md", _BEADS_README.encode())
+        content = plan.content
+        if content is None:  # settings kept; committed as they are if nobody committed them yet
+            if store.git.lookup(store.head_tree(), plan.path) is not None:
+                return store
+            content = (root / plan.path).read_bytes()
+        readme = f"{ids.BEADS_DIR}/README.md"
+        with store.transaction(f"gc-polecat: init beads repository (prefix {plan.prefix})") as tx:
+            tx.write_file(plan.path, content)
+            if store.git.lookup(tx.base_tree, readme) is None:
+                tx.write_file(readme, _BEADS_README.encode())
         return store
 
     def _configure_git(self) -> None:
@@ -171,23 +209,22 @@ class Store:
         config.set(b"core", b"splitIndex", b"true")
         config.write_to_path()
 
-    def _read_config(self, missing_ok: bool = False) -> dict[str, Any] | None:
-        path = self.root / CONFIG_PATH
-        if not path.is_file():
-            if missing_ok:
-                return None
-            raise NotARepository(f"not a beads repository: {self.root}")
-        text = path.read_text()
-        match = re.search(r"^prefix:\s*['\"]?([a-z][a-z0-9-]*)['\"]?\s*$", text, re.M)
-        return {"prefix": match.group(1) if match else None}
+    def settings_path(self) -> Path:
+        """The settings file in use: `.beads/gc-polecat.yaml` if it exists (a bd project), else
+        `.beads/config.yaml` (docs/formats.md, "Settings")."""
+        return settings_path(self.root)
+
+    def settings_name(self) -> str:
+        """The settings file as messages name it (`.beads/config.yaml`)."""
+        return self.settings_path().relative_to(self.root).as_posix()
 
     def config(self) -> dict[str, Any]:
-        """`.beads/config.yaml`, validated: unknown keys and bad values are named errors.
-        Re-read when the file changes, so a long-running controller sees a pool resized."""
-        path = self.root / CONFIG_PATH
+        """The settings, validated: unknown keys and bad values are named errors. Re-read when
+        the file changes, so a long-running controller sees a pool resized."""
+        path = self.settings_path()
         try:
             st = path.stat()
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino, str(path))
         except OSError:
             stamp = None
         if self._config is None or self._config_stamp != stamp:
@@ -199,9 +236,11 @@ class Store:
 
     @property
     def prefix(self) -> str:
+        """The ID prefix of new beads: the settings file's `prefix`, by the same parser."""
         if self._prefix is None:
-            cfg = self._read_config() or {}
-            self._prefix = ids.validate_prefix(cfg.get("prefix") or DEFAULT_PREFIX)
+            from .config import load_prefix
+
+            self._prefix = load_prefix(self.settings_path())
         return self._prefix
 
     @property
@@ -241,10 +280,9 @@ class Store:
         return actor(self._git_user(b"name"))
 
     def author(self) -> bytes:
-        """Author and committer of our commits: the actor, with git's user.email."""
+        """Author and committer of our commits: `NAME <EMAIL>` (see `author_identity`)."""
         if self._author is None:
-            email = self._git_user(b"email") or "gc-polecat@localhost"
-            self._author = f"{self.actor()} <{email}>".encode()
+            self._author = author_identity(self._git_user(b"name"), self._git_user(b"email"))
         return self._author
 
     # --- reading ----------------------------------------------------------------------------
@@ -328,17 +366,20 @@ class Store:
     def _commit(self, tx: Transaction) -> CommitResult:
         self._refuse_links(tx.files)
         git = self.git
-        blobs = {
-            path: (git.add_blob(data) if data is not None else None)
-            for path, data in tx.files.items()
-        }
         base = tx.base
         message = tx.commit_message()
-        for _ in range(CAS_RETRIES):
+        with git.batch():  # one pack, not thousands of loose objects, for a large import
+            blobs = {
+                path: (git.add_blob(data) if data is not None else None)
+                for path, data in tx.files.items()
+            }
             tree = git.edit_tree(git.commit_tree(base), blobs)
             commit = git.make_commit(tree, base, self.author(), message)
+        written = {sha: tx.files[path] for path, sha in blobs.items() if sha is not None}
+        for _ in range(CAS_RETRIES):
             crash_point("objects-written")
-            if self._publish(tx.ref, base, commit, list(blobs), f"gc-polecat: {message}"):
+            reflog = f"gc-polecat: {message}"
+            if self._publish(tx.ref, base, commit, list(blobs), reflog, written):
                 break
             # Someone outside gc-polecat moved the branch (a person's `git commit`): rebase our
             # files onto it unless they touched the same paths.
@@ -348,13 +389,21 @@ class Store:
             if touched:
                 raise Conflict(f"{touched[0]} changed outside gc-polecat during this write; retry")
             base = moved
+            tree = git.edit_tree(git.commit_tree(base), blobs)
+            commit = git.make_commit(tree, base, self.author(), message)
         else:
             raise Conflict("the branch kept moving during this write; retry")
         self._update_catalog(tx.base if base == tx.base else None, commit, tx, blobs)
         return CommitResult(commit.decode(), message, tuple(tx.changes()))
 
     def _publish(
-        self, ref: bytes, old: bytes | None, new: bytes, paths: list[str], reflog: str
+        self,
+        ref: bytes,
+        old: bytes | None,
+        new: bytes,
+        paths: list[str],
+        reflog: str,
+        written: dict[bytes, bytes] | None = None,
     ) -> bool:
         """Make `new` the branch, with its files in the work tree and the index, or change
         nothing (False: the branch is no longer at `old`). Lock order, as git's `commit`:
@@ -383,7 +432,7 @@ class Store:
                         return False
                     self._refuse_local_changes(old_tree, new_tree, paths)
                     written = True
-                    self._write_and_move(ref_lock, new, old_tree, new_tree, paths, reflog)
+                    self._write_and_move(ref_lock, new, old_tree, new_tree, paths, reflog, written)
                     crash_point("ref-moved")
                 finally:
                     ref_lock.release()
@@ -401,11 +450,13 @@ class Store:
         new_tree: bytes | None,
         paths: list[str],
         reflog: str,
+        written: dict[bytes, bytes] | None = None,
     ) -> None:
         """Steps 7 and 8: the files, the index, then the ref. A failure before the ref moved
-        is undone here and reported as "nothing was written"."""
+        is undone here and reported as "nothing was written". `written`: blobs' content by
+        SHA, for the work tree (they need not be read back)."""
         try:
-            self._sync_worktree(new_tree, paths)
+            self._sync_worktree(new_tree, paths, written)
             crash_point("index-written")
             ref_lock.move(new, self.author(), reflog)  # the commit point
         except BaseException as exc:
@@ -494,17 +545,21 @@ class Store:
         """Refuse, before anything is written, a path whose parent in the work tree is a
         symlink or a file: a committed `beads/4 -> /elsewhere` must never carry a bead file
         out of the repository (docs/security.md)."""
+        root = str(self.root)
+        checked: set[str] = set()  # directories already seen to be real ones (large imports)
         for path in paths:
-            parent = self.root
+            where = ""
             for part in path.split("/")[:-1]:
-                parent = parent / part
+                where = f"{where}/{part}" if where else part
+                if where in checked:
+                    continue
                 try:
-                    mode = os.lstat(parent).st_mode
+                    mode = os.lstat(f"{root}/{where}").st_mode
                 except FileNotFoundError:
                     break
                 if not stat.S_ISDIR(mode):
-                    where = parent.relative_to(self.root)
                     raise BadInput(f"refusing to write {path}: {where} is not a directory")
+                checked.add(where)
 
     def _journal_path(self) -> Path:
         return self.state_dir / "journal.json"
@@ -532,37 +587,97 @@ class Store:
         }
         self._journal_path().write_bytes(json.dumps(data).encode())
 
-    def _sync_worktree(self, tree: bytes | None, paths: list[str]) -> None:
+    def _sync_worktree(
+        self, tree: bytes | None, paths: list[str], written: dict[bytes, bytes] | None = None
+    ) -> None:
         """Make the work tree files and the index match `tree` for `paths`, modes kept: our
         own writes are bead files, but `sync` and the recovery of its journal also bring in
-        what others committed with plain git (executables, symlinks, submodules)."""
+        what others committed with plain git (executables, symlinks, submodules). `written`
+        holds the content of blobs just written (by SHA), which need not be read back.
+
+        Removals go first, deepest first, so a directory that becomes a file (or a file that
+        becomes a directory) is emptied before its replacement is written. No symlink in the
+        work tree is ever followed: a parent that is not a real directory is never written
+        through, and anything still in the way of a write (only an untracked leftover can be:
+        `sync` refuses those up front, see layout.check_worktree) is moved aside under
+        `.git/gc-polecat/displaced/`, never deleted, so this can always finish."""
         from .gitindex import update_index
 
         git = self.git
         index_changes: dict[str, tuple[bytes, int] | None] = {}
-        tmp = self.state_dir / "tmp"
-        for path in paths:
+        found = {path: git.lookup(tree, path) for path in paths}
+        gone = [p for p, f in found.items() if f is None or f[0] == TREE_MODE]
+        for path in sorted(gone, key=lambda p: p.count("/"), reverse=True):
             target = self.root / path
-            found = git.lookup(tree, path)
-            if found is None or found[0] == TREE_MODE:
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            if _real_parent(self.root, target):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
                     target.unlink()
                 _prune_empty_dirs(target.parent, self.root)
-                index_changes[path] = None
+            index_changes[path] = None
+            crash_point("file-written")
+        tmp = str(self.state_dir / "tmp")
+        written = written or {}
+        checked: set[str] = set()  # directories already made real in this call
+        for path, entry in found.items():
+            if entry is None or entry[0] == TREE_MODE:
+                continue
+            mode, sha = entry
+            target = self._clear_way(path, keep_dir=mode == GITLINK_MODE, checked=checked)
+            if mode == GITLINK_MODE:
+                if not target.is_dir() or target.is_symlink():
+                    with contextlib.suppress(FileNotFoundError):
+                        self._displace(target)
+                    target.mkdir()
+            elif mode == LINK_MODE:
+                target.unlink(missing_ok=True)
+                os.symlink(os.fsdecode(git.blob(sha)), target)
             else:
-                mode, sha = found
-                if mode == GITLINK_MODE:
-                    target.mkdir(parents=True, exist_ok=True)
-                elif mode == LINK_MODE:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.unlink(missing_ok=True)
-                    os.symlink(os.fsdecode(git.blob(sha)), target)
-                else:
-                    mode_bits = 0o755 if mode == EXEC_MODE else 0o644
-                    atomic_write(target, git.blob(sha), tmp, mode_bits)
-                index_changes[path] = (bytes.fromhex(sha.decode()), mode)
+                mode_bits = 0o755 if mode == EXEC_MODE else 0o644
+                data = written.get(sha)
+                atomic_write(
+                    target, git.blob(sha) if data is None else data, tmp, mode_bits, checked
+                )
+            index_changes[path] = (bytes.fromhex(sha.decode()), mode)
             crash_point("file-written")
         update_index(self.root, self.git_dir, index_changes)
+
+    def _clear_way(
+        self, path: str, keep_dir: bool = False, checked: set[str] | None = None
+    ) -> Path:
+        """The work-tree path for `path`, its parents made real directories (a symlink or file
+        in their place is moved aside, never followed) and, unless `keep_dir` (a submodule's
+        checkout), no directory left at the path itself. `checked` holds directories already
+        made real by this caller (thousands of files share a few hundred shard directories)."""
+        parent = str(self.root)
+        *dirs, name = path.split("/")
+        for part in dirs:
+            parent = f"{parent}/{part}"
+            if checked is not None and parent in checked:
+                continue
+            if checked is not None:
+                checked.add(parent)
+            try:
+                mode = os.lstat(parent).st_mode
+            except FileNotFoundError:
+                os.mkdir(parent)
+                continue
+            if not stat.S_ISDIR(mode):
+                self._displace(Path(parent))
+                os.mkdir(parent)
+        target = Path(parent, name)
+        with contextlib.suppress(FileNotFoundError):
+            if not keep_dir and stat.S_ISDIR(os.lstat(target).st_mode):
+                try:
+                    target.rmdir()
+                except OSError:
+                    self._displace(target)
+        return target
+
+    def _displace(self, path: Path) -> None:
+        """Move something in the way of a write under `.git/gc-polecat/displaced/`."""
+        aside = self.state_dir / "displaced" / str(time.time_ns()) / path.relative_to(self.root)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, aside)
 
     def _recover(self) -> None:
         """Finish a write whose writer died: the ref decides which state wins (module docstring).
@@ -661,6 +776,18 @@ def _worktree_blob(target: Path) -> bytes | None:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().encode()
 
 
+def _real_parent(root: Path, target: Path) -> bool:
+    """Whether every directory between `root` and `target` is a real directory (no symlink):
+    only then does an operation on `target` stay inside the work tree."""
+    for parent in reversed(target.relative_to(root).parents[:-1]):
+        try:
+            if not stat.S_ISDIR(os.lstat(root / parent).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
 def _prune_empty_dirs(directory: Path, root: Path) -> None:
     while directory != root and directory.is_relative_to(root):
         try:
@@ -723,9 +850,13 @@ class Transaction:
         """Stage a non-bead repository file (config, README)."""
         self.files[path] = data
 
-    def put(self, new: beadmod.Bead, summary: str | None = None) -> beadmod.Bead:
-        """Stage a whole bead (validated); the building block of every other change."""
-        clean = beadmod.normalize(new)
+    def put(
+        self, new: beadmod.Bead, summary: str | None = None, *, normalized: bool = False
+    ) -> beadmod.Bead:
+        """Stage a whole bead (validated); the building block of every other change.
+        `normalized`: the caller passes `normalize`'s own result (a bulk import), not checked
+        twice."""
+        clean = new if normalized else beadmod.normalize(new)
         bid = clean["id"]
         if bid not in self._before:
             self._before[bid] = self.get(bid)
@@ -864,7 +995,8 @@ class Transaction:
         if ids.child_depth(parent) >= 3:
             raise BadInput(f"{parent} is already three levels deep; children cannot nest further")
         leaf_dir = ids.id_path(parent).rsplit("/", 1)[0]
-        siblings = {n[: -len(".yaml")] for n in self.store.git.list_dir(self.base_tree, leaf_dir)}
+        names = self.store.git.list_dir(self.base_tree, leaf_dir)
+        siblings = {ids.name_id(n) or n for n in names}
         siblings |= {b for b, v in self._beads.items() if v is not None}
         numbers = [
             int(s[len(parent) + 1 :])

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
-from . import ids
+from . import ids, layout
 from .errors import BadInput, Conflict, GcPolecatError, InvalidBead
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ PRIVATE_REFS = "refs/gc-polecat/sync/"  # where fetched tips are kept (one ref p
 GIT_TIMEOUT = 120.0
 VERDICT_LABEL = "gc:verdict"  # verdict.VERDICT_LABEL, without importing the lifecycle here
 _MISSING: Any = object()
+T = beadmod.time_key  # times compare by instant (sub-second ones from imports included)
 # a refused push worth another round: the remote moved on, or another push held its ref lock
 _RETRYABLE = ("fetch first", "non-fast-forward", "stale info", "lock", "failed to update ref")
 
@@ -172,6 +173,7 @@ def fetch(store: Store, remote: Remote, branch: str) -> bytes | None:
         "--quiet",
         "--no-tags",
         "--no-write-fetch-head",
+        "--refmap=",  # no remote-tracking ref names an unchecked tip (see track)
         remote.name,
         f"+refs/heads/{branch}:{remote.private_ref}",
     )
@@ -183,6 +185,18 @@ def fetch(store: Store, remote: Remote, branch: str) -> bytes | None:
     if tip is None:  # pragma: no cover - git said it wrote the ref
         raise GcPolecatError(f"fetch from {remote.name} wrote no {remote.private_ref}")
     return tip
+
+
+def track(store: Store, remote: Remote, branch: str, tip: bytes) -> None:
+    """Once a fetched tip is accepted: move `refs/remotes/<remote>/<branch>` to it, as the
+    fetch itself would have, if that remote-tracking ref exists (a refused tip never gets a
+    ref, so `git fsck` and `git gc` in the clone never meet it)."""
+    if remote.name == remote.url:  # a URL or a path: git keeps no remote-tracking ref for it
+        return
+    ref = f"refs/remotes/{remote.name}/{branch}"
+    current = store.git.ref_value(ref.encode())
+    if current is not None and current != tip:
+        _git(store, "update-ref", ref, tip.decode(), current.decode())
 
 
 def push(store: Store, remote: Remote, branch: str, commit: bytes) -> bool:
@@ -222,7 +236,7 @@ def _pick(base: Any, ours: Any, theirs: Any, ours_wins: bool) -> Any:
 def _content_key(bead: beadmod.Bead) -> tuple[str, bytes]:
     """Later `updated_at` wins content; equal times fall back to the file bytes, so the result
     never depends on which machine merges (merge_beads is symmetric)."""
-    return bead["updated_at"], beadmod.dump(bead)
+    return beadmod.time_key(bead["updated_at"]), beadmod.dump(bead)
 
 
 def _is_verdict(bead: beadmod.Bead) -> bool:
@@ -283,7 +297,7 @@ def merge_beads(
     if _is_verdict(ours) or _is_verdict(theirs):
         kept = min(
             (b for b in (ours, theirs) if _is_verdict(b)),
-            key=lambda b: (b["created_at"], b["updated_at"], beadmod.dump(b)),
+            key=lambda b: (T(b["created_at"]), T(b["updated_at"]), beadmod.dump(b)),
         )
         return kept, [
             f"{bid}: verdicts are immutable and the two sides differ; "
@@ -312,7 +326,7 @@ def merge_beads(
     if os_ != ts:
         ours_state = status == os_
     elif status == "closed" and ours["closed_at"] != theirs["closed_at"]:
-        ours_state = ours["closed_at"] > theirs["closed_at"]
+        ours_state = T(ours["closed_at"]) > T(theirs["closed_at"])
 
     out: dict[str, Any] = {}
     special = {"id", "status", "closed_at", "close_reason", "updated_at", "created_at"}
@@ -335,14 +349,14 @@ def merge_beads(
                 ours_wins,
             )
         else:
-            src = max(closers, key=lambda x: x["closed_at"])
+            src = max(closers, key=lambda x: T(x["closed_at"]))
             out["closed_at"], out["close_reason"] = src["closed_at"], get(src, "close_reason")
-    out["updated_at"] = max(ours["updated_at"], theirs["updated_at"])
+    out["updated_at"] = max(ours["updated_at"], theirs["updated_at"], key=T)
     for key in ("created_at", "started_at"):
         values = [v for v in (get(ours, key), get(theirs, key)) if v is not _MISSING]
         picked = _pick(get(b, key), get(ours, key), get(theirs, key), ours_wins)
         if picked is not _MISSING and len(values) == 2 and values[0] != values[1]:
-            picked = min(values)  # a conflict: the earlier moment is the true one
+            picked = min(values, key=T)  # a conflict: the earlier moment is the true one
         out[key] = picked
     out["labels"] = _merge_list(
         b.get("labels", []), ours.get("labels", []), theirs.get("labels", []), ours_wins
@@ -551,6 +565,23 @@ def _bead_changes(
     return out
 
 
+def _check_remote_tree(store: Store, tip: bytes, local: bytes | None, label: str) -> None:
+    """Refuse, before anything is planned or written, a remote commit whose tree leaves the
+    beads layout (layout.check_tree: `.git`, `..`, bad names, symlinks, submodules)."""
+    from dulwich.objects import Commit
+
+    git = store.git
+    commit = git.store[tip]
+    if not isinstance(commit, Commit):
+        raise BadInput(f"refusing {label}'s tip {tip.decode()[:12]}: not a commit")
+    try:
+        layout.check_tree(git, commit.tree, git.commit_tree(local))
+    except BadInput as exc:
+        raise BadInput(
+            f"refusing {label}'s commit {tip.decode()[:12]}, outside the beads layout: {exc}"
+        ) from None
+
+
 def integrate(
     store: Store, remote_tip: bytes | None, label: str = "remote", *, announce: bool = True
 ) -> Integration:
@@ -565,12 +596,15 @@ def integrate(
             ref, local = store.head()
             if remote_tip is None:
                 return Integration(local, local, "up-to-date")
+            if remote_tip != local:
+                _check_remote_tree(store, remote_tip, local, label)
             done = _plan(store, local, remote_tip)
             if done.new == local:
                 return done
             assert done.new is not None
             old_tree, new_tree = git.commit_tree(local), git.commit_tree(done.new)
             paths = [path for path, _ in git.changed_paths(old_tree, new_tree)]
+            layout.check_worktree(store.root, git, old_tree, new_tree, paths)
             # the store's write protocol (locks, journal, work tree, index, then the ref)
             if not store._publish(ref, local, done.new, paths, f"gc-polecat: sync {label}"):
                 continue  # someone moved the branch with plain git: plan again
@@ -660,9 +694,16 @@ def sync(
     with _sync_lock(store):
         for attempt in range(1, attempts + 1):
             result.attempts = attempt
+            previous = store.git.ref_value(target.private_ref.encode())
             tip = fetch(store, target, branch)
             result.fetched = tip.decode() if tip else None
-            done = integrate(store, tip, target.name, announce=False)
+            try:
+                done = integrate(store, tip, target.name, announce=False)
+            except BadInput:  # refused: even the fetched ref is put back
+                _restore_ref(store, target.private_ref, previous)
+                raise
+            if tip is not None:
+                track(store, target, branch, tip)
             try:  # push first, announce after: a shorter window for another clone to push in
                 local = store.head()[1]
                 if not push_changes or local is None or local == tip:
@@ -691,6 +732,13 @@ def sync(
     result.incoming, result.merged = list(incoming), list(merged)
     result.conflicts = list(conflicts)
     return result
+
+
+def _restore_ref(store: Store, ref: str, value: bytes | None) -> None:
+    if value is None:
+        _git(store, "update-ref", "-d", ref)
+    else:
+        _git(store, "update-ref", ref, value.decode())
 
 
 class ControllerSync:

@@ -165,6 +165,16 @@ class AwaitResult:
     code: int
     payload: dict[str, Any]
 
+    def summary(self) -> str:
+        """The one line `await` prints: `gc-rb2: fix needed (tests): test_login fails`."""
+        words = {0: "merged", 10: "fix needed", 20: "ended without a verdict", 30: "still pending"}
+        line = f"{self.payload['wait']}: {words[self.code]}"
+        if self.code == EXIT_FIX_NEEDED:
+            verdict = self.payload.get("verdict") or {}
+            kind = verdict.get("metadata", {}).get("failure_type")
+            line += f" ({kind}): {verdict.get('description', '')}"
+        return line
+
 
 def find_wait(
     store: Store, wait_id: str | None, work_id: str | None, session_id: str | None
@@ -230,7 +240,7 @@ def moved_on(store: Store, wait: Bead) -> bool:
     return str(session.epoch) != meta.get("registered_epoch")
 
 
-def _settled(store: Store, wait: Bead, epoch: int | None, me: str) -> AwaitResult | None:
+def settled(store: Store, wait: Bead, epoch: int | None, me: str) -> AwaitResult | None:
     """The answer if the wait has one for this caller, else None (still pending)."""
     meta = wait.get("metadata", {})
     st = state(wait)
@@ -270,7 +280,7 @@ def await_verdict(
     with Doorbell(store.state_dir / "wake", keys) as bell:
         while True:
             current = store.get(wait["id"])
-            result = _settled(store, current, epoch, me)
+            result = settled(store, current, epoch, me)
             if result is not None:
                 return result
             if deadline is not None and time.monotonic() >= deadline:

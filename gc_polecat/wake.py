@@ -29,19 +29,24 @@ then read state from git, then wait; a ring committed after the bind is queued f
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
 import os
 import select
 import socket
 import stat
 import time
-from collections.abc import Iterable
-from pathlib import Path
-from types import TracebackType
 
 from .errors import BadInput, GcPolecatError
+
+# This module is imported by the slim waiter (waiter.py) that a blocked `await` becomes, so it
+# imports nothing heavy at run time: pathlib, hashlib, typing and contextlib cost a waiter ~2
+# MiB each among hundreds (docs/performance.md). Annotation-only names are imported for
+# type checkers alone.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+    from types import TracebackType
 
 MAX_KEY_LEN = 100
 MAX_PAYLOAD = 1024
@@ -123,6 +128,8 @@ class Doorbell:
     @property
     def paths(self) -> tuple[Path, ...]:
         """The socket files this doorbell listens on (one per key)."""
+        from pathlib import Path
+
         return tuple(Path(p) for p in self._paths)
 
     def wait(self, timeout: float | None) -> list[str]:
@@ -152,10 +159,8 @@ class Doorbell:
         for sock in sockets:
             sock.close()
         for path in paths:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            with contextlib.suppress(OSError):  # ENOTEMPTY while another listener uses it
-                os.rmdir(os.path.dirname(path))
+            _quietly(os.unlink, path)
+            _quietly(os.rmdir, os.path.dirname(path))  # ENOTEMPTY while another listener uses it
 
     def __enter__(self) -> Doorbell:
         return self
@@ -170,8 +175,10 @@ class Doorbell:
 
     def __del__(self) -> None:
         # Best effort for a forgotten close(); ring() would remove the socket later anyway.
-        with contextlib.suppress(Exception):
+        try:  # noqa: SIM105 - contextlib is kept out of the slim waiter (module docstring)
             self.close()
+        except Exception:  # at interpreter exit anything may be gone
+            pass
 
     def _drain(self) -> list[str]:
         """Read every queued datagram without blocking."""
@@ -196,6 +203,8 @@ def _key_dir(real_wake_dir: str, key: str) -> str:
     direct = os.path.join(real_wake_dir, key)
     if len(os.fsencode(direct)) + 1 + _MAX_SOCKET_NAME <= MAX_SOCKET_PATH:
         return direct
+    import hashlib  # only for long paths: kept out of the waiter's memory otherwise
+
     digest = hashlib.sha1(os.fsencode(real_wake_dir) + b"\0" + key.encode()).hexdigest()[:20]
     return os.path.join(_fallback_root(), digest)
 
@@ -281,9 +290,19 @@ def _send(sender: socket.socket, path: str, data: bytes) -> bool:
 
 def _remove_stale(path: str) -> None:
     """Unlink a socket file nobody listens on; leave any other kind of file alone."""
-    with contextlib.suppress(OSError):
+    try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
+    except OSError:
+        pass
+
+
+def _quietly(call: object, path: str) -> None:
+    """`call(path)`, where failing (the file is gone, the directory in use) is fine."""
+    try:  # noqa: SIM105 - contextlib is kept out of the slim waiter (module docstring)
+        call(path)  # type: ignore[operator]
+    except OSError:
+        pass
 
 
 def _poll_ms(seconds: float | None) -> int:

@@ -16,8 +16,7 @@ while :; do
   commit=$(printf '%040d' "$attempt")
   out=$("$python" -m gc_polecat submit "$work" --branch "polecat/test/$work" --commit "$commit") || {
     echo "submit-failed $attempt" >> "$evidence"; exit 3; }
-  wait_id=${out#* }
-  "$python" -m gc_polecat await "$wait_id" --timeout 120 > /dev/null
+  "$python" -m gc_polecat await --work "$work" --timeout 120 > /dev/null
   code=$?
   echo "$attempt $code $$ $GC_SESSION_ID $GC_CONTINUATION_EPOCH $(pwd) $(tty 2>/dev/null || echo -)" >> "$evidence"
   case $code in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -46,6 +47,13 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout
+
+
+def submitted_ids(output: str) -> tuple[str, str]:
+    """(submission, wait) from `submit`'s human output: `submission S, wait W (attempt N)`."""
+    m = re.match(r"submission (\S+), wait (\S+) \(attempt \d+\)\n", output)
+    assert m, f"not submit's output: {output!r}"
+    return m.group(1), m.group(2)
 
 
 def wait_for(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:

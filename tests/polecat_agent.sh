@@ -16,7 +16,7 @@ while :; do
     git add -A && git commit -qm "polecat: $work" && git push -q origin "$branch" 2>/dev/null
     commit=$(git rev-parse HEAD)
     out=$("$py" -m gc_polecat submit "$work" --branch "$branch" --commit "$commit") || break
-    "$py" -m gc_polecat await "${out#* }" --timeout 300 > /dev/null
+    "$py" -m gc_polecat await --work "$work" --timeout 300 > /dev/null
     code=$?
     echo "$work $code $$ $GC_SESSION_ID $GC_POLECAT_NAME $(pwd)" >> "$EVIDENCE"
     case $code in

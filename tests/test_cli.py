@@ -18,7 +18,8 @@ def create(cli: Cli, *args: str) -> str:
 
 def test_walkthrough_create_update_close(cli: Cli, repo: Path) -> None:
     bid = create(
-        cli, "Fix the thing", "-p", "P1", "-l", "a,b", "-m", "branch=polecat/x", "-d", "two\nlines"
+        cli, "Fix the thing", "-p", "P1", "-l", "a,b", "--set-metadata", "branch=polecat/x",
+        "-d", "two\nlines",
     )
     shown = json.loads(cli("bead", "show", bid, "--json").output)
     assert shown[0]["priority"] == 1 and shown[0]["labels"] == ["a", "b"]
@@ -65,7 +66,7 @@ def test_list_filters(cli: Cli) -> None:
 
 
 def test_update_labels_and_metadata(cli: Cli) -> None:
-    bid = create(cli, "x", "-l", "one", "-m", "k=v")
+    bid = create(cli, "x", "-l", "one", "--set-metadata", "k=v")
     cli(
         "bead",
         "update",
@@ -116,11 +117,11 @@ def test_child_and_explicit_ids(cli: Cli) -> None:
         (["bead", "create", "x", "--type", "wisp"], "'wisp' is not one of"),
         (["bead", "create", "x", "-p", "7"], "not a priority"),
         (["bead", "create", "x", "--timeout", "soon"], "not a duration"),
-        (["bead", "create", "x", "-m", "novalue"], "not key=value"),
+        (["bead", "create", "x", "--set-metadata", "novalue"], "not key=value"),
         (["bead", "create", "x", "--parent", "../p"], "invalid bead ID"),
         (["bead", "create", "x", "--deps", "blocks:gc-nope"], "no bead gc-nope"),
         (["bead", "create", "x" * 501], "longer than 500"),
-        (["bead", "list", "--limit", "0"], "0 is not in the range"),
+        (["bead", "list", "--limit", "-1"], "-1 is not in the range"),
         (["bead", "close", "gc-zzzz"], "no bead gc-zzzz"),
         (["bead", "dep", "add", "gc-a1", "gc-a1"], "cannot depend on itself"),
         (["bead", "dep", "add", "gc-a1", "gc-b2"], "no bead gc-"),
@@ -208,7 +209,7 @@ def test_help_and_version() -> None:
 @pytest.mark.parametrize(
     ("make", "args", "needle"),
     [
-        (None, ["--prefix", "Bad_Prefix"], "invalid prefix"),
+        (None, ["--prefix", "Bad.Prefix"], "invalid prefix"),  # upper case and _ are bd's
         (None, ["--prefix", "../x"], "invalid prefix"),
         ("file", [], "is a file"),
     ],

@@ -450,7 +450,7 @@ BAD_CALLS = [
     # (argv, stdin, what the one-line message says)
     (["get", "../x"], "", "invalid bead id"),
     (["get", "gc-abc/../../x"], "", "invalid bead id"),
-    (["get", "GC-ABC"], "", "invalid bead id"),
+    (["get", "gc-a\\b"], "", "invalid bead id"),
     (["get", ""], "", "invalid bead id"),
     (["get", "gc-abc\n"], "", "invalid bead id"),
     (["get"], "", "usage: get"),
@@ -507,7 +507,7 @@ BAD_CALLS = [
     (["dep-list", "EXISTING", "sideways"], "", "direction"),
     (["dep-list", "gc-zzzz", "down"], "", "not found"),
     (["init", "/dev/null"], "", "not a directory"),
-    (["init", "DIR", "Bad_Prefix"], "", "invalid prefix"),
+    (["init", "DIR", "Bad.Prefix"], "", "invalid prefix"),
     ([""], "", "usage"),
 ]
 

@@ -19,7 +19,7 @@ from gc_polecat.plugins import make_plugin_manager
 from gc_polecat.providers import get_providers
 from gc_polecat.store import Store
 
-from .conftest import Cli, git
+from .conftest import Cli, git, submitted_ids
 
 
 def sh(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -90,10 +90,10 @@ class City:
         """A work item assigned to the session and submitted as `branch` at `sha`."""
         work = self.run("bead", "create", f"Work on {branch}").strip()
         self.run("bead", "update", work, "--status", "in_progress", "--assignee", self.session)
-        sub = self.run(
+        sub, _ = submitted_ids(self.run(
             "submit", work, "--branch", branch, "--commit", sha, "--target", target,
             "--session", self.session,
-        ).split()[0]  # fmt: skip
+        ))  # fmt: skip
         return work, sub
 
     def assert_merged(self, work: str, sub: str, merge_commit: str, hook: str) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import Cli
+from .conftest import Cli, submitted_ids
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_a_waiter_on_another_host_is_judged_only_there(
     work = cli("bead", "create", "w").output.strip()
     cli("bead", "update", work, "--status", "in_progress", "--assignee", session)
     sub = cli("submit", work, "--branch", "b", "--commit", "a" * 40, "--session", session)
-    sub_id, wait_id = sub.output.split()
+    sub_id, wait_id = submitted_ids(sub.output)
     subprocess.run(["kill", "-9", str(dead_pid)])  # the process dies on machine b
 
     monkeypatch.setenv("GC_POLECAT_HOST", "machine-a")  # the refinery's machine

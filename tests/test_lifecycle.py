@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, assert_clean, configure, git, wait_for
+from .conftest import ROOT, assert_clean, configure, git, submitted_ids, wait_for
 
 AGENT = ROOT / "tests" / "agent.sh"
 
@@ -252,10 +252,11 @@ def manual(city: City) -> tuple[City, str, str, dict[str, str]]:
 def submit(
     city: City, work: str, env: dict[str, str], commit: str = "a" * 40, *extra: str
 ) -> tuple[str, str]:
-    sub, wait = city.run(
-        "submit", work, "--branch", f"polecat/m/{work}", "--commit", commit, *extra, env=env
-    ).stdout.split()
-    return sub, wait
+    return submitted_ids(
+        city.run(
+            "submit", work, "--branch", f"polecat/m/{work}", "--commit", commit, *extra, env=env
+        ).stdout
+    )
 
 
 def test_duplicate_conflicting_and_old_attempt_verdicts(manual) -> None:  # noqa: ANN001
@@ -297,7 +298,7 @@ def test_verdict_after_the_wait_expired_goes_to_the_pool(manual) -> None:  # noq
     assert city.bead(wait)["metadata"]["state"] == "expired"
     assert city.json("session", "show", sid)["state"] == "active"  # released, not pinned
     routed = city.run("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "late")
-    assert routed.stdout.split()[1] == "pool"
+    assert routed.stdout.split()[-1] == "pool"
     work_bead = city.bead(work)
     assert work_bead["status"] == "open" and work_bead["metadata"]["gc.routed_to"] == "polecats"
     assert city.bead(wait)["metadata"]["state"] == "expired"  # a late verdict wakes no one
@@ -365,7 +366,7 @@ def test_attempt_cap_escalates(manual) -> None:  # noqa: ANN001
         routed = city.run(
             "verdict", sub, "--fix-needed", "--type", "tests", "--reason", f"r{attempt}"
         )
-    assert routed.stdout.split()[1] == "escalated"
+    assert routed.stdout.split()[-1] == "escalated"
     escalated = city.bead(work)
     assert escalated["status"] == "blocked" and "gc:escalated" in escalated["labels"]
     assert "assignee" not in escalated

@@ -138,7 +138,9 @@ def test_commands_do_real_work(
         "--session", session,
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
-    submission, wait = submitted.stdout.split()
+    submission, wait = re.fullmatch(
+        r"submission (\S+), wait (\S+) \(attempt 1\)", submitted.stdout.splitlines()[0]
+    ).groups()
     listed = pack("wait", "list", "--session", session)
     assert listed.returncode == 0 and wait in listed.stdout and "pending" in listed.stdout
     pending = pack("await", wait, "--timeout", "0")
@@ -151,7 +153,7 @@ def test_commands_do_real_work(
     reason = f"tests fail; $(touch {canary}) `touch {canary}` && rm -rf / ' \" $HOME"
     judged = pack("verdict", submission, "--fix-needed", "--type", "tests", "--reason", reason)
     assert judged.returncode == 0, judged.stderr
-    assert judged.stdout.split()[1] == "session"  # routed back to the waiting session
+    assert judged.stdout.split()[-1] == "session"  # routed back to the waiting session
     fix = pack("await", wait, "--timeout", "0", "--json")
     assert fix.returncode == 10
     assert json.loads(fix.stdout)["work"]["metadata"]["rejection_reason"] == reason

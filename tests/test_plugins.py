@@ -339,6 +339,7 @@ BUILTIN_COMMANDS: dict[str, set[str]] = {
     "gc_polecat.builtin.pool_commands": {"pool", "sling", "next", "cleanup"},
     "gc_polecat.builtin.hooks_commands": {"hooks"},
     "gc_polecat.builtin.refinery_commands": {"refinery"},
+    "gc_polecat.builtin.timeline_command": {"timeline"},
     "gc_polecat.builtin.wake_plugin": set(),  # an observer only: wakes waiting sessions
 }
 

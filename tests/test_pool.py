@@ -10,7 +10,7 @@ import pytest
 from gc_polecat.errors import BadInput
 from gc_polecat.pool import parse_pools
 
-from .conftest import configure, run_cli
+from .conftest import configure, run_cli, submitted_ids
 
 GOOD = {
     "polecats": {
@@ -103,7 +103,7 @@ def test_pool_status_and_the_pools_wait_ttl(repo: Path) -> None:
             env={**env, "GC_SESSION_ID": sid, "GC_CONTINUATION_EPOCH": "1"},
         )
         assert out.returncode == 0, out.stderr
-        wait = out.stdout.split()[1]
+        _, wait = submitted_ids(out.stdout)
         shown = json.loads(run_cli("bead", "show", wait, "--json", env=env).stdout)[0]
         assert shown["timeout"] == 15 * 60 * 10**9  # the pool's wait_ttl, not the global 2 h
         rows = json.loads(run_cli("pool", "status", "--json", env=env).stdout)

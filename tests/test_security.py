@@ -24,13 +24,22 @@ from hypothesis import strategies as st
 
 from gc_polecat import beadhooks
 from gc_polecat.errors import BadInput
-from gc_polecat.ids import ID_RE, id_path, parse_id, path_id
+from gc_polecat.ids import ID_RE, file_name, id_path, parse_id, path_id
 from gc_polecat.plugins import make_plugin_manager
 from gc_polecat.providers import ProviderError, TmuxProvider
 from gc_polecat.refinery import run_gate
 from gc_polecat.store import Store
 
-from .conftest import Cli, assert_clean, code_origin, configure, git, run_cli, wait_for
+from .conftest import (
+    Cli,
+    assert_clean,
+    code_origin,
+    configure,
+    git,
+    run_cli,
+    submitted_ids,
+    wait_for,
+)
 from .test_githooks import City, code, commit, sleeper  # noqa: F401 - fixtures used by name
 
 HAS_TMUX = shutil.which("tmux") is not None
@@ -112,7 +121,7 @@ class Town:
         self.run("bead", "update", work, "--status", "in_progress", "--assignee", session)
         env = {"GC_SESSION_ID": session, "GC_CONTINUATION_EPOCH": "1"}
         out = self.run("submit", work, "--branch", "polecat/x", "--commit", SHA, env=env)
-        sub, wait = out.stdout.split()
+        sub, wait = submitted_ids(out.stdout)
         return work, sub, wait
 
     def close(self) -> None:
@@ -145,7 +154,8 @@ def test_an_id_is_either_refused_or_a_file_under_beads(text: str) -> None:
         return
     path = id_path(text)
     parts = path.split("/")
-    assert len(parts) == 4 and parts[0] == "beads" and parts[3] == f"{text}.yaml"
+    assert len(parts) == 4 and parts[0] == "beads" and parts[3] == file_name(text)
+    assert path == path.lower()  # upper case is `+x`: one file even where names fold case
     assert not any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts)
     root = Path("/repo")
     assert (root / path).resolve().is_relative_to(root / "beads")
@@ -294,7 +304,7 @@ def test_human_output_never_carries_terminal_controls(repo: Path) -> None:
     hostile = "t\x1b]0;owned\x07\x1b[2J\r\x9b31m\x7f"
     r = str(repo)
     made = run_cli("--repo", r, "bead", "create", hostile, "-d", f"l1\n{hostile}",
-                   "-m", f"k={hostile}", "-l", "gc:wait")  # fmt: skip
+                   "--set-metadata", f"k={hostile}", "-l", "gc:wait")  # fmt: skip
     assert made.returncode == 0, made.stderr
     bead_id = made.stdout.strip()
     for args in (("bead", "show", bead_id), ("bead", "list"), ("wait", "list")):
@@ -609,8 +619,8 @@ def test_nothing_gc_polecat_creates_is_world_writable(repo: Path, tmp_path: Path
             git(box, "add", "-A")
             git(box, "commit", "-qm", f"attempt {attempt}")
             git(box, "push", "-q", "origin", branch)
-            sub, wait = run("submit", work, "--branch", branch, "--commit", head(box), env=env,
-                            cwd=box).stdout.split()  # fmt: skip
+            sub, wait = submitted_ids(run("submit", work, "--branch", branch, "--commit",
+                                          head(box), env=env, cwd=box).stdout)  # fmt: skip
             waiting = subprocess.Popen(
                 [sys.executable, "-m", "gc_polecat", "await", wait, "--timeout", "60"],
                 env={**town.env, **env}, stdout=subprocess.PIPE, text=True,

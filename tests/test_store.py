@@ -80,11 +80,24 @@ def test_author_is_the_acting_agent(
     monkeypatch.setenv("BD_ACTOR", "bd-actor")
     with Store(repo).transaction() as tx:
         tx.create({"title": "by bd actor"})
-    assert git(repo, "log", "-1", "--format=%an <%ae>") == "bd-actor <test@example.com>\n"
+    # an agent gets an address of its own, so `git log` tells agents apart (docs/formats.md)
+    assert git(repo, "log", "-1", "--format=%an <%ae>") == (
+        "bd-actor <bd-actor@agents.gc-polecat.invalid>\n"
+    )
     monkeypatch.setenv("GC_AGENT", "gastown/polecats/furiosa")
     with Store(repo).transaction() as tx:
         tx.create({"title": "by agent"})
-    assert git(repo, "log", "-1", "--format=%an") == "gastown/polecats/furiosa\n"
+    assert git(repo, "log", "-1", "--format=%an <%ae> %cn <%ce>") == (
+        "gastown/polecats/furiosa <gastown-polecats-furiosa@agents.gc-polecat.invalid> "
+        "gastown/polecats/furiosa <gastown-polecats-furiosa@agents.gc-polecat.invalid>\n"
+    )
+    monkeypatch.setenv("GC_AGENT_EMAIL", "furiosa@city.example")
+    monkeypatch.setenv("GC_AGENT", "fur<iosa>\nX")  # no forged ident, no extra header line
+    with Store(repo).transaction() as tx:
+        tx.create({"title": "named address"})
+    assert git(repo, "log", "-1", "--format=%an <%ae>") == "furiosa X <furiosa@city.example>\n"
+    monkeypatch.delenv("GC_AGENT_EMAIL")
+    monkeypatch.setenv("GC_AGENT", "gastown/polecats/furiosa")
     monkeypatch.delenv("GC_AGENT")
     monkeypatch.delenv("BD_ACTOR")
     with Store(repo).transaction() as tx:
@@ -95,6 +108,7 @@ def test_author_is_the_acting_agent(
     assert created_by == {
         "by bd actor": "bd-actor",
         "by agent": "gastown/polecats/furiosa",
+        "named address": "fur<iosa>\nX",  # the bead keeps the name as given
         "by git user": "Test User",
     }
 

@@ -25,7 +25,7 @@ from gc_polecat.plugins import make_plugin_manager
 from gc_polecat.store import CommitResult, Store
 from gc_polecat.sync import merge_beads, resolve_remote, sync
 
-from .conftest import ROOT, Cli, assert_clean, git, run_cli
+from .conftest import ROOT, Cli, assert_clean, git, run_cli, submitted_ids
 
 T0 = "2030-01-01T00:00:00Z"
 
@@ -541,9 +541,12 @@ def test_controller_with_sync_wakes_an_await_blocked_on_the_other_machine(
     sid = registered["id"]
     polecat(b, "bead", "update", work, "--status", "in_progress", "--assignee", sid)
     me = {"GC_SESSION_ID": sid, "GC_CONTINUATION_EPOCH": "1", "GC_POLECAT_REPO": str(b)}
-    sub, wait_id = polecat(
-        b, "submit", work, "--branch", f"polecat/x/{work}", "--commit", "a" * 40, "--session", sid
-    ).split()
+    sub, wait_id = submitted_ids(
+        polecat(
+            b, "submit", work, "--branch", f"polecat/x/{work}", "--commit", "a" * 40,
+            "--session", sid,
+        )
+    )  # fmt: skip
     polecat(b, "sync")
     waiter = subprocess.Popen(
         [sys.executable, "-m", "gc_polecat", "await", wait_id, "--timeout", "60"],

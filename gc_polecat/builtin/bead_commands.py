@@ -1,4 +1,5 @@
-"""`gc-polecat bead ...`: bd's core commands over the file store.
+"""`gc-polecat bead ...`: bd's core commands over the file store (the group, `show`, and the
+helpers every verb shares; the other verbs are in `bead_verbs.py`, loaded on first use).
 
 Every mutating command is one commit (or none, when it changes nothing). Reads answer from the
 catalog when it is at HEAD, which needs neither dulwich nor YAML, and that is what keeps
@@ -7,12 +8,14 @@ catalog when it is at HEAD, which needs neither dulwich nor YAML, and that is wh
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
 from typing import Any
 
 import click
 
-from ..bead import STATUSES, TYPES, Bead
+from ..bead import Bead
 from ..cli import AppContext, echo, emit_json, json_option
 from ..errors import BadInput, InvalidBead, NotFound
 from ..hookspecs import hookimpl
@@ -73,23 +76,21 @@ def _split_csv(values: tuple[str, ...]) -> list[str]:
     return [part.strip() for v in values for part in v.split(",") if part.strip()]
 
 
-def _parse_deps(specs: tuple[str, ...]) -> list[tuple[str, str]]:
-    """bd's `--deps blocks:gc-1,gc-2` (type defaults to blocks) -> [(type, id)]."""
-    out = []
-    for spec in _split_csv(specs):
-        dtype, colon, target = spec.rpartition(":")
-        out.append((dtype if colon else "blocks", target))
-    return out
+def _validate_ids(bead_ids: Any) -> None:
+    from ..ids import validate_id
+
+    for bead_id in bead_ids:
+        if bead_id is not None:
+            validate_id(bead_id)
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 
 def _read(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
-    from ..ids import id_path, validate_id
+    from ..ids import id_path
 
-    for bead_id in bead_ids:
-        validate_id(bead_id)
+    _validate_ids(bead_ids)
     store = app.store()
     catalog = store.catalog
     store.recover_if_needed()
@@ -107,6 +108,43 @@ def _read(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
     return found
 
 
+def _all_beads(app: AppContext, query: Any = None) -> tuple[list[Bead], int]:
+    """Every readable bead at HEAD (or those `query` selects) and the exit status: 2 when a
+    bead file is unreadable (each is named on stderr; the readable beads still count)."""
+    from ..catalog import Query
+
+    catalog = app.store().catalog
+    catalog.refresh()
+    beads = catalog.list(query or Query())
+    bad = catalog.bad_files()
+    for path, error in bad:
+        click.echo(f"gc-polecat: warning: skipped unreadable bead file {path}: {error}", err=True)
+    return beads, 2 if bad else 0
+
+
+def _plain(value: Any) -> str:
+    """A field value as people read it: text as is, lists comma-separated, anything nested
+    as JSON (never a Python repr)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _echo_block(label: str, text: str, indent: str = "  ") -> None:
+    if "\n" in text:
+        echo(f"{indent}{label}:")
+        for line in text.rstrip("\n").splitlines():
+            echo(f"{indent}  {line}")
+    else:
+        echo(f"{indent}{label}: {text}")
+
+
 def _print_bead(bead: Bead) -> None:
     echo(
         f"{bead['id']}  [{bead['issue_type']}] P{bead['priority']} {bead['status']}  "
@@ -115,278 +153,157 @@ def _print_bead(bead: Bead) -> None:
     for key, value in bead.items():
         if key in ("id", "title", "issue_type", "priority", "status"):
             continue
-        if isinstance(value, dict):
+        if key == "comments" and isinstance(value, list):
+            echo("  comments:")
+            _print_comments(bead, indent="  ")
+            continue
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         elif isinstance(value, list) and key == "dependencies":
             value = ", ".join(f"{d['type']}:{d['depends_on_id']}" for d in value)
-        elif isinstance(value, list):
-            value = ", ".join(map(str, value))
-        text = str(value)
-        if "\n" in text:
-            echo(f"  {key}:")
-            for line in text.rstrip("\n").splitlines():
-                echo(f"    {line}")
-        else:
-            echo(f"  {key}: {text}")
+        _echo_block(key, _plain(value))
+
+
+def _cells(bead: Bead) -> tuple[str, ...]:
+    return (
+        bead["id"],
+        f"[{bead['issue_type']}]",
+        f"P{bead['priority']}",
+        bead["status"],
+        bead.get("assignee") or "-",
+    )
+
+
+def _lines(beads: list[Bead]) -> list[str]:
+    """One line per bead, columns as wide as this listing's widest cell (a long custom type or
+    assignee widens its column instead of pushing the titles out of line)."""
+    rows = [_cells(b) for b in beads]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "  " + b["title"]
+        for row, b in zip(rows, beads, strict=True)
+    ]
+
+
+def _line(bead: Bead) -> str:
+    return _lines([bead])[0]
 
 
 def _report(app: AppContext, beads: list[Bead], single: bool = False) -> None:
     if app.json:
         emit_json(beads)
         return
-    for bead in beads:
-        _print_bead(bead) if single else echo(
-            f"{bead['id']}  [{bead['issue_type']}] P{bead['priority']} {bead['status']:<11} "
-            f"{bead.get('assignee') or '-':<16} {bead['title']}"
-        )
+    if single:
+        for bead in beads:
+            _print_bead(bead)
+        return
+    for line in _lines(beads):
+        echo(line)
 
 
 # --- commands --------------------------------------------------------------------------------
 
 
-@click.group("bead")
+class LazyGroup(click.Group):
+    """A group whose subcommands in `lazy` are imported the first time they are asked for
+    (click's lazy-loading pattern): `bead show` stays fast from a cold interpreter, and every
+    command's start-up skips the options of verbs it does not run."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+_VERBS = "gc_polecat.builtin.bead_verbs"
+
+
+@click.group(
+    "bead",
+    cls=LazyGroup,
+    lazy={
+        name: f"{_VERBS}:{attr}"
+        for name, attr in (
+            ("create", "create_command"),
+            ("list", "list_command"),
+            ("update", "update_command"),
+            ("close", "close_command"),
+            ("ready", "ready_command"),
+            ("search", "search_command"),
+            ("comments", "comments_group"),
+            ("label", "label_group"),
+            ("dep", "dep_group"),
+        )
+    },
+)
 def bead_group() -> None:
-    """Create, show, list, update and close beads (bd's core, over git)."""
-
-
-@bead_group.command("create")
-@click.argument("title")
-@click.option("-d", "--description", default=None)
-@click.option(
-    "-t", "--type", "issue_type", type=click.Choice(TYPES), default="task", show_default=True
-)
-@click.option("-p", "--priority", type=Priority(), default=2, show_default=True)
-@click.option("-s", "--status", type=click.Choice(STATUSES), default="open", show_default=True)
-@click.option("-a", "--assignee", default=None)
-@click.option("-l", "--label", "labels", multiple=True, help="A label (repeat, or comma-separate).")
-@click.option("--labels", "labels_csv", multiple=True, hidden=True)
-@click.option(
-    "-m", "--metadata", "metadata", type=KeyValue(), multiple=True, help="key=value (repeat)."
-)
-@click.option("--parent", default=None, help="Make a child bead <parent>.<n>.")
-@click.option("--id", "explicit_id", default=None, help="Use this ID instead of generating one.")
-@click.option(
-    "--deps", multiple=True, help="Dependencies: [type:]id,... (type defaults to blocks)."
-)
-@click.option("--ephemeral", is_flag=True, help="A wisp: short-lived bead.")
-@click.option(
-    "--await-type", type=click.Choice(("human", "timer", "gh:run", "gh:pr", "bead", "mail"))
-)
-@click.option("--await-id", default=None)
-@click.option("--timeout", type=Duration(), default=None, help="Gate timeout, e.g. 2h.")
-@click.option("--waiter", "waiters", multiple=True)
-@json_option
-@click.pass_obj
-def create_command(
-    app: AppContext,
-    title: str,
-    labels: tuple[str, ...],
-    labels_csv: tuple[str, ...],
-    metadata: tuple[tuple[str, str], ...],
-    parent: str | None,
-    explicit_id: str | None,
-    deps: tuple[str, ...],
-    **fields: Any,
-) -> None:
-    """Create a bead and print its ID."""
-    from ..ids import validate_id
-
-    # `v is False` / `v == ()`, not `v in (...)`: priority 0 == False would be dropped
-    given = {k: v for k, v in fields.items() if v is not None and v is not False and v != ()}
-    bead: Bead = {"title": title, **given}
-    if fields.get("waiters"):
-        bead["waiters"] = list(fields["waiters"])
-    bead["labels"] = _split_csv(labels + labels_csv)
-    bead["metadata"] = dict(metadata)
-    for target in (explicit_id, parent):
-        if target is not None:
-            validate_id(target)
-    if explicit_id:
-        bead["id"] = explicit_id
-    dep_list = _parse_deps(deps)
-    for _, target in dep_list:
-        validate_id(target)
-    with app.store().transaction() as tx:
-        created = tx.create(bead, parent=parent)
-        for dtype, target in dep_list:
-            created = tx.add_dependency(created["id"], target, dtype)
-    if app.json:
-        emit_json(created)
-    else:
-        click.echo(created["id"])
+    """Create, show, list, update, claim, search, comment, label and close beads (bd's verbs,
+    over git)."""
 
 
 @bead_group.command("show")
-@click.argument("bead_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("bead_ids", nargs=-1, metavar="ID...")
+@click.option("--id", "id_flags", multiple=True, help="An ID (for IDs that look like flags).")
+@click.option("--short", is_flag=True, help="One line per bead.")
+@click.option("--long", "long_format", is_flag=True, help="Every field (what show prints anyway).")
+@click.option("--children", is_flag=True, help="Show the children of each bead instead.")
 @json_option
 @click.pass_obj
-def show_command(app: AppContext, bead_ids: tuple[str, ...]) -> None:
-    """Show beads (JSON: an array, as bd prints it)."""
-    _report(app, _read(app, bead_ids), single=True)
-
-
-@bead_group.command("list")
-@click.option("-s", "--status", "statuses", type=click.Choice(STATUSES), multiple=True)
-@click.option("-t", "--type", "types", type=click.Choice(TYPES), multiple=True)
-@click.option("-a", "--assignee", default=None)
-@click.option("-l", "--label", "labels", multiple=True, help="Only beads with every label given.")
-@click.option("--all", "include_closed", is_flag=True, help="Include closed beads.")
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=None)
-@json_option
-@click.pass_obj
-def list_command(
+def show_command(
     app: AppContext,
-    statuses: tuple[str, ...],
-    types: tuple[str, ...],
-    assignee: str | None,
-    labels: tuple[str, ...],
-    include_closed: bool,
-    limit: int | None,
+    bead_ids: tuple[str, ...],
+    id_flags: tuple[str, ...],
+    short: bool,
+    long_format: bool,
+    children: bool,
 ) -> int:
-    """List beads (closed ones only with --all or --status closed).
+    """Show beads (JSON: an array, as bd prints it).
 
-    A bead file that cannot be read is named on stderr and the exit status is 2; the
-    readable beads are still listed.
+    bd: cmd/bd/show.go.
     """
-    from ..catalog import Query
+    wanted = bead_ids + id_flags
+    if not wanted:
+        raise BadInput("give at least one ID")
+    beads, status = _read(app, wanted), 0
+    if children:
+        from ..bead_ops import parent_of
 
-    catalog = app.store().catalog
-    catalog.refresh()
-    query = Query(
-        statuses=statuses,
-        types=types,
-        assignee=assignee,
-        labels=tuple(_split_csv(labels)),
-        include_closed=include_closed,
-        limit=limit,
-    )
-    _report(app, catalog.list(query))
-    bad = catalog.bad_files()
-    for path, error in bad:
-        click.echo(f"gc-polecat: warning: skipped unreadable bead file {path}: {error}", err=True)
-    return 2 if bad else 0
+        every, status = _all_beads(app)
+        beads = [b for p in beads for b in every if parent_of(b) == p["id"]]
+    _report(app, beads, single=not short)
+    return status
 
 
-@bead_group.command("update")
-@click.argument("bead_id", metavar="ID")
-@click.option("--title", default=None)
-@click.option("-d", "--description", default=None)
-@click.option("--design", default=None)
-@click.option("--notes", default=None)
-@click.option("--acceptance", "acceptance_criteria", default=None)
-@click.option("-s", "--status", type=click.Choice(STATUSES), default=None)
-@click.option("-p", "--priority", type=Priority(), default=None)
-@click.option("-t", "--type", "issue_type", type=click.Choice(TYPES), default=None)
-@click.option("-a", "--assignee", default=None, help="Assignee ('' clears it).")
-@click.option("--owner", default=None)
-@click.option("--add-label", "add_labels", multiple=True)
-@click.option("--remove-label", "remove_labels", multiple=True)
-@click.option("--set-metadata", "set_metadata", type=KeyValue(), multiple=True)
-@click.option("--unset-metadata", "unset_metadata", multiple=True)
-@json_option
-@click.pass_obj
-def update_command(
-    app: AppContext,
-    bead_id: str,
-    add_labels: tuple[str, ...],
-    remove_labels: tuple[str, ...],
-    set_metadata: tuple[tuple[str, str], ...],
-    unset_metadata: tuple[str, ...],
-    **fields: Any,
-) -> None:
-    """Change fields of a bead in one commit."""
-    from ..ids import validate_id
+def _when(stamp: str, local: bool) -> str:
+    """A comment's time as bd prints it: minutes, in UTC (or local with --local-time)."""
+    import datetime as _dt
 
-    validate_id(bead_id)
-    changes: Bead = {k: v for k, v in fields.items() if v is not None}
-    with app.store().transaction() as tx:
-        current = tx.require(bead_id)
-        if add_labels or remove_labels:
-            removed = set(_split_csv(remove_labels))
-            labels = [x for x in current.get("labels", []) if x not in removed]
-            changes["labels"] = labels + [x for x in _split_csv(add_labels) if x not in labels]
-        if set_metadata or unset_metadata:
-            meta = dict(current.get("metadata", {}))
-            meta.update(dict(set_metadata))
-            for key in unset_metadata:
-                meta.pop(key, None)
-            changes["metadata"] = meta
-        updated = tx.update(bead_id, changes)
-    if app.json:
-        emit_json(updated)
-    else:
-        click.echo(f"updated {bead_id}" if tx.result else f"{bead_id} unchanged")
+    from ..bead_ops import instant
+
+    at = instant(stamp)
+    if at is None:
+        return stamp
+    return at.astimezone(None if local else _dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-@bead_group.command("close")
-@click.argument("bead_ids", nargs=-1, required=True, metavar="ID...")
-@click.option("-r", "--reason", default=None, help="Why it was closed.")
-@json_option
-@click.pass_obj
-def close_command(app: AppContext, bead_ids: tuple[str, ...], reason: str | None) -> None:
-    """Close beads (several IDs: one commit)."""
-    from ..ids import validate_id
+def _print_comments(bead: Bead, indent: str = "", local: bool = False) -> None:
+    from ..bead_ops import comments_of
 
-    for bead_id in bead_ids:
-        validate_id(bead_id)
-    with app.store().transaction() as tx:
-        closed = [tx.close(bead_id, reason) for bead_id in bead_ids]
-    if app.json:
-        emit_json(closed)
-    else:
-        for bead in closed:
-            click.echo(f"closed {bead['id']}")
-
-
-@bead_group.group("dep")
-def dep_group() -> None:
-    """Add or remove dependencies (ID depends on / is blocked by DEPENDS_ON)."""
-
-
-@dep_group.command("add")
-@click.argument("bead_id", metavar="ID")
-@click.argument("depends_on", metavar="DEPENDS_ON")
-@click.option(
-    "-t",
-    "--type",
-    "dep_type",
-    default="blocks",
-    show_default=True,
-    help="blocks, parent-child, waits-for, related, discovered-from, ...",
-)
-@json_option
-@click.pass_obj
-def dep_add_command(app: AppContext, bead_id: str, depends_on: str, dep_type: str) -> None:
-    """Record that ID depends on DEPENDS_ON."""
-    from ..bead import DEP_TYPE_RE
-    from ..ids import validate_id
-
-    validate_id(bead_id)
-    validate_id(depends_on)
-    if not DEP_TYPE_RE.fullmatch(dep_type):
-        raise BadInput(f"invalid dependency type {dep_type!r}")
-    with app.store().transaction() as tx:
-        bead = tx.add_dependency(bead_id, depends_on, dep_type)
-    emit_json(bead) if app.json else click.echo(f"{bead_id} depends on {depends_on} ({dep_type})")
-
-
-@dep_group.command("remove")
-@click.argument("bead_id", metavar="ID")
-@click.argument("depends_on", metavar="DEPENDS_ON")
-@click.option("-t", "--type", "dep_type", default=None, help="Only this dependency type.")
-@json_option
-@click.pass_obj
-def dep_remove_command(
-    app: AppContext, bead_id: str, depends_on: str, dep_type: str | None
-) -> None:
-    """Remove ID's dependency on DEPENDS_ON."""
-    from ..ids import validate_id
-
-    validate_id(bead_id)
-    validate_id(depends_on)
-    with app.store().transaction() as tx:
-        bead = tx.remove_dependency(bead_id, depends_on, dep_type)
-    emit_json(bead) if app.json else click.echo(f"{bead_id} no longer depends on {depends_on}")
+    comments = comments_of(bead)
+    if not indent:
+        echo(f"Comments on {bead['id']}:" if comments else f"No comments on {bead['id']}")
+    for comment in comments:
+        echo(f"{indent}  [{comment['author']}] at {_when(comment['created_at'], local)}")
+        for line in comment["text"].rstrip("\n").splitlines() or [""]:
+            echo(f"{indent}    {line}")
 
 
 @hookimpl

@@ -32,11 +32,11 @@ STDIO = "-"
 @click.pass_obj
 def export_command(app: AppContext, target: str) -> None:
     """Write every bead as bd JSONL (one object per line, sorted by ID)."""
-    from ..jsonl import export_text, read_all
+    from ..jsonl import export_text, read_all, read_memories
 
     store = app.store()
     beads = read_all(store)
-    text = export_text(beads)
+    text = export_text(beads, read_memories(store))
     if target == STDIO:
         click.echo(text, nl=False)
         return
@@ -79,8 +79,12 @@ def import_command(app: AppContext, source: str) -> None:
     click.echo(
         f"imported {name}: {len(result.created)} created, {len(result.updated)} updated, "
         f"{result.unchanged} unchanged, {result.skipped} skipped"
+        + (f", {result.memories} memories" if result.memories else "")
         + (f" (commit {result.commit[:12]})" if result.commit else " (no commit)")
     )
+    for key, bd_key in (("custom_types", "types.custom"), ("custom_statuses", "status.custom")):
+        if key in result.custom:  # bd accepts these only once configured (docs/interop.md)
+            click.echo(f"for bd: bd config set {bd_key} \"{','.join(result.custom[key])}\"")
 
 
 @hookimpl

@@ -58,8 +58,19 @@ def _session_view(s: Any, alive: bool) -> dict[str, Any]:
 @session_group.command("start", context_settings={"ignore_unknown_options": True})
 @click.option("--pool", required=True, help="The pool the session belongs to.")
 @click.option("--name", default=None, help="Session name (default: <pool>-<hash>).")
-@click.option("--provider", "provider_name", default="tmux", show_default=True)
-@click.option("--work-dir", type=click.Path(file_okay=False, exists=True), default=".")
+@click.option(
+    "--provider",
+    "provider_name",
+    default="tmux",
+    show_default=True,
+    help="How the session runs: tmux or process (plugins may add providers).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=".",
+    help="The directory the session starts in (it must exist).",
+)
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
 @json_option
 @click.pass_obj
@@ -87,8 +98,8 @@ def session_start(
 
 
 @session_group.command("register")
-@click.option("--pool", required=True)
-@click.option("--name", default=None)
+@click.option("--pool", required=True, help="The pool the session belongs to.")
+@click.option("--name", default=None, help="Session name (default: <pool>-<pid>).")
 @click.option(
     "--pid",
     type=click.IntRange(min=1),
@@ -119,13 +130,18 @@ def session_register(app: AppContext, pool: str, name: str | None, pid: int | No
 
 
 @session_group.command("list")
-@click.option("--pool", default=None)
-@click.option("--state", type=click.Choice(("active", "awaiting_verdict", "stopped", "dead")))
+@click.option("--pool", default=None, help="Only this pool's sessions.")
+@click.option(
+    "--state",
+    type=click.Choice(("active", "awaiting_verdict", "stopped", "dead")),
+    help="Only sessions in this state.",
+)
 @click.option("--all", "include_closed", is_flag=True, help="Include stopped sessions.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the session IDs.")
 @json_option
 @click.pass_obj
 def session_list(
-    app: AppContext, pool: str | None, state: str | None, include_closed: bool
+    app: AppContext, pool: str | None, state: str | None, include_closed: bool, quiet: bool
 ) -> None:
     """List sessions with their state and whether their process is alive."""
     from .. import session as sessions
@@ -144,6 +160,9 @@ def session_list(
         emit_json(rows)
         return
     for r in rows:
+        if quiet:
+            click.echo(r["id"])
+            continue
         echo(
             f"{r['id']}  {r['name']:<24} {r['pool']:<12} {r['state']:<17} "
             f"{'alive' if r['alive'] else 'gone':<6} epoch {r['epoch']}"
@@ -163,14 +182,36 @@ def session_show(app: AppContext, session_id: str) -> None:
     view = _session_view(s, sessions.is_alive(s, _providers(app)))
     if app.json:
         emit_json(view)
-    else:
-        for key, value in view.items():
+        return
+    for key, value in view.items():
+        if key == "handle":
+            for name in sorted(value):
+                echo(f"handle.{name}: {value[name]}")
+        elif key == "alive":
+            echo(f"alive: {'yes' if value else 'no'}")
+        else:
             echo(f"{key}: {value}")
+    how = _how_to_look(view["handle"])
+    if how:
+        echo(how)
+
+
+def _how_to_look(handle: dict[str, str]) -> str | None:
+    """The command a person runs to see the session: sessions live on a private tmux server
+    (`tmux ls` on the default one shows nothing), so print its socket."""
+    import shlex
+
+    if handle.get("socket") and handle.get("session"):
+        socket, target = shlex.quote(handle["socket"]), shlex.quote(handle["session"])
+        return f"attach: tmux -S {socket} attach -t {target}"
+    if handle.get("log"):
+        return f"follow: tail -f {shlex.quote(handle['log'])}"
+    return None
 
 
 @session_group.command("stop")
 @click.argument("session_id", metavar="ID")
-@click.option("--reason", default="stopped")
+@click.option("--reason", default="stopped", show_default=True, help="Recorded as stop_reason.")
 @click.pass_obj
 def session_stop(app: AppContext, session_id: str, reason: str) -> None:
     """Stop a session: its process ends, its waits are cancelled, its work goes to the pool."""
@@ -217,9 +258,9 @@ def _default_ttl(store: Any, session_id: str | None) -> float:
 
 @click.command("submit")
 @click.argument("work_id", metavar="WORK")
-@click.option("--branch", required=True)
-@click.option("--commit", "commit_sha", required=True)
-@click.option("--target", default="main", show_default=True)
+@click.option("--branch", required=True, help="The pushed branch the refinery merges.")
+@click.option("--commit", "commit_sha", required=True, help="The commit submitted (its SHA).")
+@click.option("--target", default="main", show_default=True, help="The branch to merge into.")
 @click.option("--ttl", default=None, help="Wait lifetime, e.g. 2h (default: wait_ttl in config).")
 @click.option("--worktree", default=None, help="The sandbox (default: the current directory).")
 @click.option("--session", "session_opt", default=None, help="Default: $GC_SESSION_ID.")
@@ -262,18 +303,37 @@ def submit_command(
     if app.json:
         emit_json({"submission": done.submission, "wait": done.wait, "attempt": done.attempt})
     else:
-        click.echo(f"{done.submission['id']} {done.wait['id']}")
+        sub, wait = done.submission["id"], done.wait["id"]
+        click.echo(f"submission {sub}, wait {wait} (attempt {done.attempt})")
+        click.echo(f"the refinery answers: gc-polecat verdict {sub} --merged | --fix-needed")
+        click.echo(f"block until it does:  gc-polecat await {wait}")
 
 
 @click.command("verdict")
 @click.argument("submission_id", metavar="SUBMISSION")
-@click.option("--merged", "outcome", flag_value="merged")
-@click.option("--fix-needed", "outcome", flag_value="fix_needed")
-@click.option("--type", "failure_type", type=click.Choice(("conflict", "tests", "build", "review")))
-@click.option("--reason", default="")
-@click.option("--log", "log", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option("--merged", "outcome", flag_value="merged", help="It landed: the work closes.")
+@click.option(
+    "--fix-needed",
+    "outcome",
+    flag_value="fix_needed",
+    help="It did not land: the waiting session (else the pool) fixes it.",
+)
+@click.option(
+    "--type",
+    "failure_type",
+    type=click.Choice(("conflict", "tests", "build", "review")),
+    help="What failed (with --fix-needed).",
+)
+@click.option("--reason", default="", help="One line the polecat reads first.")
+@click.option(
+    "--log",
+    "log",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="A log file whose last 4 KiB become the verdict's notes.",
+)
 @click.option("--commit", "commit_sha", default=None, help="The commit judged (must match).")
-@click.option("--merge-commit", default=None)
+@click.option("--merge-commit", default=None, help="The commit that landed it (with --merged).")
 @json_option
 @click.pass_obj
 def verdict_command(
@@ -316,14 +376,20 @@ def verdict_command(
         emit_json({"verdict": judged.verdict, "routed": judged.routed, "noop": judged.noop})
     else:
         click.echo(
-            f"{judged.verdict['id']} {judged.routed}{' (already recorded)' if judged.noop else ''}"
+            f"verdict {judged.verdict['id']}, work routed to {judged.routed}"
+            f"{' (already recorded)' if judged.noop else ''}"
         )
 
 
 @click.command("await")
 @click.argument("wait_id", metavar="[WAIT]", required=False)
-@click.option("--work", "work_id", default=None)
-@click.option("--timeout", type=Seconds(min=0), default=None, help="Seconds.")
+@click.option("--work", "work_id", default=None, help="Await the open wait of this work item.")
+@click.option(
+    "--timeout",
+    type=Seconds(min=0),
+    default=None,
+    help="Give up after this many seconds (exit 30); default: until the wait settles.",
+)
 @json_option
 @click.pass_obj
 def await_command(
@@ -331,28 +397,28 @@ def await_command(
 ) -> int:
     """Block until the verdict: exit 0 merged, 10 fix needed, 20 the wait ended without a
     verdict for this session, 30 still pending at --timeout."""
+    import time
+
+    from ..cli import OWN_PROCESS
+    from ..ids import id_path
     from ..session import caller_identity
-    from ..wait import await_verdict, find_wait
+    from ..wait import await_verdict, find_wait, state
+    from ..waiter import hand_over, slim_allowed, start_daemon
 
     _validate(wait_id, work_id)
     session_id, epoch = caller_identity()
     store = app.store()
     wait = find_wait(store, wait_id, work_id, session_id)
+    long_wait = timeout is None or timeout > 1.0
+    if OWN_PROCESS and long_wait and state(wait) == "pending" and slim_allowed():
+        # blocking for long: become the slim waiter (waiter.py), which execs us back to settle
+        keys = [wait["id"]] + ([session_id] if session_id else [])
+        deadline = None if timeout is None else time.monotonic() + timeout
+        start_daemon(str(store.root), str(store.state_dir))  # settles it in milliseconds
+        hand_over(str(store.root), str(store.state_dir / "wake"), wait["id"],
+                  id_path(wait["id"]), deadline, app.json, keys)  # fmt: skip
     result = await_verdict(store, wait, timeout=timeout, epoch=epoch, session_id=session_id)
-    if app.json:
-        emit_json(result.payload)
-    else:
-        verdict = result.payload.get("verdict") or {}
-        meta = verdict.get("metadata", {})
-        words = {0: "merged", 10: "fix needed", 20: "ended without a verdict", 30: "still pending"}
-        echo(
-            f"{wait['id']}: {words[result.code]}"
-            + (
-                f" ({meta.get('failure_type')}): {verdict.get('description', '')}"
-                if result.code == 10
-                else ""
-            )
-        )
+    emit_json(result.payload) if app.json else echo(result.summary())
     return result.code
 
 
@@ -366,9 +432,11 @@ def wait_group() -> None:
 
 @wait_group.command("list")
 @click.option(
-    "--state", type=click.Choice(("pending", "ready", "closed", "canceled", "expired", "failed"))
+    "--state",
+    type=click.Choice(("pending", "ready", "closed", "canceled", "expired", "failed")),
+    help="Only waits in this state.",
 )
-@click.option("--session", "session_id", default=None)
+@click.option("--session", "session_id", default=None, help="Only this session's waits.")
 @json_option
 @click.pass_obj
 def wait_list(app: AppContext, state: str | None, session_id: str | None) -> None:
@@ -406,7 +474,9 @@ def wait_inspect(app: AppContext, wait_id: str) -> None:
 
 @wait_group.command("cancel")
 @click.argument("wait_id", metavar="ID")
-@click.option("--reason", default="canceled by hand")
+@click.option(
+    "--reason", default="canceled by hand", show_default=True, help="Recorded on the wait."
+)
 @click.pass_obj
 def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
     """Cancel a wait; its work falls back to the pool."""
@@ -458,7 +528,13 @@ def controller_group() -> None:
 
 @controller_group.command("run")
 @click.option("--once", is_flag=True, help="One pass, then exit.")
-@click.option("--interval", type=Seconds(min=0.05), default=5.0, show_default=True)
+@click.option(
+    "--interval",
+    type=Seconds(min=0.05),
+    default=5.0,
+    show_default=True,
+    help="Seconds between passes.",
+)
 @click.option(
     "--sync",
     "sync_remote",
@@ -469,9 +545,21 @@ def controller_group() -> None:
     help="Pull and push the beads repository against REMOTE (default: upstream, else origin) "
     "on every pass.",
 )
+@click.option(
+    "--heartbeat",
+    type=Seconds(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between the lines that say the controller is alive (0: none).",
+)
 @click.pass_obj
-def controller_run(app: AppContext, once: bool, interval: float, sync_remote: str | None) -> None:
-    """Expire, cancel, ready and re-deliver waits until the repository agrees with the world."""
+def controller_run(
+    app: AppContext, once: bool, interval: float, sync_remote: str | None, heartbeat: float
+) -> None:
+    """Expire, cancel, ready and re-deliver waits until the repository agrees with the world.
+
+    Prints `HH:MM:SS SUBJECT WHAT` (UTC) per repair; a running controller also prints a start
+    line and a heartbeat (passes, repairs, the last repair)."""
     from ..controller import run
 
     run(
@@ -479,8 +567,9 @@ def controller_run(app: AppContext, once: bool, interval: float, sync_remote: st
         _providers(app),
         once=once,
         interval=interval,
-        report=lambda line: click.echo(line),
+        report=lambda line: echo(line),
         sync=sync_remote,
+        heartbeat=heartbeat,
     )
 
 

@@ -18,10 +18,36 @@ def pool_group() -> None:
 
 @pool_group.command("status")
 @click.argument("pool", required=False)
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds until interrupted.")
+@click.option(
+    "--interval",
+    type=Seconds(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between redraws with --watch.",
+)
 @json_option
 @click.pass_obj
-def pool_status(app: AppContext, pool: str | None) -> None:
-    """Each pool at a glance: polecats and their health, waiters against the cap, work."""
+def pool_status(app: AppContext, pool: str | None, watch: bool, interval: float) -> None:
+    """Each pool at a glance: polecats with state and age, waiters against the cap, the queue."""
+    import time
+
+    while True:
+        rows = _status_rows(app, pool)
+        if app.json:
+            emit_json(rows)
+        else:
+            if watch and click.get_text_stream("stdout").isatty():
+                click.clear()
+            for line in status_lines(rows):
+                echo(line)
+        if not watch:
+            return
+        click.echo("", nl=True)
+        time.sleep(interval)
+
+
+def _status_rows(app: AppContext, pool: str | None) -> list[dict[str, Any]]:
     from ..pool import status
 
     rows = [r for r in status(app.store(), _providers(app)) if pool in (None, r["pool"])]
@@ -29,22 +55,57 @@ def pool_status(app: AppContext, pool: str | None) -> None:
         from ..errors import NotFound
 
         raise NotFound(f"no pool {pool!r}")
-    if app.json:
-        emit_json(rows)
-        return
+    return rows
+
+
+def status_lines(rows: list[dict[str, Any]], now: Any = None) -> list[str]:
+    """`pool status` as a person reads it: a head line per pool, a row per polecat, the queue."""
+    import datetime as dt
+
+    now = now or dt.datetime.now(dt.UTC)
+    lines = []
     for r in rows:
-        cap = r["max_waiting"] if r["max_waiting"] is not None else "-"
-        limit = f", max {r['max_active']}" if r["max_active"] else ""
-        echo(
-            f"{r['pool']}: polecats {len(r['polecats'])}, sessions alive {r['alive']}{limit}, "
-            f"waiting {r['waiting']}/{cap}, work ready {r['work_ready']} "
-            f"blocked {r['work_blocked']}, cleanups {r['cleanups']}"
+        if r["configured"]:
+            cap = f"waiting {r['waiting']}/{r['max_waiting']} (max_waiting)"
+            limit = f" of max_active {r['max_active']}"
+        else:
+            cap, limit = f"waiting {r['waiting']}", ""
+        lines.append(
+            f"{r['pool']}: {len(r['polecats'])} polecats, sessions alive {r['alive']}{limit}, "
+            f"{cap}, cleanups {r['cleanups']}"
+            + ("" if r["configured"] else " (not configured: no pools." + r["pool"] + " settings)")
         )
+        if r["polecats"]:
+            lines.append(f"  {'NAME':<12} {'ID':<10} {'STATE':<17} {'FOR':>7} {'SESSION':<7} WORK")
         for pid, p in r["polecats"].items():
-            echo(
-                f"  {p['name']:<12} {pid:<10} {p['health']:<17} "
-                f"{'alive' if p['alive'] else '-':<6} {p['work'] or '-':<10} {p['branch'] or '-'}"
+            session = "alive" if p["alive"] else "-"
+            work = f"{p['work']} {p['branch']}" if p["work"] else "-"
+            lines.append(
+                f"  {p['name']:<12} {pid:<10} {p['health']:<17} {_age(p['since'], now):>7} "
+                f"{session:<7} {work}"
             )
+        queue = ", ".join(r["queue"]) or "empty"
+        lines.append(f"  queue: {queue} ({r['work_ready']} ready, {r['work_blocked']} blocked)")
+    return lines
+
+
+def _age(stamp: str, now: Any) -> str:
+    """`2m05s`, `3h10m`, `4d2h` since `stamp` (bd's UTC time), `-` if unknown."""
+    import datetime as dt
+
+    try:
+        then = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return "-"
+    seconds = max(0, int((now - then).total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
 
 
 @pool_group.command("init")
@@ -61,7 +122,7 @@ def pool_init(app: AppContext, pool: str, size: int) -> None:
         emit_json([{"id": p.id, "name": p.name, "sandbox": p.sandbox} for p in made])
         return
     for p in made:
-        click.echo(f"{p.id} {p.name} {p.sandbox}")
+        echo(f"{p.id} {p.name} {p.sandbox}")
 
 
 @pool_group.command("reconcile")
@@ -95,7 +156,7 @@ def pool_reconcile(app: AppContext, pools: tuple[str, ...], dry_run: bool) -> No
 
 @click.command("sling")
 @click.argument("work_id", metavar="WORK")
-@click.option("--pool", "pool_name", required=True)
+@click.option("--pool", "pool_name", required=True, help="The pool whose polecat takes it.")
 @json_option
 @click.pass_obj
 def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
@@ -110,7 +171,8 @@ def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
     elif done.queued:
         click.echo(f"{work_id} queued in pool {pool_name}: no idle polecat and no room")
     else:
-        click.echo(f"{work_id} {done.name} {done.session} {done.branch} {done.sandbox}")
+        echo(f"slung {work_id} to polecat {done.name}: session {done.session}")
+        echo(f"  branch {done.branch} in {done.sandbox}")
 
 
 @click.command("next")

@@ -17,9 +17,10 @@ def refinery_group() -> None:
 
 
 @refinery_group.command("queue")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the submission IDs.")
 @json_option
 @click.pass_obj
-def refinery_queue(app: AppContext) -> None:
+def refinery_queue(app: AppContext, quiet: bool) -> None:
     """Open submissions in the order the refinery takes them (priority + retry penalty, age)."""
     from ..refinery import queue
 
@@ -28,6 +29,9 @@ def refinery_queue(app: AppContext) -> None:
         emit_json(subs)
         return
     for sub in subs:
+        if quiet:
+            click.echo(sub["id"])
+            continue
         m = sub.get("metadata", {})
         claimed = f" claimed by {m['claimed_by']}" if m.get("claimed_by") else ""
         echo(
@@ -38,7 +42,13 @@ def refinery_queue(app: AppContext) -> None:
 
 @refinery_group.command("process")
 @click.option("--once", is_flag=True, help="One pass over the queue, then exit.")
-@click.option("--interval", type=Seconds(min=0.05), default=5.0, show_default=True)
+@click.option(
+    "--interval",
+    type=Seconds(min=0.05),
+    default=5.0,
+    show_default=True,
+    help="Seconds between passes over the queue.",
+)
 @click.option(
     "--clone",
     type=click.Path(file_okay=False, exists=True),
