@@ -301,9 +301,11 @@ def test_a_record_that_cannot_be_trusted_counts_as_none(town: Town, tamper: str)
     sid, real_signals, real_pid = town.session("real")
     other, _, other_pid = town.session("other")
     record = town.state / "sessions" / f"{sid}.json"
-    if tamper == "symlink":
+    if tamper == "symlink":  # to a faithful copy kept elsewhere
+        copy = town.tmp / "elsewhere.json"
+        shutil.copy2(record, copy)
         record.unlink()
-        record.symlink_to(town.state / "sessions" / f"{other}.json")
+        record.symlink_to(copy)
     elif tamper == "group-writable":
         record.chmod(0o620)
     elif tamper == "another-session":
@@ -363,3 +365,50 @@ def test_the_record_decides_which_machine_judges_and_signals(town: Town) -> None
     town.run("session", "stop", sid, env=b)
     wait_for(lambda: not running(real_pid), "stopped by its own machine", 10)
     assert read(real_signals) == "SIGTERM\n"
+
+    gone, _, gone_pid = town.session("gone", env=b)
+    town.forge(gone, host="machine-z")  # hiding a dead session from its own machine's reaper
+    os.kill(gone_pid, signal.SIGKILL)
+    wait_for(lambda: not running(gone_pid), "the process dead", 10)
+    assert town.show(gone, env=b)["alive"] is False
+
+
+def test_the_process_provider_never_writes_an_inbox_through_a_symlink(tmp_path: Path) -> None:
+    """Below the record check: the provider itself opens the inbox with O_NOFOLLOW, both when
+    it creates it at start and when it nudges, so a symlink planted in the inbox's place
+    (between the check and the write) is never followed."""
+    from gc_polecat.providers import ProcessProvider, ProviderError
+
+    provider, outside = ProcessProvider(), tmp_path / "outside"
+    log = tmp_path / "s" / "x.log"
+    handle = provider.start("x", ["sleep", "60"], dict(os.environ), tmp_path, log)
+    try:
+        inbox = Path(handle["inbox"])
+        assert inbox == Path(f"{log}.inbox")
+        inbox.unlink()
+        inbox.symlink_to(outside)
+        with pytest.raises(ProviderError, match="inbox"):
+            provider.nudge(handle, "hello")
+        assert not outside.exists()
+        with pytest.raises(ProviderError, match="inbox"):
+            provider.start("y", ["sleep", "60"], dict(os.environ), tmp_path, log)
+        assert not outside.exists()
+    finally:
+        provider.stop(handle, grace=1)
+
+
+def test_an_inherited_inbox_variable_never_becomes_a_sessions_inbox(tmp_path: Path) -> None:
+    """A launcher that is itself a session carries its own $GC_POLECAT_INBOX: the child's
+    inbox is still its own, beside its log, and the launcher's inbox is left alone."""
+    from gc_polecat.providers import ProcessProvider
+
+    provider, theirs = ProcessProvider(), tmp_path / "launcher.inbox"
+    theirs.write_text("unread\n")
+    env = {**os.environ, "GC_POLECAT_INBOX": str(theirs)}
+    handle = provider.start("x", ["sleep", "60"], env, tmp_path, tmp_path / "x.log")
+    try:
+        assert handle["inbox"] == f"{tmp_path / 'x.log'}.inbox"
+        assert provider.nudge(handle, "hello")
+        assert theirs.read_text() == "unread\n"
+    finally:
+        provider.stop(handle, grace=1)
