@@ -152,7 +152,10 @@ def is_local(session: Session) -> bool:
     """Whether this machine can see the session's process: its record's host when this
     repository keeps one, else the bead's (sessions made before hosts were recorded count as
     local)."""
-    record = _record_of(session)
+    return _is_local(session, _record_of(session))
+
+
+def _is_local(session: Session, record: Record | None) -> bool:
     if record is not None:
         return record.host == this_host()
     host = session.handle.get("host")
@@ -167,9 +170,9 @@ def is_alive(session: Session, providers: Mapping[str, SessionProvider]) -> bool
     keeps the session's record, the record's handle is the one looked at, not the bead's."""
     if session.state not in LIVE_STATES:
         return False
-    if not is_local(session):
-        return True
     record = _record_of(session)
+    if not _is_local(session, record):
+        return True
     handle = record.handle if record is not None else session.handle
     provider = providers.get(handle.get("provider") or session.provider)
     if provider is None:
@@ -522,10 +525,12 @@ def stop_on_failure(providers: Mapping[str, SessionProvider]) -> Iterator[list[S
     try:
         yield launched
     except BaseException:
-        for s in launched:
+        for s in launched:  # handles just returned by our own provider.start
             provider = providers.get(s.provider)
             if provider is not None:
                 provider.stop(s.handle, grace=1.0)
+            if s.state_dir is not None:
+                record_path(s.state_dir, s.id).unlink(missing_ok=True)
         raise
 
 

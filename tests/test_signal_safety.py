@@ -199,6 +199,15 @@ def test_a_forged_handle_steers_neither_the_nudge_signal_nor_the_inbox_write(
     assert "pgid, pid, pid_start" in log
     assert running(real_pid)
 
+    # the controller's re-delivery of the uncollected wake takes the same path
+    configure(town.repo, "delivery_timeout: 1s\n")
+    time.sleep(1.1)
+    assert town.run("controller", "run", "--once").stdout == f"{wait}: re-delivered\n"
+    wait_for(lambda: read(real_signals) == "SIGUSR1\nSIGUSR1\n", "the second SIGUSR1", 20)
+    assert len(read(inbox).splitlines()) == 2
+    untouched(victim, victim_signals)
+    assert not forged_inbox.exists()
+
 
 def test_session_stop_with_a_forged_pgid_stops_the_real_session_only(town: Town) -> None:
     """The issue's second reproduction: only `handle.pgid` changed to another process group.
