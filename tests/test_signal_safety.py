@@ -26,7 +26,7 @@ import pytest
 
 from gc_polecat.providers import process_start_time
 
-from .conftest import configure, wait_for
+from .conftest import code_origin, configure, wait_for
 
 SHA = "a" * 40
 TRAPPED = ("SIGUSR1", "SIGTERM", "SIGHUP", "SIGINT")
@@ -132,6 +132,10 @@ class Town:
                        "--json")  # fmt: skip
         return json.loads(out.stdout)
 
+    def record(self, sid: str) -> dict[str, Any]:
+        """The session's record in the state directory (what this machine may act on)."""
+        return json.loads((self.state / "sessions" / f"{sid}.json").read_text())
+
     def signals_log(self) -> str:
         return read(self.state / "signals.log")
 
@@ -188,7 +192,7 @@ def test_a_forged_handle_steers_neither_the_nudge_signal_nor_the_inbox_write(
     assert not forged_inbox.exists()
     assert town.bead(wait)["metadata"].get("woken_by") == "nudge"
     wait_for(lambda: "SIGUSR1" in read(real_signals), "the real session's SIGUSR1", 20)
-    record = json.loads((town.state / "sessions" / f"{sid}.json").read_text())
+    record = town.record(sid)
     inbox = Path(record["handle"]["inbox"])
     assert inbox.parent == town.state / "sessions"
     work = town.bead(wait)["metadata"]["work"]
@@ -363,7 +367,7 @@ def test_the_record_decides_which_machine_judges_and_signals(town: Town) -> None
     it by its record and stops it (tests/test_hosts.py has the unforged case)."""
     b, a = {"GC_POLECAT_HOST": "machine-b"}, {"GC_POLECAT_HOST": "machine-a"}
     sid, real_signals, real_pid = town.session("real", env=b)
-    assert json.loads((town.state / "sessions" / f"{sid}.json").read_text())["host"] == "machine-b"
+    assert town.record(sid)["host"] == "machine-b"
     town.forge(sid, host="machine-z")
     assert town.show(sid, env=b)["alive"] is True
     town.forge(sid, host="machine-a")
@@ -421,3 +425,53 @@ def test_an_inherited_inbox_variable_never_becomes_a_sessions_inbox(tmp_path: Pa
         assert theirs.read_text() == "unread\n"
     finally:
         provider.stop(handle, grace=1)
+
+
+def test_a_registered_session_is_never_signalled_whatever_its_bead_says(town: Town) -> None:
+    """A process that registered itself (`session register`) is only watched: a bead forged
+    to say `handle.registered=0` and `handle.nudge_signal=1` gets it neither the verdict's
+    SIGUSR1 nor `session stop`'s SIGTERM."""
+    agent, agent_signals = town.bystander("agent")
+    sid = json.loads(
+        town.run("session", "register", "--pool", "p", "--pid", str(agent.pid), "--json").stdout
+    )["id"]
+    _, sub, wait = town.submitted(sid)
+    town.forge(sid, registered=0, nudge_signal=1)
+    assert town.verdict(sub)["routed"] == "session"  # alive: the record's PID and start time
+    assert town.bead(wait)["metadata"].get("woken_by") is None
+    assert town.run("session", "stop", sid).stderr == ""
+    untouched(agent, agent_signals)
+    handle = town.record(sid)["handle"]
+    assert handle["registered"] == "1" and handle["pid"] == str(agent.pid)
+
+
+def test_sling_nudges_an_idle_polecat_through_its_record_only(
+    town: Town, repo: Path, tmp_path: Path
+) -> None:
+    """`sling` to a pool whose idle polecat has a live session rings and nudges that session
+    (`sling._tell`): with the session bead forged to name a bystander, the nudge still reaches
+    only the session the controller started."""
+    origin, code = tmp_path / "origin.git", tmp_path / "code"
+    code_origin(origin, code)
+    out, ready = tmp_path / "polecat.signals", tmp_path / "polecat.ready"
+    argv = json.dumps([sys.executable, str(town.trap), str(out), str(ready), "die"])
+    configure(repo, f"pools:\n  cats:\n    max_active: 1\n    min_active: 1\n    repo: {code}\n"
+                    f"    provider: process\n    command: {argv}\n")  # fmt: skip
+    town.run("pool", "init", "cats", "--size", "1")
+    town.run("controller", "run", "--once", env={"GC_POLECAT_NUDGE_SIGNAL": "1"})
+    wait_for(ready.exists, "the polecat's session ready", 20)
+    sessions = json.loads(town.run("session", "list", "--pool", "cats", "--json").stdout)
+    assert len(sessions) == 1 and sessions[0]["alive"]
+    sid = sessions[0]["id"]
+    victim, victim_signals = town.bystander("victim")
+    forged_inbox = tmp_path / "forged.inbox"
+    town.forge(sid, pid=victim.pid, pid_start=process_start_time(victim.pid), pgid=victim.pid,
+               inbox=forged_inbox)  # fmt: skip
+    work = town.run("bead", "create", "w").stdout.strip()
+    town.run("sling", work, "--pool", "cats")
+    untouched(victim, victim_signals)
+    assert not forged_inbox.exists()
+    wait_for(lambda: read(out) == "SIGUSR1\n", "the polecat's SIGUSR1", 20)
+    inbox = Path(town.record(sid)["handle"]["inbox"])
+    assert f"gc-polecat: work {work} slung to you on " in read(inbox)
+    town.run("session", "stop", sid)
