@@ -12,7 +12,7 @@ handle in the bead never steers a signal, a nudge or an inbox write. The machine
 `.git/gc-polecat/sessions/<id>.json`; only that record's handle is ever signalled, nudged or
 written to, and it also decides liveness and which machine the session runs on. A session with
 no record here (another machine's, or one started before records existed) is never signalled
-from here (docs/security.md, "Signals, nudges and inbox writes").
+from here (docs/security.md, section 7).
 """
 
 from __future__ import annotations
@@ -317,9 +317,13 @@ def note_withheld(state_dir: Path, session_id: str, action: str, why: str) -> No
             big = os.fstat(fd).st_size > _SIGNALS_LOG_CAP
         finally:
             os.close(fd)
-        if big:
+        if big:  # keep the last half, from a line boundary
             tail = path.read_bytes()[-_SIGNALS_LOG_CAP // 2 :]
-            path.write_bytes(tail[tail.find(b"\n") + 1 :])
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+            try:
+                os.write(fd, tail[tail.find(b"\n") + 1 :])
+            finally:
+                os.close(fd)
 
 
 def inbox_ok(state_dir: Path, inbox: str) -> bool:

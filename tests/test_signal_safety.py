@@ -475,3 +475,18 @@ def test_sling_nudges_an_idle_polecat_through_its_record_only(
     inbox = Path(town.record(sid)["handle"]["inbox"])
     assert f"gc-polecat: work {work} slung to you on " in read(inbox)
     town.run("session", "stop", sid)
+
+
+def test_the_signals_log_stays_bounded_with_whole_lines(tmp_path: Path) -> None:
+    """A controller re-delivering to a session without a record notes it on every pass: the
+    log keeps its last half once it passes 256 KiB, cut at a line boundary, mode 0600."""
+    from gc_polecat.session import note_withheld
+
+    for i in range(4000):
+        note_withheld(tmp_path, "gc-abc", "nudge", f"{i:05d} " + "x" * 100)
+    log = tmp_path / "signals.log"
+    assert log.stat().st_size <= 256 * 1024 and log.stat().st_mode & 0o777 == 0o600
+    lines = log.read_text().splitlines()
+    assert all(line.split()[1:3] == ["gc-abc", "nudge:"] and line.endswith("x" * 100)
+               for line in lines)  # fmt: skip
+    assert lines[-1].split()[3] == "03999"

@@ -380,8 +380,7 @@ def wait_list(app: AppContext, state: str | None, session_id: str | None) -> Non
     from ..wait import WAIT_LABEL
     from ..wait import state as state_of
 
-    store = app.store()
-    catalog = store.catalog
+    catalog = app.store().catalog
     catalog.refresh()
     labels = (WAIT_LABEL,) + ((f"session:{session_id}",) if session_id else ())
     rows = [w for w in catalog.list(Query(labels=labels)) if state in (None, state_of(w))]
