@@ -355,7 +355,8 @@ def stop_process(
 def nudge(
     store: Store, session: Session, providers: Mapping[str, SessionProvider], line: str
 ) -> bool:
-    """Nudge the session through its record's handle; False if it cannot be, or may not."""
+    """Nudge the session through its record's handle; False if it cannot be, or may not. A
+    nudge comes after a commit, so its failure is noted, never raised."""
     handle, _ = acting_handle(store, session, "nudge")
     provider = providers.get(handle.get("provider", "")) if handle else None
     if handle is None or provider is None:
@@ -363,7 +364,11 @@ def nudge(
     if "inbox" in handle and not inbox_ok(store.state_dir, handle["inbox"]):
         note_withheld(store.state_dir, session.id, "nudge", f"inbox outside: {handle['inbox']}")
         return False
-    return provider.nudge(handle, line)
+    try:
+        return provider.nudge(handle, line)
+    except ProviderError as e:  # e.g. a symlink planted in the inbox's place meanwhile
+        note_withheld(store.state_dir, session.id, "nudge", f"failed: {e}")
+        return False
 
 
 def caller_identity() -> tuple[str | None, int | None]:
