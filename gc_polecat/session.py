@@ -197,9 +197,14 @@ class Record:
 
 
 def record_path(state_dir: Path, session_id: str) -> Path:
+    return Path(_record_file(state_dir, session_id))
+
+
+def _record_file(state_dir: Path, session_id: str) -> str:
+    """The record's path as a string: read on every liveness check, so no pathlib here."""
     from .ids import validate_id
 
-    return Path(state_dir) / RECORDS / f"{validate_id(session_id)}.json"
+    return os.path.join(state_dir, RECORDS, f"{validate_id(session_id)}.json")
 
 
 def write_record(state_dir: Path, session_id: str, handle: Handle) -> Path:
@@ -227,7 +232,7 @@ def read_record(state_dir: Path, session_id: str) -> Record | None:
     import stat
 
     try:
-        fd = os.open(record_path(state_dir, session_id), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(_record_file(state_dir, session_id), os.O_RDONLY | os.O_NOFOLLOW)
     except (OSError, BadInput):
         return None
     try:
