@@ -253,13 +253,7 @@ def _record(
             # the process ends before the commit that records it stopped: killed in between,
             # this leaves a live bead over a dead process, which the controller reaps, never
             # a stopped bead over a process nobody would stop again
-            provider = providers.get(stop.provider)
-            if (
-                provider is not None
-                and stop.handle.get("registered") != "1"
-                and sessions.is_local(stop)
-            ):
-                provider.stop(stop.handle, grace=1.0)
+            sessions.stop_process(store, stop, providers, grace=1.0)  # its record only
         meta.pop("last_error", None)
         meta["verified_at"] = tx.now
         tx.update(finalizer_id, {"status": "closed", "close_reason": "verified", "metadata": meta})

@@ -230,11 +230,13 @@ def _kill(city: City, store: Any, session_id: str) -> None:
     from . import session as sessions
 
     s = sessions.get(store, session_id)
-    if s.provider == "tmux":
-        pid = int(s.handle.get("pane_pid", "0"))
-        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    handle, why = sessions.acting_handle(store, s, "demo kill")  # the record, not the bead
+    if handle is None:
+        raise DemoFailed(f"cannot kill {session_id}: {why}")
+    if handle["provider"] == "tmux":
+        os.killpg(os.getpgid(int(handle["pane_pid"])), signal.SIGKILL)
     else:
-        os.killpg(int(s.handle["pgid"]), signal.SIGKILL)
+        os.killpg(int(handle["pgid"]), signal.SIGKILL)
     city.say(f"{city.clock()} demo: killed {s.name} ({session_id}) while it waits for a verdict")
 
 
@@ -245,9 +247,7 @@ def _stop_sessions(store: Any, providers: Any) -> None:
     store.catalog.refresh()
     for bead in store.catalog.list(Query(labels=(sessions.SESSION_LABEL,), include_closed=False)):
         s = sessions.Session.of(bead)
-        provider = providers.get(s.provider)
-        if provider is not None:
-            provider.stop(s.handle, grace=0.5)
+        sessions.stop_process(store, s, providers, grace=0.5)
         with store.transaction(f"{s.id}: stopped (demo over)") as tx:
             current = sessions.get(tx, s.id)
             if current.state in sessions.LIVE_STATES:

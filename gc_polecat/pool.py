@@ -304,7 +304,7 @@ def status(store: Store, providers: Mapping[str, SessionProvider]) -> list[dict[
         row(name)
     alive_of: dict[str, bool] = {}
     for bead in catalog.list(Query(labels=(sessions.SESSION_LABEL,), include_closed=False)):
-        s = sessions.Session.of(bead)
+        s = sessions.Session.of(bead, store.state_dir)
         r = row(s.pool)
         alive = alive_of[s.id] = sessions.is_alive(s, providers)
         r["sessions"][s.id] = {"state": s.state, "alive": alive, "name": s.name}

@@ -146,6 +146,30 @@ def _group_is_ours(leader: int, leader_start: str) -> bool:
     return stat is None or stat.start == leader_start
 
 
+def _signal_process(pid: int, start: str, sig: signal.Signals) -> bool:
+    """Send `sig` to the very process that had `start`; False if it is gone. Through a pidfd
+    where the kernel has them, so a PID reused between the check and the signal is never hit."""
+    try:
+        fd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):  # no pidfds here: the start-time check alone
+        fd = None
+    try:
+        if not start or not _is_running(pid, start):
+            return False
+        if fd is None:
+            os.kill(pid, sig)
+        else:
+            signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:
+        return False
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return True
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> bool:
     """Send `sig` to the group; False if it has no members left."""
     try:
@@ -234,6 +258,16 @@ def _handle_str(handle: Handle, key: str, empty_ok: bool = False) -> str:
 # --- plain child process -------------------------------------------------------------------
 
 
+def _fresh_inbox(inbox: Path) -> None:
+    """Create (or empty) the inbox, never through a symlink planted in its place."""
+    inbox.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        os.close(os.open(inbox, flags, 0o600))
+    except OSError as e:
+        raise ProviderError(f"cannot create the inbox {inbox}: {e}") from e
+
+
 class ProcessProvider:
     """A detached child process: its own session and process group, stdin from /dev/null,
     stdout and stderr appended to the log. It is nudged through an inbox file (path in
@@ -250,11 +284,12 @@ class ProcessProvider:
         self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Path
     ) -> Handle:
         args = _check_start_args(name, argv, env, cwd)
-        child_env = dict(env)
-        inbox = Path(child_env.setdefault(INBOX_ENV, f"{log_path}.inbox"))
+        # The inbox sits beside the log, always: an inherited $GC_POLECAT_INBOX (a launcher
+        # that is itself a session) must not become this session's inbox.
+        inbox = Path(f"{log_path}.inbox")
+        child_env = {**env, INBOX_ENV: str(inbox)}
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        inbox.parent.mkdir(parents=True, exist_ok=True)
-        inbox.write_text("")  # a fresh process owes nothing to its predecessor's nudges
+        _fresh_inbox(inbox)  # a fresh process owes nothing to its predecessor's nudges
         try:
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
@@ -294,16 +329,18 @@ class ProcessProvider:
         check_line(line)
         if not self.is_alive(handle):
             return False
-        fd = os.open(_handle_str(handle, "inbox"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        try:
+            fd = os.open(_handle_str(handle, "inbox"), flags, 0o600)
+        except OSError as e:  # a symlink (ELOOP), a missing directory...
+            raise ProviderError(f"cannot write the inbox {handle['inbox']!r}: {e}") from e
         try:
             os.write(fd, (line + "\n").encode())
         finally:
             os.close(fd)
         if handle.get("nudge_signal") == "1":
-            try:
-                os.kill(_handle_int(handle, "pid"), signal.SIGUSR1)
-            except ProcessLookupError:
-                return False
+            pid, start = _handle_int(handle, "pid"), _handle_str(handle, "pid_start")
+            return _signal_process(pid, start, signal.SIGUSR1)
         return True
 
     def stop(self, handle: Handle, grace: float = 5.0) -> None:

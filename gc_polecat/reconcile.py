@@ -83,7 +83,7 @@ def snapshot(
     snap = Snapshot(cfg)
     labels = (sessions.SESSION_LABEL, f"pool:{cfg.name}")
     for bead in store.catalog.list(Query(labels=labels, include_closed=False)):
-        s = sessions.Session.of(bead)
+        s = sessions.Session.of(bead, store.state_dir)
         snap.sessions[s.id] = s
         snap.alive[s.id] = sessions.is_alive(s, providers)
     snap.polecats = polecats.of_pool(store, cfg.name)
@@ -377,9 +377,7 @@ def _drain(store: Store, session_id: str, cfg: PoolConfig, providers: Any) -> st
     )
     if any(waits.state(w) == "pending" for w in held):
         return None  # a waiter is pinned: never drained
-    provider = providers.get(s.provider)
-    if provider is not None and s.handle.get("registered") != "1" and sessions.is_local(s):
-        provider.stop(s.handle, grace=2.0)
+    sessions.stop_process(store, s, providers, grace=2.0)  # this machine's record only
     with store.transaction(f"pool {cfg.name}: {session_id} drained (idle)") as tx:
         current = sessions.get(tx, session_id)
         if current.state in sessions.LIVE_STATES:

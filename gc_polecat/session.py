@@ -5,17 +5,26 @@ reach the session (the provider's handle, under `handle.*` metadata keys), its c
 epoch and instance token (the fence that keeps a stale wake from reaching a later
 incarnation), and its state. The session's process learns its identity from the environment,
 as in Gas City: GC_SESSION_ID, GC_SESSION_NAME, GC_CONTINUATION_EPOCH, GC_POLECAT_REPO.
+
+Bead metadata is untrusted (anyone who can push to the beads repository can edit it), so the
+handle in the bead never steers a signal, a nudge or an inbox write. The machine that starts
+(or registers) a session also keeps a record of it outside the tracked files,
+`.git/gc-polecat/sessions/<id>.json`; only that record's handle is ever signalled, nudged or
+written to, and it also decides liveness and which machine the session runs on. A session with
+no record here (another machine's, or one started before records existed) is never signalled
+from here (docs/security.md, section 7).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +43,11 @@ STATES = ("active", "awaiting_verdict", "stopped", "dead")
 LIVE_STATES = ("active", "awaiting_verdict")
 LAUNCHING = "launching"  # under the state dir: sessions started, their bead not yet committed
 HANDLE_PREFIX = "handle."
+RECORDS = "sessions"  # under the state dir: <id>.json, the handle this machine may act on
+RECORD_FORMAT = 1
+_RECORD_MAX = 64 * 1024
+SIGNALS_LOG = "signals.log"  # under the state dir: why a signal, nudge or stop was withheld
+_SIGNALS_LOG_CAP = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,9 +64,11 @@ class Session:
     handle: Handle
     work_dir: str
     bead: Bead
+    # The repository's state dir, when known: liveness then follows the local record.
+    state_dir: Path | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, bead: Bead) -> Session:
+    def of(cls, bead: Bead, state_dir: Path | None = None) -> Session:
         if bead.get("issue_type") != "session" or SESSION_LABEL not in bead.get("labels", []):
             raise BadInput(f"{bead['id']} is not a session bead")
         meta = bead.get("metadata", {})
@@ -70,6 +86,7 @@ class Session:
             },
             work_dir=meta.get("work_dir", ""),
             bead=bead,
+            state_dir=state_dir,
         )
 
     def env(self, repo: Path) -> dict[str, str]:
@@ -112,7 +129,7 @@ def get(reader: Transaction | Store, session_id: str) -> Session:
         bead = reader.require(session_id) if hasattr(reader, "require") else reader.get(session_id)
     except NotFound:
         raise NotFound(f"no session {session_id}") from None
-    return Session.of(bead)
+    return Session.of(bead, getattr(reader, "store", reader).state_dir)
 
 
 def set_state(tx: Transaction, session: Session, state: str, **meta: str) -> Bead:
@@ -132,8 +149,15 @@ def this_host() -> str:
 
 
 def is_local(session: Session) -> bool:
-    """Whether this machine can see the session's process (sessions made before hosts were
-    recorded count as local)."""
+    """Whether this machine can see the session's process: its record's host when this
+    repository keeps one, else the bead's (sessions made before hosts were recorded count as
+    local)."""
+    return _is_local(session, _record_of(session))
+
+
+def _is_local(session: Session, record: Record | None) -> bool:
+    if record is not None:
+        return record.host == this_host()
     host = session.handle.get("host")
     return not host or host == this_host()
 
@@ -142,17 +166,213 @@ def is_alive(session: Session, providers: Mapping[str, SessionProvider]) -> bool
     """The session's process exists and is the same incarnation (PID start time, tmux pane).
     A session on another machine is presumed alive: only its own machine's controller judges
     it (a PID here says nothing about a process there), so a verdict recorded on one machine
-    still routes to a polecat waiting on another (docs/interop.md)."""
+    still routes to a polecat waiting on another (docs/interop.md). Where this repository
+    keeps the session's record, the record's handle is the one looked at, not the bead's."""
     if session.state not in LIVE_STATES:
         return False
-    if not is_local(session):
+    record = _record_of(session)
+    if not _is_local(session, record):
         return True
-    provider = providers.get(session.provider)
+    handle = record.handle if record is not None else session.handle
+    provider = providers.get(handle.get("provider") or session.provider)
     if provider is None:
         return False
     try:
-        return provider.is_alive(session.handle)
+        return provider.is_alive(handle)
     except ProviderError:
+        return False
+
+
+# --- the local record: what a bead edit cannot forge -------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """`.git/gc-polecat/sessions/<id>.json`: written by the process that started (or
+    registered) the session, never tracked, never synced."""
+
+    session: str
+    host: str
+    handle: Handle
+
+
+def record_path(state_dir: Path, session_id: str) -> Path:
+    return Path(_record_file(state_dir, session_id))
+
+
+def _record_file(state_dir: Path, session_id: str) -> str:
+    """The record's path as a string: read on every liveness check, so no pathlib here."""
+    from .ids import validate_id
+
+    return os.path.join(state_dir, RECORDS, f"{validate_id(session_id)}.json")
+
+
+def write_record(state_dir: Path, session_id: str, handle: Handle) -> Path:
+    """Record the handle of a process this machine just started or registered (mode 0600,
+    replaced atomically)."""
+    from .bead import now
+    from .git import atomic_write
+
+    path = record_path(state_dir, session_id)
+    body = {
+        "format": RECORD_FORMAT,
+        "session": session_id,
+        "host": handle.get("host") or this_host(),
+        "written_by": os.getpid(),
+        "written_at": now(),
+        "handle": dict(handle),
+    }
+    atomic_write(path, json.dumps(body, sort_keys=True).encode(), path.parent / "tmp", 0o600)
+    return path
+
+
+def read_record(state_dir: Path, session_id: str) -> Record | None:
+    """The session's record, or None: missing, a symlink, not a regular file of ours, open
+    to group or world writes, too large or malformed all count as no record (no signal)."""
+    import stat
+
+    try:
+        fd = os.open(_record_file(state_dir, session_id), os.O_RDONLY | os.O_NOFOLLOW)
+    except (OSError, BadInput):
+        return None
+    try:
+        st = os.fstat(fd)
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_uid != os.geteuid()
+            or st.st_mode & 0o022
+            or st.st_size > _RECORD_MAX
+        ):
+            return None
+        raw = os.read(fd, _RECORD_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return _parse_record(raw, session_id)
+
+
+def _parse_record(raw: bytes, session_id: str) -> Record | None:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("format") != RECORD_FORMAT:
+        return None
+    handle, host = body.get("handle"), body.get("host")
+    if body.get("session") != session_id or not isinstance(host, str) or not host:
+        return None
+    if not isinstance(handle, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in handle.items()
+    ):
+        return None
+    if not handle.get("provider"):
+        return None
+    return Record(session=session_id, host=host, handle=handle)
+
+
+def _record_of(session: Session) -> Record | None:
+    return read_record(session.state_dir, session.id) if session.state_dir else None
+
+
+NOT_HERE = "runs on another machine"
+REGISTERED = "registered itself: never signalled"
+NO_RECORD = "no record of starting it on this machine"
+
+
+def acting_handle(store: Store, session: Session, action: str) -> tuple[Handle | None, str]:
+    """The handle `action` (stop, nudge) may use, or None and why not: the record's, when this
+    machine started the session and it did not merely register. The bead's handle is never
+    used; a local session without a record, or a bead whose handle disagrees with the record,
+    is noted in `.git/gc-polecat/signals.log`."""
+    record = read_record(store.state_dir, session.id)
+    if record is None:
+        host = session.handle.get("host")
+        if host and host != this_host():
+            return None, NOT_HERE
+        note_withheld(store.state_dir, session.id, action, NO_RECORD)
+        return None, NO_RECORD
+    if record.host != this_host():
+        return None, NOT_HERE
+    if record.handle.get("registered") == "1":
+        return None, REGISTERED
+    differ = sorted(
+        k
+        for k in set(record.handle) | set(session.handle)
+        if record.handle.get(k) != session.handle.get(k)
+    )
+    if differ:
+        why = f"bead handle differs from the record in {', '.join(differ)}: record used"
+        note_withheld(store.state_dir, session.id, action, why)
+    return record.handle, ""
+
+
+def note_withheld(state_dir: Path, session_id: str, action: str, why: str) -> None:
+    """One line in the bounded `signals.log`: which action on which session was withheld, or
+    done otherwise than the bead asked, and why. Never fails the caller."""
+    from .bead import now
+
+    path = Path(state_dir) / SIGNALS_LOG
+    line = f"{now()} {session_id} {action}: {why}\n".encode(errors="replace")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+    with contextlib.suppress(OSError):
+        fd = os.open(path, flags, 0o600)
+        try:
+            os.write(fd, line)
+            big = os.fstat(fd).st_size > _SIGNALS_LOG_CAP
+        finally:
+            os.close(fd)
+        if big:  # keep the last half, from a line boundary
+            tail = path.read_bytes()[-_SIGNALS_LOG_CAP // 2 :]
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+            try:
+                os.write(fd, tail[tail.find(b"\n") + 1 :])
+            finally:
+                os.close(fd)
+
+
+def inbox_ok(state_dir: Path, inbox: str) -> bool:
+    """An inbox is written only inside the repository's own session directory (symlinks
+    resolved; the file itself is opened with O_NOFOLLOW by the provider)."""
+    if not inbox:
+        return False
+    home = (Path(state_dir) / RECORDS).resolve()
+    path = Path(inbox)
+    return path.is_absolute() and path.parent.resolve() == home and not path.is_symlink()
+
+
+def stop_process(
+    store: Store, session: Session, providers: Mapping[str, SessionProvider], grace: float = 5.0
+) -> str:
+    """End the session's process if this machine started it (its record). Returns "" when
+    the provider was asked to stop it, else why it was left alone (another machine's, a
+    registered one, no record here, a provider this process lacks)."""
+    handle, why = acting_handle(store, session, "stop")
+    if handle is None:
+        return why
+    provider = providers.get(handle.get("provider", ""))
+    if provider is None:
+        return f"no provider {handle.get('provider')!r} here"
+    provider.stop(handle, grace=grace)
+    return ""
+
+
+def nudge(
+    store: Store, session: Session, providers: Mapping[str, SessionProvider], line: str
+) -> bool:
+    """Nudge the session through its record's handle; False if it cannot be, or may not. A
+    nudge comes after a commit, so its failure is noted, never raised."""
+    handle, _ = acting_handle(store, session, "nudge")
+    provider = providers.get(handle.get("provider", "")) if handle else None
+    if handle is None or provider is None:
+        return False
+    if "inbox" in handle and not inbox_ok(store.state_dir, handle["inbox"]):
+        note_withheld(store.state_dir, session.id, "nudge", f"inbox outside: {handle['inbox']}")
+        return False
+    try:
+        return provider.nudge(handle, line)
+    except ProviderError as e:  # e.g. a symlink planted in the inbox's place meanwhile
+        note_withheld(store.state_dir, session.id, "nudge", f"failed: {e}")
         return False
 
 
@@ -229,12 +449,15 @@ def launch(
         raise
     handle = {**handle, "host": this_host()}
     fields["metadata"].update({HANDLE_PREFIX + k: v for k, v in handle.items()})
+    record = record_path(tx.store.state_dir, session_id)
     try:
+        write_record(tx.store.state_dir, session_id, handle)  # the proof that it is ours
         _write_pending(pending, fields)
-        return Session.of(tx.create(fields))
+        return Session.of(tx.create(fields), tx.store.state_dir)
     except BaseException:
         provider.stop(handle, grace=1.0)
         pending.unlink(missing_ok=True)
+        record.unlink(missing_ok=True)
         raise
 
 
@@ -316,10 +539,12 @@ def stop_on_failure(providers: Mapping[str, SessionProvider]) -> Iterator[list[S
     try:
         yield launched
     except BaseException:
-        for s in launched:
+        for s in launched:  # handles just returned by our own provider.start
             provider = providers.get(s.provider)
             if provider is not None:
                 provider.stop(s.handle, grace=1.0)
+            if s.state_dir is not None:
+                record_path(s.state_dir, s.id).unlink(missing_ok=True)
         raise
 
 

@@ -279,13 +279,8 @@ def _tell(
 
     if ring(store.state_dir / "wake", session_id, work_id):
         return
-    session = sessions.get(store, session_id)
-    provider = providers.get(session.provider)
-    if provider is not None and sessions.is_local(session):
-        provider.nudge(
-            session.handle,
-            f"gc-polecat: work {work_id} slung to you on {branch}; run: gc-polecat next",
-        )
+    line = f"gc-polecat: work {work_id} slung to you on {branch}; run: gc-polecat next"
+    sessions.nudge(store, sessions.get(store, session_id), providers, line)  # its record only
 
 
 def assigned_work(store: Store, session_id: str) -> Bead | None:

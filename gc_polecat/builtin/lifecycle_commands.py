@@ -121,7 +121,12 @@ def session_register(app: AppContext, pool: str, name: str | None, pid: int | No
             name or f"{pool.replace('/', '-')}-{target}", pool, "process", os.getcwd(), handle
         )
         fields["id"] = sid
-        created = sessions.Session.of(tx.create(fields))
+        record = sessions.write_record(store.state_dir, sid, handle)  # liveness, never signals
+        try:
+            created = sessions.Session.of(tx.create(fields), store.state_dir)
+        except BaseException:
+            record.unlink(missing_ok=True)
+            raise
     if app.json:
         emit_json({**_session_view(created, True), "env": created.env(store.root)})
     else:
@@ -147,13 +152,14 @@ def session_list(
     from .. import session as sessions
     from ..catalog import Query
 
-    catalog = app.store().catalog
+    store = app.store()
+    catalog = store.catalog
     catalog.refresh()
     labels = (sessions.SESSION_LABEL,) + ((f"pool:{pool}",) if pool else ())
     providers = _providers(app)
     rows = []
     for bead in catalog.list(Query(labels=labels, include_closed=include_closed or bool(state))):
-        s = sessions.Session.of(bead)
+        s = sessions.Session.of(bead, store.state_dir)
         if state is None or s.state == state:
             rows.append(_session_view(s, sessions.is_alive(s, providers)))
     if app.json:
@@ -222,13 +228,10 @@ def session_stop(app: AppContext, session_id: str, reason: str) -> None:
     _validate(session_id)
     store = app.store()
     target = sessions.get(store, session_id)
-    provider = _providers(app).get(target.provider)
-    if (
-        provider is not None
-        and target.handle.get("registered") != "1"
-        and sessions.is_local(target)
-    ):
-        provider.stop(target.handle)
+    # only the process this machine's record names, never the one the bead's handle names
+    why = sessions.stop_process(store, target, _providers(app))
+    if why and why not in (sessions.NOT_HERE, sessions.REGISTERED):
+        click.echo(f"warning: {session_id}: process not signalled ({why})", err=True)
     mine = [w for w in open_waits(store) if w["metadata"].get("session_id") == session_id]
     with store.transaction(f"{session_id}: stopped ({reason})") as tx:
         for wait in mine:

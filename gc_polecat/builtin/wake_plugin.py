@@ -50,12 +50,14 @@ def wake(store: Store, wait: Bead) -> str:
         target = sessions.get(store, sid)
     except Exception:  # noqa: BLE001 - a missing session is the controller's to handle
         return "unreachable"
-    provider = get_providers(store.pm).get(target.provider)
-    if provider is None or target.handle.get("registered") == "1" or not sessions.is_local(target):
-        return "unreachable"  # another machine's controller re-delivers it there
     try:
+        # through this machine's record of the session only: another machine's session is
+        # re-delivered by its own controller, a registered one is never nudged, and the
+        # bead's handle (untrusted) never names the process or the inbox (docs/security.md)
         line = nudge_line(wait, _outcome(store, wait))
-        return "nudge" if provider.nudge(target.handle, line) else "unreachable"
+        return "nudge" if sessions.nudge(store, target, get_providers(store.pm), line) else (
+            "unreachable"
+        )
     except Exception:  # noqa: BLE001 - a failed nudge must not fail the write that fired it
         return "unreachable"
 
