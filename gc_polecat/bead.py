@@ -24,7 +24,14 @@ BUILTIN_TYPES = (
     "spike", "story", "milestone", "event",
 )  # fmt: skip
 ORCHESTRATOR_TYPES = ("agent", "role", "rig", "convoy", "merge-request", "slot", "session")
-TYPES = BUILTIN_TYPES + ORCHESTRATOR_TYPES
+# The types Gas City requires of every store, city and rigs (gascity
+# `internal/doctor/checks_custom_types.go`, RequiredCustomTypes): `gc converge` creates
+# `convergence` roots, formulas `spec` beads. Kept in that file's order; check it on upgrades.
+GASCITY_TYPES = (
+    "molecule", "convoy", "message", "event", "gate", "merge-request", "agent", "role", "rig",
+    "session", "spec", "convergence",
+)  # fmt: skip
+TYPES = tuple(dict.fromkeys(BUILTIN_TYPES + ORCHESTRATOR_TYPES + GASCITY_TYPES))
 AWAIT_TYPES = ("human", "timer", "gh:run", "gh:pr", "bead", "mail")
 BLOCKING_DEP_TYPES = ("blocks", "parent-child", "conditional-blocks", "waits-for")
 DEP_TYPE_RE = re.compile(r"^[a-z][a-z0-9:_-]{0,63}$")

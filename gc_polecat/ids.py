@@ -15,10 +15,12 @@ from collections.abc import Callable
 
 from .errors import BadInput
 
-PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# A prefix may start with a digit: Gas City derives one from a city or rig name's initials
+# (gascity `internal/config/config.go` DeriveBeadsPrefix: "3d-city" gives "3c").
+PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 # The hash is the part after the last dash; children append up to three `.N` levels.
 ID_RE = re.compile(
-    r"^(?P<prefix>[a-z][a-z0-9-]{0,31})-(?P<hash>[0-9a-z]{1,32})(?P<child>(?:\.[1-9][0-9]{0,5}){0,3})$"
+    r"^(?P<prefix>[a-z0-9][a-z0-9-]{0,31})-(?P<hash>[0-9a-z]{1,32})(?P<child>(?:\.[1-9][0-9]{0,5}){0,3})$"
 )
 BEADS_DIR = "beads"
 MIN_HASH_LEN, MAX_HASH_LEN = 3, 8

@@ -162,7 +162,7 @@ class Store:
                 return None
             raise NotARepository(f"not a beads repository: {self.root}")
         text = path.read_text()
-        match = re.search(r"^prefix:\s*['\"]?([a-z][a-z0-9-]*)['\"]?\s*$", text, re.M)
+        match = re.search(r"^prefix:\s*['\"]?([a-z0-9][a-z0-9-]*)['\"]?\s*$", text, re.M)
         return {"prefix": match.group(1) if match else None}
 
     def config(self) -> dict[str, Any]:
