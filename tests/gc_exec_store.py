@@ -28,13 +28,15 @@ from typing import Any
 from .conftest import ROOT
 
 SCRIPT = ROOT / "pack" / "scripts" / "gc-beads-polecat"
+# gascity internal/beads/beads.go readyExcludeTypes
 READY_EXCLUDED = {
     "merge-request", "gate", "molecule", "message", "session", "agent", "role", "rig",
-}  # fmt: skip  (gascity internal/beads/beads.go readyExcludeTypes)
+}  # fmt: skip
+# exec.go stripExecEnvKey
 _STRIPPED = {
     "GC_BEADS_PREFIX", "GC_CITY", "GC_CITY_PATH", "GC_CITY_ROOT", "GC_CITY_RUNTIME_DIR",
     "GC_PROVIDER", "GC_RIG", "GC_RIG_ROOT", "GC_STORE_ROOT", "GC_STORE_SCOPE",
-}  # fmt: skip  (exec.go stripExecEnvKey)
+}  # fmt: skip
 
 
 class NotFoundError(Exception):
