@@ -37,12 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import ids
 from .bead import DEP_TYPE_RE, STATUSES, TYPES, Bead
-from .errors import GcPolecatError, NotARepository, NotFound
+from .errors import GcPolecatError, InvalidBead, NotARepository, NotFound
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import pluggy
 
-    from .catalog import Catalog
     from .store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN_OP = 0, 1, 2
@@ -72,6 +73,11 @@ GC_TEXT_FIELDS = ("from", "ref")
 # Nanoseconds of a bead's creation, an extra bead key: created_at has bd's second precision,
 # and gc lists beads created within one second in creation order (RunCreationOrderTests).
 CREATED_NS = "created_at_ns"
+# The store's layout, read here without importing the store (a test pins each to its source):
+CONFIG_PATH = ".beads/config.yaml"  # store.CONFIG_PATH
+STATE_DIR = "gc-polecat"  # store.STATE_DIR, inside .git
+CATALOG_FILE = "catalog.sqlite"  # catalog.FILENAME
+CATALOG_SCHEMA = "3"  # catalog.SCHEMA_VERSION: the tables the SQL here reads
 # Where stores live under a city (gascity `citylayout.PackStateDir(city, "polecat")`).
 PACK_STATE = (".gc", "runtime", "packs", "polecat", "stores")
 # Lifecycle operations gc runs around a city's life (`cmd/gc/beads_provider_lifecycle.go`):
@@ -310,8 +316,6 @@ def scope_store(city: Path, scope_root: Path | None, scope: str = "") -> Path:
 
 
 def is_store(root: Path) -> bool:
-    from .store import CONFIG_PATH
-
     return (root / CONFIG_PATH).is_file() and (root / ".git").is_dir()
 
 
@@ -319,8 +323,6 @@ def store_location(repo: str | None, env: dict[str, str]) -> tuple[Path, bool]:
     """(the repository, whether it was named explicitly). --repo / GC_POLECAT_REPO name one
     store for every scope; else, in a city, the scope's own store (`scope_store`); else the
     beads repository at or above GC_STORE_ROOT, or the working directory (by hand)."""
-    from .store import find_root
-
     explicit = repo or env.get("GC_POLECAT_REPO") or None
     if explicit:
         return Path(explicit).expanduser().resolve(), True
@@ -329,7 +331,41 @@ def store_location(repo: str | None, env: dict[str, str]) -> tuple[Path, bool]:
     if city is not None:
         root = Path(scope_root) if scope_root else None
         return scope_store(city, root, env.get("GC_STORE_SCOPE", "")), False
+    from .store import find_root
+
     return find_root(Path(scope_root) if scope_root else Path.cwd()), True
+
+
+def fresh_catalog(root: Path) -> sqlite3.Connection | None:
+    """The store's catalog straight from SQLite, in a read transaction (one snapshot for every
+    query of the call), when it is at HEAD and no write was cut short; None otherwise. A read
+    then needs neither the store module nor dulwich nor YAML: gc's call rate is met here."""
+    import sqlite3
+
+    from .git import read_head
+
+    state = root / ".git" / STATE_DIR
+    try:
+        if (state / "journal.json").stat().st_size > 0:
+            return None  # a writer died mid-commit: the store's recovery must run first
+    except FileNotFoundError:
+        pass
+    path = state / CATALOG_FILE
+    if not path.is_file():
+        return None
+    db = None
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        db.execute("BEGIN")
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'commit')"))
+        head = read_head(root / ".git")[1] or ""
+        if meta.get("schema") == CATALOG_SCHEMA and meta.get("commit") == head:
+            return db
+    except (sqlite3.Error, OSError):
+        pass
+    if db is not None:
+        db.close()
+    return None
 
 
 # --- the operations --------------------------------------------------------------------------
@@ -350,49 +386,69 @@ class Provider:
         self.pm = pm
         self._read_stdin = read_stdin
         self._store: Store | None = None
+        self._db: sqlite3.Connection | None = None
 
     # plumbing
 
     def stdin(self) -> str:
         return self._read_stdin()
 
+    def root(self) -> Path | None:
+        """The store's directory; None when gc's city names one that does not exist yet."""
+        root, explicit = store_location(self.repo, self.env)
+        if is_store(root):
+            return root
+        if explicit:
+            raise NotARepository(f"not a beads repository: {root}; run `gc-polecat init {root}`")
+        return None
+
     def store(self) -> Store:
         """The scope's store; one gc names by its city is made on first use if gc's `init`
         never ran (gc's own conformance suite calls `create` on a fresh scope)."""
         if self._store is None:
-            from .store import Store, resolve_root
+            from .store import Store
 
-            root, explicit = store_location(self.repo, self.env)
-            if explicit:
-                root = resolve_root(root)
-            elif not is_store(root):
+            root = self.root()
+            if root is None:
+                root = store_location(self.repo, self.env)[0]
                 Store.init(root, prefix=self.id_prefix() or "gc", pm=self.pm)
             self._store = Store(root, pm=self.pm)
         return self._store
 
-    def catalog(self) -> Catalog:
-        """The catalog at HEAD (read from SQLite alone when it is fresh: no dulwich, no YAML)."""
-        store = self.store()
-        store.recover_if_needed()
-        catalog = store.catalog
-        if not catalog.is_fresh():
-            catalog.refresh()
-        for path, error in catalog.bad_files():
-            print(
-                f"gc-polecat: warning: skipped unreadable bead file {path}: {error}",
-                file=sys.stderr,
-            )
-        return catalog
+    def db(self) -> sqlite3.Connection:
+        """The catalog at HEAD: SQLite alone when it is fresh (`fresh_catalog`), else through
+        the store, which recovers, catches the catalog up or rebuilds it from git."""
+        if self._db is None:
+            root = self.root() if self._store is None else self._store.root
+            db = fresh_catalog(root) if root is not None else None
+            if db is None:
+                store = self.store()
+                store.recover_if_needed()
+                if not store.catalog.is_fresh():
+                    store.catalog.refresh()
+                db = store.catalog.db
+            for path, error in db.execute("SELECT path, error FROM bad ORDER BY path"):
+                print(
+                    f"gc-polecat: warning: skipped unreadable bead file {path}: {error}",
+                    file=sys.stderr,
+                )
+            self._db = db
+        return self._db
 
     def rows(self, sql: str, args: Iterable[Any] = ()) -> list[Bead]:
-        return [json.loads(row[0]) for row in self.catalog().db.execute(sql, tuple(args))]
+        return [json.loads(row[0]) for row in self.db().execute(sql, tuple(args))]
 
     def read(self, bead_id: str) -> Bead:
+        """One bead; a file that does not parse is named (as `bead show` does), not missing."""
         check_id(bead_id)
-        bead = self.catalog().get(bead_id)
-        if bead is None:
-            raise NotFound(f"no bead {bead_id}")
-        return bead
+        found = self.rows("SELECT json FROM beads WHERE id = ?", [bead_id])
+        if found:
+            return found[0]
+        bad = self.db().execute("SELECT error FROM bad WHERE path = ?", (ids.id_path(bead_id),))
+        row = bad.fetchone()
+        if row is not None:
+            raise InvalidBead(row[0])
+        raise NotFound(f"no bead {bead_id}")
 
     def id_prefix(self) -> str | None:
         """GC_BEADS_PREFIX: the ID prefix gc owns for this store (city or rig)."""
@@ -605,7 +661,7 @@ class Provider:
         for arg in args:  # newer gc asks for wisps too; they are always listed (gc filters)
             if arg != "--include-ephemeral":
                 raise ExecError(f"unexpected argument {arg!r}")
-        db = self.catalog().db
+        db = self.db()
         excluded = ",".join("?" * len(READY_EXCLUDED_TYPES))
         candidates = db.execute(
             f"SELECT id, json FROM beads WHERE status = 'open' AND issue_type NOT IN ({excluded})"
@@ -662,9 +718,13 @@ class Provider:
         if len(rest) == len(args):
             raise ExecError("refusing without --force")
         bead_id = check_id(rest[0])
-        dependents = [b["id"] for b in self.rows(_SQL_DEPENDENTS, [bead_id])]
         with self.store().transaction() as tx:
             tx.require(bead_id)
+            catalog = tx.store.catalog
+            catalog.refresh()  # under the write lock: no dependent can slip in unseen
+            dependents = [
+                json.loads(row[0])["id"] for row in catalog.db.execute(_SQL_DEPENDENTS, (bead_id,))
+            ]
             tx.delete(bead_id)
             for other in dependents:  # no dependency may point at a bead that is gone
                 if other != bead_id and tx.exists(other):

@@ -567,3 +567,13 @@ def test_a_molecule_the_way_gc_builds_it(gc: Gc, repo: Path) -> None:
     assert [b["id"] for b in gc.ok("children", root)] == steps
     assert {b["id"] for b in gc.ok("ready")} == {steps[1], steps[2]}
     assert_clean(repo)
+
+
+def test_layout_constants_read_without_the_store_match_it() -> None:
+    """The click-free read path opens the catalog by these names; they must be the store's."""
+    from gc_polecat import catalog, execprovider, store
+
+    assert execprovider.CONFIG_PATH == store.CONFIG_PATH
+    assert execprovider.STATE_DIR == store.STATE_DIR
+    assert execprovider.CATALOG_FILE == catalog.FILENAME
+    assert execprovider.CATALOG_SCHEMA == catalog.SCHEMA_VERSION
