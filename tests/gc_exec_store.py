@@ -21,11 +21,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .conftest import ROOT
+import pytest
+
+from .conftest import ROOT, git
 
 SCRIPT = ROOT / "pack" / "scripts" / "gc-beads-polecat"
 # gascity internal/beads/beads.go readyExcludeTypes
@@ -245,3 +248,28 @@ class ExecStore:
     def dep_list(self, bead_id: str, direction: str) -> list[dict[str, Any]]:
         out = self.run(["dep-list", bead_id, direction])
         return json.loads(out) if out.strip() else []
+
+
+@pytest.fixture
+def gc_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """PATH with `gc-polecat` as an install provides it (the console script next to this
+    interpreter, else a shim for `python -m gc_polecat`)."""
+    script = Path(sys.executable).with_name("gc-polecat")
+    if script.is_file():
+        bin_dir = script.parent
+    else:
+        bin_dir = tmp_path_factory.mktemp("bin")
+        shim = bin_dir / "gc-polecat"
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m gc_polecat "$@"\n')
+        shim.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def user_repo(path: Path) -> str:
+    """A rig: the user's code, a git repository with one commit. Returns its HEAD."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "main.go").write_text("package main\n")
+    git(path, "add", "main.go")
+    git(path, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "code")
+    return git(path, "rev-parse", "HEAD").strip()

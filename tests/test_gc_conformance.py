@@ -15,46 +15,21 @@ The Go client is modelled in `tests/gc_exec_store.py` (it cannot run here).
 from __future__ import annotations
 
 import datetime as dt
-import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import git
-from .gc_exec_store import (
+from .gc_exec_store import (  # noqa: F401 - gc_path is a fixture
     ExecStore,
     ListQuery,
     NotFoundError,
     ScanRequired,
+    gc_path,
     scope_env,
+    user_repo,
 )
-
-
-@pytest.fixture
-def gc_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """PATH with `gc-polecat` as an install provides it (the console script next to this
-    interpreter, else a shim for `python -m gc_polecat`)."""
-    script = Path(sys.executable).with_name("gc-polecat")
-    if script.is_file():
-        bin_dir = script.parent
-    else:
-        bin_dir = tmp_path_factory.mktemp("bin")
-        shim = bin_dir / "gc-polecat"
-        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m gc_polecat "$@"\n')
-        shim.chmod(0o755)
-    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def user_repo(path: Path) -> str:
-    """A rig: the user's code, a git repository with one commit. Returns its HEAD."""
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    (path / "main.go").write_text("package main\n")
-    git(path, "add", "main.go")
-    git(path, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "code")
-    return git(path, "rev-parse", "HEAD").strip()
 
 
 def assert_untouched(rig: Path, head: str) -> None:
@@ -64,7 +39,7 @@ def assert_untouched(rig: Path, head: str) -> None:
 
 
 @pytest.fixture
-def new_store(tmp_path: Path, gc_path: str) -> Iterator[Callable[[], ExecStore]]:
+def new_store(tmp_path: Path, gc_path: str) -> Iterator[Callable[[], ExecStore]]:  # noqa: F811
     """beadstest's `newStore`: each call a fresh, empty store (a new rig of a new city)."""
     made: list[tuple[Path, str]] = []
 
