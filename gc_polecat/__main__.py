@@ -8,6 +8,12 @@ import sys
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "exec-beads":  # gc's store calls: no click
+        if not sys.argv[2].startswith("-"):
+            from .exec_client import call_server
+
+            served = call_server(sys.argv[2:])  # the city's warm server, if `start` ran
+            if served is not None:
+                sys.exit(served)
         from .execprovider import is_fast_call
         from .execprovider import main as exec_main
 

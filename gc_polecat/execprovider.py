@@ -81,8 +81,9 @@ CATALOG_SCHEMA = "3"  # catalog.SCHEMA_VERSION: the tables the SQL here reads
 # Where stores live under a city (gascity `citylayout.PackStateDir(city, "polecat")`).
 PACK_STATE = (".gc", "runtime", "packs", "polecat", "stores")
 # Lifecycle operations gc runs around a city's life (`cmd/gc/beads_provider_lifecycle.go`):
-# a git store has no service to start, stop or recover, so each answers "fine" (exit 0).
-LIFECYCLE_OPS = ("start", "stop", "health", "probe", "recover")
+# a git store has no service to check or recover, so these answer "fine" (exit 0); `start` and
+# `stop` run the optional warm server (`exec_server`).
+LIFECYCLE_OPS = ("health", "probe", "recover")
 
 
 class ExecError(GcPolecatError):
@@ -813,6 +814,28 @@ class Provider:
             Store.init(root, prefix=prefix, pm=self.pm)
         return ""
 
+    def op_start(self, args: list[str]) -> str:
+        """gc's `start` (every `gc start`): the city's warm server (`exec_server`), so later
+        calls skip the interpreter's imports. Failing to start it fails nothing."""
+        from .exec_server import start
+
+        warning = start(self.env)
+        if warning:
+            print(f"gc-polecat: warning: {warning}", file=sys.stderr)
+        return ""
+
+    def op_stop(self, args: list[str]) -> str:
+        """gc's `stop`: ask the city's server, if one answers, to end."""
+        from .exec_client import connect, receive, send, socket_path
+
+        path = socket_path(self.env)
+        sock = connect(path) if path else None
+        if sock is not None:
+            with sock:
+                send(sock, {"argv": ["stop"], "env": {}, "body": 0}, b"")
+                receive(sock)
+        return ""
+
     def op_lifecycle(self, args: list[str]) -> str:
         return ""
 
@@ -833,6 +856,8 @@ OPERATIONS: dict[str, Callable[[Provider, list[str]], str]] = {
     "dep-remove": Provider.op_dep_remove,
     "dep-list": Provider.op_dep_list,
     "init": Provider.op_init,
+    "start": Provider.op_start,
+    "stop": Provider.op_stop,
     **dict.fromkeys(LIFECYCLE_OPS, Provider.op_lifecycle),
 }
 

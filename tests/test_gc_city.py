@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gc_polecat.bead import GASCITY_TYPES, TYPES
+from gc_polecat.exec_client import socket_path
 from gc_polecat.plugins import make_plugin_manager
 from gc_polecat.store import Store
 
@@ -83,8 +85,11 @@ class City:
 
 
 @pytest.fixture
-def city(tmp_path: Path, gc_path: str) -> City:  # noqa: F811
-    return City(tmp_path / "city", gc_path)
+def city(tmp_path: Path, gc_path: str) -> Iterator[City]:  # noqa: F811
+    made = City(tmp_path / "city", gc_path)
+    yield made
+    made.lifecycle("stop")  # gc stop: the warm server `start` left, if any, ends
+    assert not Path(str(socket_path(city_runtime_env(made.root)))).exists()
 
 
 def commits(repo: Path) -> int:
@@ -127,7 +132,7 @@ def test_init_with_gc_polecat_repo_makes_that_store_only(city: City, tmp_path: P
     shared = tmp_path / "shared"
     city.start(env={"GC_POLECAT_REPO": str(shared)})
     assert "prefix: hq" in (shared / ".beads" / "config.yaml").read_text()
-    assert not (city.root / ".gc").exists()
+    assert not city.stores().exists()  # no store in the city either
     city.assert_rig_untouched()
 
 
@@ -152,6 +157,7 @@ def test_a_prefix_gc_derives_with_a_leading_digit(tmp_path: Path, gc_path: str) 
     bead = city.city_store().create(title="first")
     assert re.fullmatch(r"3c-[0-9a-z]+", bead["id"])
     assert city.city_store().get(bead["id"])["title"] == "first"
+    city.lifecycle("stop")
 
 
 # --- gc's calls ------------------------------------------------------------------------------
@@ -284,3 +290,28 @@ def test_metadata_bytes_are_kept_exactly(city: City) -> None:
         s.set_metadata(bead["id"], key, value)
     s.update(bead["id"], metadata={"updated": "\n"})
     assert s.get(bead["id"])["metadata"] == {**values, "made": "m\n", "updated": "\n"}
+
+
+def test_the_warm_server_answers_as_a_cold_call_would(city: City) -> None:
+    """gc's `start` leaves a server per city (its socket under the city's runtime directory,
+    or /tmp for a long path); calls go through it with the caller's environment (the scope,
+    the acting agent); `stop` ends it and calls run cold again, with the same answers."""
+    city.start()
+    sock = Path(str(socket_path(city_runtime_env(city.root))))
+    assert sock.exists() and oct(sock.stat().st_mode & 0o777) == "0o600"
+    s = city.rig_store()
+    s.env = {**s.env, "GC_AGENT": "rig/polecat-1"}
+    warm = s.create(title="warm")
+    rig_repo = next((city.stores() / "rigs").iterdir())
+    assert git(rig_repo, "log", "-1", "--format=%an").strip() == "rig/polecat-1"
+    assert city.city_store().list_open() == []  # the server kept the scopes apart
+    traced = {**s.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    served = run_script(traced, city.path, ["get", warm["id"]])
+    assert served.returncode == 0 and b"gc_polecat.execprovider" not in served.stderr
+    city.lifecycle("stop")
+    cold = run_script(traced, city.path, ["get", warm["id"]])
+    assert cold.stdout == served.stdout and b"gc_polecat.execprovider" in cold.stderr
+    assert not sock.exists()
+    assert s.get(warm["id"])["title"] == "warm"  # cold, the same store
+    assert [b["id"] for b in s.ready()] == [warm["id"]]
+    city.lifecycle("stop")  # nothing to stop: fine

@@ -1,0 +1,166 @@
+"""The warm exec-beads server: one long-lived process per city answering gc's store calls.
+
+Started by the provider's `start` (gc's lifecycle, `cmd/gc/beads_provider_lifecycle.go`, runs
+it on every `gc start`), stopped by `stop` (gc stop), and gone by itself after `IDLE_SECONDS`
+without a call. Calls are answered one at a time, each exactly as a cold `exec-beads` process
+would answer it (`execprovider.run` with the caller's environment), so the only difference is
+that dulwich, YAML, the plugins and the store's caches are already loaded. The socket lives in
+the city's runtime directory with mode 0600, and only the server's own user may talk to it
+(`SO_PEERCRED`). Nothing here is a second store: every call reads and writes the git files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .exec_client import connect, receive, send, socket_path
+
+IDLE_SECONDS = 3600.0
+START_WAIT = 10.0
+ACTOR_KEYS = ("GC_AGENT", "BD_ACTOR")  # read by the store from os.environ for authorship
+
+
+def peer_uid(conn: socket.socket) -> int | None:
+    """The connecting process's user (Linux SO_PEERCRED); None where it cannot be known."""
+    opt = getattr(socket, "SO_PEERCRED", None)
+    if opt is None:
+        return None
+    creds = conn.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def answer(request: dict, stdin: bytes, pm: object) -> tuple[int, str, str]:
+    """One call, as `execprovider.run` answers it in a process of its own."""
+    from .execprovider import ExecError, run
+
+    argv = [str(a) for a in request.get("argv", [])]
+    env = {str(k): str(v) for k, v in dict(request.get("env", {})).items()}
+
+    def read_stdin() -> str:
+        try:
+            return stdin.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ExecError("stdin is not UTF-8 text") from None
+
+    saved = {key: os.environ.get(key) for key in ACTOR_KEYS}
+    try:
+        for key in ACTOR_KEYS:  # the caller's identity for the commit, not the server's
+            if env.get(key):
+                os.environ[key] = env[key]
+            else:
+                os.environ.pop(key, None)
+        op = argv[0] if argv else None
+        return run(None, op, argv[1:], read_stdin, env=env, pm=pm)  # type: ignore[arg-type]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def handle(conn: socket.socket, pm: object) -> bool:
+    """Answer one connection; False when it asked the server to stop."""
+    uid = peer_uid(conn)
+    if uid is not None and uid != os.getuid():
+        return True  # another user's process: no answer at all
+    conn.settimeout(30)
+    try:
+        request, stdin = receive(conn)
+        stopping = request.get("argv", [None])[:1] == ["stop"]
+        status, out, err = (0, "", "") if stopping else answer(request, stdin, pm)
+        body = out.encode("utf-8")
+        send(conn, {"status": status, "err": err, "body": len(body)}, body)
+    except (OSError, ValueError):
+        return True
+    return not stopping
+
+
+def serve(path: str, idle: float = IDLE_SECONDS) -> None:
+    """Listen on `path` until `stop` or `idle` seconds without a call."""
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    import dulwich.repo  # noqa: F401 - loaded once here instead of in every write
+
+    from . import catalog, store  # noqa: F401
+
+    existing = connect(path)
+    if existing is not None:  # another server already answers: leave it be
+        existing.close()
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        server.bind(path)
+    finally:
+        os.umask(old)
+    server.listen(64)
+    server.settimeout(idle)
+    try:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                return
+            with conn:
+                if not handle(conn, pm):
+                    return
+    finally:
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def start(env: dict[str, str]) -> str | None:
+    """Start the city's server unless one answers; wait until it does. Returns a warning when
+    it could not start (calls then run cold, as before), else None."""
+    path = socket_path(env)
+    if path is None:
+        return None
+    existing = connect(path)
+    if existing is not None:
+        existing.close()
+        return None
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = Path(path).with_suffix(".log")
+    with open(log, "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "gc_polecat.exec_server", path],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,  # outlives this call, and gc's process group
+            close_fds=True,
+        )
+    deadline = time.monotonic() + START_WAIT
+    while time.monotonic() < deadline:
+        sock = connect(path)
+        if sock is not None:
+            sock.close()
+            return None
+        time.sleep(0.05)
+    return f"the exec-beads server did not start (see {log}); calls run cold"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m gc_polecat.exec_server SOCKET", file=sys.stderr)
+        return 2
+    os.umask(os.umask(0o002) | 0o002)
+    serve(argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
