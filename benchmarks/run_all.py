@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run_all.py [--keep] [--profile] [--only writes,list,...]
 
-Benchmarks: writes, list, show, wake, reconcile, demo (the default: all, in that order).
+Benchmarks: writes, list, show, exec, wake, reconcile, demo (the default: all, in that order).
 
 Anchors: bd publishes create 2.5 ms / update 18 ms / ready query 30 ms at 10K issues (storage
 level, Apple M2 Pro); Gas City's file store rewrites one whole JSON file per write (emulated
@@ -18,13 +18,14 @@ from collections.abc import Sequence
 
 import _common as c
 import bench_demo
+import bench_exec
 import bench_list
 import bench_reconcile
 import bench_show
 import bench_wake
 import bench_writes
 
-BENCHES = ("writes", "list", "show", "wake", "reconcile", "demo")
+BENCHES = ("writes", "list", "show", "exec", "wake", "reconcile", "demo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures += bench_list.run(args.keep)
     if "show" in chosen:
         figures += bench_show.run(args.keep, args.profile)
+    if "exec" in chosen:
+        figures += bench_exec.run(args.keep)
     if "wake" in chosen:
         figures += bench_wake.run(args.keep)
     if "reconcile" in chosen:
