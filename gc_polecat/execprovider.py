@@ -439,6 +439,9 @@ class Provider:
     def rows(self, sql: str, args: Iterable[Any] = ()) -> list[Bead]:
         return [json.loads(row[0]) for row in self.db().execute(sql, tuple(args))]
 
+    def wire_list(self, sql: str, args: Iterable[Any] = ()) -> str:
+        return wire_array(self.db().execute(sql, tuple(args)))
+
     def read(self, bead_id: str) -> Bead:
         """One bead; a file that does not parse is named (as `bead show` does), not missing."""
         check_id(bead_id)
@@ -650,11 +653,13 @@ class Provider:
             where.append("assignee = ?")
             params.append(flags["assignee"])
         limit = parse_limit(flags["limit"]) if "limit" in flags else None
-        sql = "SELECT json FROM beads" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = f"SELECT {_WIRE_COLUMNS} FROM beads" + (
+            " WHERE " + " AND ".join(where) if where else ""
+        )
         if limit is None:
-            return dumps([to_wire(b) for b in self.rows(sql + _ORDER_CREATED, params)])
-        newest = self.rows(f"{sql}{_ORDER_CREATED_DESC} LIMIT ?", [*params, limit])
-        return dumps([to_wire(b) for b in reversed(newest)])
+            return self.wire_list(sql + _ORDER_CREATED, params)
+        newest = self.db().execute(f"{sql}{_ORDER_CREATED_DESC} LIMIT ?", [*params, limit])
+        return wire_array(reversed(newest.fetchall()))
 
     def op_ready(self, args: list[str]) -> str:
         """Open beads of work types with nothing open blocking them: by priority, then
@@ -665,7 +670,8 @@ class Provider:
         db = self.db()
         excluded = ",".join("?" * len(READY_EXCLUDED_TYPES))
         candidates = db.execute(
-            f"SELECT id, json FROM beads WHERE status = 'open' AND issue_type NOT IN ({excluded})"
+            f"SELECT {_WIRE_COLUMNS} FROM beads WHERE status = 'open'"
+            f" AND issue_type NOT IN ({excluded})"
             f" ORDER BY priority,{_ORDER_CREATED.removeprefix(' ORDER BY')}",
             READY_EXCLUDED_TYPES,
         ).fetchall()
@@ -678,10 +684,7 @@ class Provider:
             self.foreign_status({t for t in targets - status.keys() if _foreign(self, t)})
         )
         memo: dict[str, bool] = {}
-        ready = [
-            json.loads(raw) for bid, raw in candidates if not is_blocked(bid, edges, status, memo)
-        ]
-        return dumps([to_wire(b) for b in ready])
+        return wire_array(row for row in candidates if not is_blocked(row[0], edges, status, memo))
 
     def op_children(self, args: list[str]) -> str:
         """Beads whose parent is the given ID, oldest first; an ID that cannot be a bead's
@@ -689,8 +692,7 @@ class Provider:
         arity(args, 1, 1, "children <parent-id>")
         if ids.ID_RE.fullmatch(args[0]) is None:
             return "[]"
-        found = self.rows(_SQL_CHILDREN + _ORDER_CREATED, [args[0]])
-        return dumps([to_wire(b) for b in found])
+        return self.wire_list(_SQL_CHILDREN + _ORDER_CREATED, [args[0]])
 
     def op_list_by_label(self, args: list[str]) -> str:
         arity(args, 1, 2, "list-by-label <label> [<limit>]")
@@ -698,9 +700,10 @@ class Provider:
         if not label:
             raise ExecError("the label is empty")
         limit = parse_limit(args[1]) if len(args) > 1 else None
-        sql = "SELECT json FROM beads WHERE id IN (SELECT id FROM labels WHERE label = ?)"
-        found = self.rows(f"{sql}{_ORDER_CREATED_DESC} LIMIT ?", [label, limit or -1])
-        return dumps([to_wire(b) for b in found])  # newest first
+        sql = (
+            f"SELECT {_WIRE_COLUMNS} FROM beads WHERE id IN (SELECT id FROM labels WHERE label = ?)"
+        )
+        return self.wire_list(f"{sql}{_ORDER_CREATED_DESC} LIMIT ?", [label, limit or -1])
 
     def op_set_metadata(self, args: list[str]) -> str:
         """The value is stdin, byte for byte (gc writes it exactly; '' is a value too)."""
@@ -867,7 +870,8 @@ _ORDER_CREATED_DESC = (
     f" ORDER BY created_at DESC, COALESCE(json_extract(json, '$.{CREATED_NS}'), 0) DESC, id DESC"
 )
 _SQL_CHILDREN = (
-    "SELECT json FROM beads b WHERE EXISTS (SELECT 1 FROM json_each(b.json, '$.dependencies') d"
+    "SELECT id, blob, json FROM beads b WHERE EXISTS"
+    " (SELECT 1 FROM json_each(b.json, '$.dependencies') d"
     " WHERE json_extract(d.value, '$.type') = 'parent-child'"
     " AND json_extract(d.value, '$.depends_on_id') = ?)"
 )
@@ -882,6 +886,30 @@ _SQL_OPEN_EDGES = (
     " AND json_extract(d.value, '$.type') IN ('blocks', 'conditional-blocks', 'waits-for',"
     " 'parent-child')"
 )
+
+
+_WIRE_COLUMNS = "id, blob, json"
+# id -> (the catalog's blob of the bead, its wire JSON). Filled and reused only by a long-lived
+# process (the warm server): keyed by content, so a changed bead is never answered stale.
+_WIRE_CACHE: dict[str, tuple[str, str]] = {}
+_WIRE_CACHE_MAX = 200_000
+
+
+def wire_array(rows: Iterable[tuple[str, str, str]]) -> str:
+    """The JSON array of the beads of (id, blob, bead JSON) catalog rows, as `dumps` of
+    their `to_wire` would print it, converting only the beads not converted before."""
+    parts = []
+    for bead_id, blob, raw in rows:
+        hit = _WIRE_CACHE.get(bead_id)
+        if hit is not None and hit[0] == blob:
+            parts.append(hit[1])
+            continue
+        text = dumps(to_wire(json.loads(raw)))
+        if len(_WIRE_CACHE) >= _WIRE_CACHE_MAX:
+            _WIRE_CACHE.clear()
+        _WIRE_CACHE[bead_id] = (blob, text)
+        parts.append(text)
+    return "[" + ", ".join(parts) + "]"
 
 
 def _select_status(db: Any, wanted: set[str]) -> Iterable[tuple[str, str]]:
