@@ -43,21 +43,22 @@ def send(sock: socket.socket, header: dict, body: bytes) -> None:
 
 def receive(sock: socket.socket) -> tuple[dict, bytes]:
     """One message: a JSON header line, then `body` bytes as the header counts them."""
-    data = b""
+    data = bytearray()
     while b"\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
             raise ConnectionError("connection closed")
         data += chunk
-    line, _, rest = data.partition(b"\n")
-    header = json.loads(line)
+    end = data.index(b"\n")
+    header = json.loads(data[:end])
     size = int(header.get("body", 0))
+    rest = data[end + 1 :]
     while len(rest) < size:
         chunk = sock.recv(max(65536, size - len(rest)))
         if not chunk:
             raise ConnectionError("connection closed")
         rest += chunk
-    return header, rest[:size]
+    return header, bytes(rest[:size])
 
 
 def connect(path: str) -> socket.socket | None:
@@ -93,9 +94,9 @@ def call_server(args: list[str]) -> int | None:
         except (OSError, ValueError) as exc:
             print(f"gc-polecat: error: exec-beads server {path}: {exc}", file=sys.stderr)
             return 1
-    out = body.decode("utf-8", "replace")
-    if out:
-        sys.stdout.write(out + "\n")
+    if body:
+        sys.stdout.buffer.write(body + b"\n")
+        sys.stdout.buffer.flush()
     if answer.get("err"):
         print(f"gc-polecat: error: {' '.join(str(answer['err']).split())}", file=sys.stderr)
     return int(answer.get("status", 1))
