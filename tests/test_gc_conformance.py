@@ -406,3 +406,17 @@ def test_set_metadata_batch_and_ping(new_store: Callable[[], ExecStore]) -> None
     for k, v in kvs.items():
         s.set_metadata(b["id"], k, v)
     assert s.get(b["id"])["metadata"] == kvs
+
+
+def test_dep_remove_nonexistent_and_dep_list_empty(new_store: Callable[[], ExecStore]) -> None:
+    """RunDepTests/DepRemoveNonexistent and DepListEmpty: edges of beads that are not there
+    (or of strings that are not IDs) are simply none; nothing is written."""
+    s = new_store()
+    s.dep_remove("x", "y")
+    s.dep_remove("fe-zzzzz", "fe-yyyyy")
+    assert s.dep_list("nonexistent", "down") == []
+    assert s.dep_list("fe-zzzzz", "down") == [] and s.dep_list("fe-zzzzz", "up") == []
+    a = s.create(title="a")["id"]
+    s.dep_add(a, "hq-abc", "blocks")  # another scope's bead: what here depends on it, `up`
+    assert s.dep_list("hq-abc", "up") == [{"issue_id": a, "depends_on_id": "hq-abc",
+                                           "type": "blocks"}]  # fmt: skip
