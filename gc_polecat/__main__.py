@@ -8,7 +8,7 @@ import sys
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "exec-beads":  # gc's store calls: no click
-        if not sys.argv[2].startswith("-"):
+        if sys.argv[2] != "start" and not sys.argv[2].startswith("-"):  # start may replace it
             from .exec_client import call_server
 
             served = call_server(sys.argv[2:])  # the city's warm server, if `start` ran

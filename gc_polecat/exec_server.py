@@ -23,17 +23,32 @@ from pathlib import Path
 from .exec_client import connect, receive, send, socket_path
 
 IDLE_SECONDS = 3600.0
+# The modules whose code answers a call: a server started from other code is replaced by `start`.
+CODE_FILES = ("execprovider.py", "exec_server.py", "store.py", "catalog.py", "bead.py", "ids.py")
 START_WAIT = 10.0
 ACTOR_KEYS = ("GC_AGENT", "BD_ACTOR")  # read by the store from os.environ for authorship
 
 
-def peer_uid(conn: socket.socket) -> int | None:
-    """The connecting process's user (Linux SO_PEERCRED); None where it cannot be known."""
+def code_version() -> str:
+    """What identifies the code this process runs (size and mtime of its modules' files), so
+    `start` after an upgrade replaces a server still running the old code."""
+    here = Path(__file__).resolve().parent
+    stamps = []
+    for name in CODE_FILES:
+        with contextlib.suppress(OSError):
+            st = (here / name).stat()
+            stamps.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(stamps)
+
+
+def peer(conn: socket.socket) -> tuple[int, int] | None:
+    """(pid, uid) of the process at the other end (Linux SO_PEERCRED); None where unknown."""
     opt = getattr(socket, "SO_PEERCRED", None)
     if opt is None:
         return None
-    creds = conn.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    raw = conn.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i"))
+    pid, uid, _ = struct.unpack("3i", raw)
+    return pid, uid
 
 
 def answer(request: dict, stdin: bytes, pm: object) -> tuple[int, str, str]:
@@ -68,23 +83,63 @@ def answer(request: dict, stdin: bytes, pm: object) -> tuple[int, str, str]:
 
 def handle(conn: socket.socket, pm: object) -> bool:
     """Answer one connection; False when it asked the server to stop."""
-    uid = peer_uid(conn)
-    if uid is not None and uid != os.getuid():
+    who = peer(conn)
+    if who is not None and who[1] != os.getuid():
         return True  # another user's process: no answer at all
     conn.settimeout(30)
     try:
         request, stdin = receive(conn)
-        stopping = request.get("argv", [None])[:1] == ["stop"]
-        status, out, err = (0, "", "") if stopping else answer(request, stdin, pm)
+        op = request.get("argv", [None])[:1]
+        stopping = op == ["stop"]
+        # `start` runs in the caller (it may replace this very server), never in here
+        status, out, err = (
+            (0, "", "") if op in (["stop"], ["start"]) else answer(request, stdin, pm)
+        )
         body = out.encode("utf-8")
-        send(conn, {"status": status, "err": err, "body": len(body)}, body)
+        header = {"status": status, "err": err, "body": len(body), "code": CODE}
+        send(conn, header, body)
     except (OSError, ValueError):
         return True
     return not stopping
 
 
+CODE = code_version()
+
+
+def ask(path: str, argv: list[str]) -> dict | None:
+    """One request to the server at `path` (its answer's header), or None if none answers."""
+    sock = connect(path)
+    if sock is None:
+        return None
+    with sock:
+        try:
+            send(sock, {"argv": argv, "env": {}, "body": 0}, b"")
+            return receive(sock)[0]
+        except (OSError, ValueError):
+            return None
+
+
+def owner_lock(path: str) -> int | None:
+    """The lock that makes one server per socket (held for the server's life; the kernel drops
+    it when the process ends), waiting up to START_WAIT for a server on its way out."""
+    import fcntl
+
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + START_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
 def serve(path: str, idle: float = IDLE_SECONDS) -> None:
-    """Listen on `path` until `stop` or `idle` seconds without a call."""
+    """Listen on `path` until `stop` or `idle` seconds without a call; return at once when
+    another server owns the socket."""
     from .plugins import get_plugin_manager
 
     pm = get_plugin_manager()
@@ -92,13 +147,12 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
 
     from . import catalog, store  # noqa: F401
 
-    existing = connect(path)
-    if existing is not None:  # another server already answers: leave it be
-        existing.close()
-        return
     Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = owner_lock(path)
+    if lock is None:
+        return
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(path)  # a dead server's socket
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
@@ -118,8 +172,12 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
                     return
     finally:
         server.close()
+        log = Path(path).with_suffix(".log")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+            if log.stat().st_size == 0:  # nothing went wrong: leave nothing behind
+                log.unlink()
+        os.close(lock)
 
 
 def start(env: dict[str, str]) -> str | None:
@@ -128,10 +186,14 @@ def start(env: dict[str, str]) -> str | None:
     path = socket_path(env)
     if path is None:
         return None
-    existing = connect(path)
-    if existing is not None:
-        existing.close()
-        return None
+    running = ask(path, ["health"])
+    if running is not None:
+        if running.get("code") == CODE:
+            return None
+        ask(path, ["stop"])  # started from other code (an upgrade): replace it
+        deadline = time.monotonic() + START_WAIT
+        while os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
     Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = Path(path).with_suffix(".log")
     with open(log, "ab") as out:

@@ -839,14 +839,12 @@ class Provider:
 
     def op_stop(self, args: list[str]) -> str:
         """gc's `stop`: ask the city's server, if one answers, to end."""
-        from .exec_client import connect, receive, send, socket_path
+        from .exec_client import socket_path
+        from .exec_server import ask
 
         path = socket_path(self.env)
-        sock = connect(path) if path else None
-        if sock is not None:
-            with sock:
-                send(sock, {"argv": ["stop"], "env": {}, "body": 0}, b"")
-                receive(sock)
+        if path is not None:
+            ask(path, ["stop"])
         return ""
 
     def op_lifecycle(self, args: list[str]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,21 @@ def city(tmp_path: Path, gc_path: str) -> Iterator[City]:  # noqa: F811
     yield made
     made.lifecycle("stop")  # gc stop: the warm server `start` left, if any, ends
     assert not Path(str(socket_path(city_runtime_env(made.root)))).exists()
+
+
+def running(pid: int, wait: float = 5.0) -> bool:
+    """Whether the process is alive after up to `wait` seconds (a zombie waiting for a reaper
+    that is not ours counts as ended)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def commits(repo: Path) -> int:
@@ -315,3 +331,32 @@ def test_the_warm_server_answers_as_a_cold_call_would(city: City) -> None:
     assert s.get(warm["id"])["title"] == "warm"  # cold, the same store
     assert [b["id"] for b in s.ready()] == [warm["id"]]
     city.lifecycle("stop")  # nothing to stop: fine
+
+
+def test_start_replaces_a_server_running_other_code(
+    city: City, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an upgrade, gc's next `start` must not keep the old server: `start` asks the one
+    that answers which code it runs and replaces it when that is not this code."""
+    from gc_polecat import exec_server
+    from gc_polecat.exec_client import connect
+
+    city.start()
+    path = str(socket_path(city_runtime_env(city.root)))
+
+    def server_pid() -> int:
+        sock = connect(path)
+        assert sock is not None
+        with sock:
+            who = exec_server.peer(sock)
+        assert who is not None
+        return who[0]
+
+    old = server_pid()
+    city.start()  # the same code: kept
+    assert server_pid() == old
+    monkeypatch.setattr(exec_server, "CODE", "code of another version")
+    assert exec_server.start(city_runtime_env(city.root)) is None
+    new = server_pid()
+    assert new != old and not running(old)
+    assert (exec_server.ask(path, ["health"]) or {}).get("status") == 0
