@@ -104,6 +104,7 @@ def handle(conn: socket.socket, pm: object) -> bool:
 
 
 CODE = code_version()
+_SPAWNED: list[subprocess.Popen[bytes]] = []  # servers this process started: they outlive it
 
 
 def ask(path: str, argv: list[str]) -> dict | None:
@@ -197,13 +198,15 @@ def start(env: dict[str, str]) -> str | None:
     Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = Path(path).with_suffix(".log")
     with open(log, "ab") as out:
-        subprocess.Popen(
-            [sys.executable, "-m", "gc_polecat.exec_server", path],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,  # outlives this call, and gc's process group
-            close_fds=True,
+        _SPAWNED.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "gc_polecat.exec_server", path],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # outlives this call, and gc's process group
+                close_fds=True,
+            )
         )
     deadline = time.monotonic() + START_WAIT
     while time.monotonic() < deadline:
