@@ -28,13 +28,26 @@ def socket_path(env: dict[str, str] | os._Environ[str]) -> str | None:
     city = (env.get("GC_CITY_PATH") or env.get("GC_CITY") or "").strip()
     if not city:
         return None
-    path = os.path.join(os.path.abspath(city), ".gc", "runtime", "packs", "polecat", "exec.sock")
+    runtime = os.path.join(os.path.abspath(city), ".gc", "runtime", "packs", "polecat")
+    path = os.path.join(runtime, "server", "exec.sock")  # a directory of its own, mode 0700
     if len(os.fsencode(path)) < MAX_SOCKET_PATH:
         return path
     import hashlib
 
     digest = hashlib.sha256(os.fsencode(os.path.abspath(city))).hexdigest()[:16]
     return f"/tmp/gc-polecat-{os.getuid()}/{digest}.sock"
+
+
+def safe_dir(path: str) -> bool:
+    """Whether the socket's directory is this user's and no one else can write into it: else
+    another user could put a socket of their own there and receive our environment."""
+    try:
+        st = os.lstat(os.path.dirname(path))
+    except OSError:
+        return False
+    return (
+        st.st_uid == os.getuid() and not st.st_mode & 0o022 and (st.st_mode & 0o170000) == 0o040000
+    )
 
 
 def send(sock: socket.socket, header: dict, body: bytes) -> None:
@@ -77,7 +90,7 @@ def call_server(args: list[str]) -> int | None:
     caller then answers it itself). Once the request is sent, a lost answer is a failure,
     never a second try: the write may have happened."""
     path = socket_path(os.environ)
-    if path is None or not os.path.exists(path):
+    if path is None or not os.path.exists(path) or not safe_dir(path):
         return None
     sock = connect(path)
     if sock is None:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from .exec_client import connect, receive, send, socket_path
+from .exec_client import connect, receive, safe_dir, send, socket_path
 
 IDLE_SECONDS = 3600.0
 # The modules whose code answers a call: a server started from other code is replaced by `start`.
@@ -120,6 +120,15 @@ def ask(path: str, argv: list[str]) -> dict | None:
             return None
 
 
+def private_dir(directory: Path) -> bool:
+    """Make the socket's directory (mode 0700) and check it is this user's alone."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):
+        if directory.lstat().st_uid == os.getuid():
+            directory.chmod(0o700)
+    return safe_dir(str(directory / "exec.sock"))
+
+
 def owner_lock(path: str) -> int | None:
     """The lock that makes one server per socket (held for the server's life; the kernel drops
     it when the process ends), waiting up to START_WAIT for a server on its way out."""
@@ -148,7 +157,8 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
 
     from . import catalog, store  # noqa: F401
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not private_dir(Path(path).parent):
+        return
     lock = owner_lock(path)
     if lock is None:
         return
@@ -187,6 +197,8 @@ def start(env: dict[str, str]) -> str | None:
     path = socket_path(env)
     if path is None:
         return None
+    if not private_dir(Path(path).parent):  # before talking to whatever listens there
+        return f"{Path(path).parent} is not this user's alone: no exec-beads server; calls run cold"
     running = ask(path, ["health"])
     if running is not None:
         if running.get("code") == CODE:
@@ -195,7 +207,6 @@ def start(env: dict[str, str]) -> str | None:
         deadline = time.monotonic() + START_WAIT
         while os.path.exists(path) and time.monotonic() < deadline:
             time.sleep(0.05)
-    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = Path(path).with_suffix(".log")
     with open(log, "ab") as out:
         _SPAWNED.append(

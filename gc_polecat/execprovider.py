@@ -839,11 +839,11 @@ class Provider:
 
     def op_stop(self, args: list[str]) -> str:
         """gc's `stop`: ask the city's server, if one answers, to end."""
-        from .exec_client import socket_path
+        from .exec_client import safe_dir, socket_path
         from .exec_server import ask
 
         path = socket_path(self.env)
-        if path is not None:
+        if path is not None and safe_dir(path):
             ask(path, ["stop"])
         return ""
 

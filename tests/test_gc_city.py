@@ -6,8 +6,11 @@ script (`pack/scripts/gc-beads-polecat`) in real processes. The Go client is mod
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -360,3 +363,51 @@ def test_start_replaces_a_server_running_other_code(
     new = server_pid()
     assert new != old and not running(old)
     assert (exec_server.ask(path, ["health"]) or {}).get("status") == 0
+
+
+@pytest.fixture
+def short_city(gc_path: str) -> Iterator[City]:  # noqa: F811
+    """A city at a short path, so its socket is in its own runtime directory (not the shared
+    /tmp fallback), which a test may then tamper with alone."""
+    root = Path(tempfile.mkdtemp(prefix="gcc", dir="/tmp"))
+    try:
+        made = City(root / "city", gc_path)
+        yield made
+        made.lifecycle("stop")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_socket_directory_not_ours_alone_is_never_used(short_city: City) -> None:
+    """Another user able to place a socket where ours goes would receive our environment: a
+    socket directory that is not this user's (or that others can write) makes `start` start
+    no server, and calls neither connect there nor fail: they run cold."""
+    import socket
+
+    city = short_city
+    city.start()
+    sock_path = Path(str(socket_path(city_runtime_env(city.root))))
+    city.lifecycle("stop")
+    directory = sock_path.parent
+    assert directory.is_relative_to(city.root)
+    directory.chmod(0o777)  # ours, but open: the client refuses it until `start` closes it
+    fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fake.bind(str(sock_path))  # someone else's listener where ours would be
+    fake.listen(8)
+    fake.setblocking(False)
+    try:
+        s = city.city_store()
+        bead = s.create(title="cold, not through the stranger's socket")
+        with pytest.raises(BlockingIOError):
+            fake.accept()  # nobody connected
+        if os.getuid() == 0:  # a directory another user owns: `start` leaves it alone
+            os.chown(directory, 4242, -1)
+            proc = run_script(city_runtime_env(city.root), city.path, ["start"])
+            assert proc.returncode == 0 and b"not this user's alone" in proc.stderr
+            assert s.get(bead["id"])["title"].startswith("cold")
+            with pytest.raises(BlockingIOError):
+                fake.accept()
+            os.chown(directory, os.getuid(), -1)
+    finally:
+        fake.close()
+        sock_path.unlink()
