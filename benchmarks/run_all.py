@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run_all.py [--keep] [--profile] [--only writes,list,...]
 
-Benchmarks: writes, list, show, wake, reconcile, demo, import (the default: all, in that
+Benchmarks: writes, list, show, exec, wake, reconcile, demo, import (the default: all, in that
 order).
 
 Anchors: bd publishes create 2.5 ms / update 18 ms / ready query 30 ms at 10K issues (storage
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import _common as c
 import bench_demo
+import bench_exec
 import bench_import
 import bench_list
 import bench_reconcile
@@ -26,7 +27,7 @@ import bench_show
 import bench_wake
 import bench_writes
 
-BENCHES = ("writes", "list", "show", "wake", "reconcile", "demo", "import")
+BENCHES = ("writes", "list", "show", "exec", "wake", "reconcile", "demo", "import")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures += bench_list.run(args.keep)
     if "show" in chosen:
         figures += bench_show.run(args.keep, args.profile)
+    if "exec" in chosen:
+        figures += bench_exec.run(args.keep)
     if "wake" in chosen:
         figures += bench_wake.run(args.keep)
     if "reconcile" in chosen:

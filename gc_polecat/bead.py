@@ -24,8 +24,9 @@ BUILTIN_TYPES = (
     "spike", "story", "milestone", "event",
 )  # fmt: skip
 ORCHESTRATOR_TYPES = ("agent", "role", "rig", "convoy", "merge-request", "slot", "session")
-# The custom types Gas City requires of every bead store (gascity:
-# `internal/doctor/checks_custom_types.go`, RequiredCustomTypes); known here out of the box.
+# The types Gas City requires of every store, city and rigs (gascity
+# `internal/doctor/checks_custom_types.go`, RequiredCustomTypes): `gc converge` creates
+# `convergence` roots, formulas `spec` beads. Kept in that file's order; check it on upgrades.
 GASCITY_TYPES = (
     "molecule", "convoy", "message", "event", "gate", "merge-request", "agent", "role", "rig",
     "session", "spec", "convergence",

@@ -1,39 +1,49 @@
 """Gas City's exec beads provider protocol, answered from the git-backed store.
 
 Gas City (`gc`) selects it with `GC_BEADS=exec:<script>` (or `[beads] provider = "exec:..."` in
-`city.toml`) and runs `<script> <op> [args]` with JSON on stdin and stdout and a 30 s limit.
+`city.toml`) and runs `<script> <op> [args]` with JSON on stdin and stdout and a 30 s limit, a
+fresh process for every store call (gascity: `internal/beads/exec/exec.go`).
 `gc-polecat exec-beads <op> [args]` is that script (the pack ships a two-line wrapper,
-`pack/scripts/gc-beads-polecat`).
+`pack/scripts/gc-beads-polecat`). `main()` answers it without click or the plugin manager, so a
+read costs little more than the interpreter's start (`__main__.py` dispatches here).
 
 The contract, from gc's side:
 
 - exit 0: success; 1: failure, one line on stderr, and a message containing "not found" means
   the bead does not exist; 2: unknown operation, which gc treats as success (so no failure may
   ever exit 2 here: bad input and internal errors exit 1 too).
-- wire keys: `type` (ours: `issue_type`), `parent_id` (ours: a `parent-child` dependency).
+- wire keys: `type` (ours: `issue_type`), `parent_id` (ours: a `parent-child` dependency),
+  `needs` (ours: dependencies, `<id>` blocks, `<type>:<id>` otherwise, as gc's bd store makes).
 - statuses: gc knows `open`, `in_progress`, `closed`; ours map onto them (`STATUS_TO_WIRE`).
 - lists are `[]`, never `null`; every mutating operation is one commit, or none at all when it
   changes nothing or fails.
+- where the store lives: `store_location()` (GC_POLECAT_REPO, else one repository per scope under
+  the city's `.gc/runtime/packs/polecat/stores/`, never inside a rig's work tree).
 
-See docs/commands.md, "Gas City exec beads provider", for every operation.
+See docs/commands.md, "Gas City exec beads provider", and docs/interop.md, "A Gas City city".
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import ids
 from .bead import DEP_TYPE_RE, STATUSES, TYPES, Bead
-from .errors import GcPolecatError, NotFound
+from .errors import GcPolecatError, InvalidBead, NotARepository, NotFound
 
 if TYPE_CHECKING:
-    from .cli import AppContext
+    import sqlite3
+
+    import pluggy
+
     from .store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN_OP = 0, 1, 2
@@ -52,7 +62,7 @@ STATUS_TO_WIRE = {
 WIRE_TO_STATUSES = {
     wire: tuple(s for s in STATUSES if STATUS_TO_WIRE[s] == wire) for wire in WIRE_STATUSES
 }
-# The types `ready` never lists (the reference's list: bd's, plus session beads).
+# The types `ready` never lists (gascity `beads.IsReadyExcludedType`: bd's, plus sessions).
 READY_EXCLUDED_TYPES = (
     "gate", "merge-request", "molecule", "message", "session", "agent", "role", "rig",
 )  # fmt: skip
@@ -60,6 +70,20 @@ HARD_BLOCKING_DEP_TYPES = ("blocks", "conditional-blocks", "waits-for")
 LIST_FLAGS = ("status", "assignee", "type", "limit")
 # gc-specific bead fields with no bd equivalent: kept verbatim under their wire names.
 GC_TEXT_FIELDS = ("from", "ref")
+# Nanoseconds of a bead's creation, an extra bead key: created_at has bd's second precision,
+# and gc lists beads created within one second in creation order (RunCreationOrderTests).
+CREATED_NS = "created_at_ns"
+# The store's layout, read here without importing the store (a test pins each to its source):
+CONFIG_PATH = ".beads/config.yaml"  # store.CONFIG_PATH
+STATE_DIR = "gc-polecat"  # store.STATE_DIR, inside .git
+CATALOG_FILE = "catalog.sqlite"  # catalog.FILENAME
+CATALOG_SCHEMA = "3"  # catalog.SCHEMA_VERSION: the tables the SQL here reads
+# Where stores live under a city (gascity `citylayout.PackStateDir(city, "polecat")`).
+PACK_STATE = (".gc", "runtime", "packs", "polecat", "stores")
+# Lifecycle operations gc runs around a city's life (`cmd/gc/beads_provider_lifecycle.go`):
+# a git store has no service to check or recover, so these answer "fine" (exit 0); `start` and
+# `stop` run the optional warm server (`exec_server`).
+LIFECYCLE_OPS = ("health", "probe", "recover")
 
 
 class ExecError(GcPolecatError):
@@ -127,7 +151,7 @@ def dumps(value: Any) -> str:
 
 
 def parse_object(raw: str, allow_empty: bool = False) -> dict[str, Any]:
-    """The JSON object an operation reads on stdin."""
+    """The JSON object an operation reads on stdin (the one place stdin JSON is decoded)."""
     if not raw.strip():
         if allow_empty:
             return {}
@@ -209,20 +233,18 @@ def wire_status(value: Any) -> str:
 
 
 def native_status(current: str, wanted: str) -> str:
-    """The status to store for gc's `wanted`: the current one when gc already sees it as
-    `wanted` (a `hooked` bead updated to `in_progress` stays `hooked`), else `wanted`."""
+    """The status to store for gc's `wanted`. `open` is always stored as `open`: a bead gc
+    opens must become ready, and blocked, deferred and pinned ones never are. `in_progress`
+    keeps a `hooked` bead hooked (gc already sees it in progress)."""
+    if wanted == "open":
+        return "open"
     return current if STATUS_TO_WIRE.get(current) == wanted else wanted
 
 
 def merge_metadata(current: dict[str, str], changes: dict[str, str]) -> dict[str, str]:
-    """Merge gc's metadata: an empty value removes the key (gc reads absent and '' alike)."""
-    merged = dict(current)
-    for key, value in changes.items():
-        if value == "":
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
+    """gc's metadata merge: every key given is set, an empty value included (gc tells an
+    absent key from an empty one: beadstest `RunMetadataTests`)."""
+    return {**current, **changes}
 
 
 def parse_limit(value: str) -> int | None:
@@ -256,67 +278,181 @@ def arity(args: list[str], low: int, high: int, usage: str) -> None:
         raise ExecError(f"usage: {usage}")
 
 
+def parse_need(need: str) -> tuple[str, str]:
+    """One `needs` entry as gc's molecule pouring writes it (gascity
+    `internal/molecule/molecule.go`): `<id>` is a `blocks` dependency, `<type>:<id>` another
+    type; what follows the first colon is the target (bd's `--deps` form)."""
+    dep_type, colon, target = need.partition(":")
+    if not colon:
+        dep_type, target = "blocks", need
+    if not DEP_TYPE_RE.fullmatch(dep_type):
+        raise ExecError(f"invalid dependency type {dep_type!r} in needs entry {need!r}")
+    return dep_type, check_id(target)
+
+
+# --- where the store lives -------------------------------------------------------------------
+
+
+def city_of(env: dict[str, str]) -> Path | None:
+    """The city gc is serving (gascity `citylayout.CityRuntimeEnvMap`), if it said."""
+    city = (env.get("GC_CITY_PATH") or env.get("GC_CITY") or "").strip()
+    return Path(city) if city else None
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def scope_store(city: Path, scope_root: Path | None, scope: str = "") -> Path:
+    """The store of one scope of a city: `stores/city`, or `stores/rigs/<name>-<hash>` for a
+    rig, keyed by the rig directory's real path (the one thing `init <dir>` and the store calls
+    both know). Under the city's own runtime directory, never in a rig's work tree."""
+    base = city.joinpath(*PACK_STATE)
+    if scope_root is None or scope == "city" or _same_path(scope_root, city):
+        return base / "city"
+    real = os.path.realpath(scope_root)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(real))[:40].lstrip(".") or "rig"
+    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return base / "rigs" / f"{name}-{digest}"
+
+
+def is_store(root: Path) -> bool:
+    return (root / CONFIG_PATH).is_file() and (root / ".git").is_dir()
+
+
+def store_location(repo: str | None, env: dict[str, str]) -> tuple[Path, bool]:
+    """(the repository, whether it was named explicitly). --repo / GC_POLECAT_REPO name one
+    store for every scope; else, in a city, the scope's own store (`scope_store`); else the
+    beads repository at or above GC_STORE_ROOT, or the working directory (by hand)."""
+    explicit = repo or env.get("GC_POLECAT_REPO") or None
+    if explicit:
+        return Path(explicit).expanduser().resolve(), True
+    scope_root = (env.get("GC_STORE_ROOT") or "").strip()
+    city = city_of(env)
+    if city is not None:
+        root = Path(scope_root) if scope_root else None
+        return scope_store(city, root, env.get("GC_STORE_SCOPE", "")), False
+    from .store import find_root
+
+    return find_root(Path(scope_root) if scope_root else Path.cwd()), True
+
+
+def fresh_catalog(root: Path) -> sqlite3.Connection | None:
+    """The store's catalog straight from SQLite, in a read transaction (one snapshot for every
+    query of the call), when it is at HEAD and no write was cut short; None otherwise. A read
+    then needs neither the store module nor dulwich nor YAML: gc's call rate is met here."""
+    import sqlite3
+
+    from .git import read_head
+
+    state = root / ".git" / STATE_DIR
+    try:
+        if (state / "journal.json").stat().st_size > 0:
+            return None  # a writer died mid-commit: the store's recovery must run first
+    except FileNotFoundError:
+        pass
+    path = state / CATALOG_FILE
+    if not path.is_file():
+        return None
+    db = None
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        db.execute("BEGIN")
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'commit')"))
+        head = read_head(root / ".git")[1] or ""
+        if meta.get("schema") == CATALOG_SCHEMA and meta.get("commit") == head:
+            return db
+    except (sqlite3.Error, OSError):
+        pass
+    if db is not None:
+        db.close()
+    return None
+
+
 # --- the operations --------------------------------------------------------------------------
 
 
 class Provider:
     """One invocation: the store, the environment and stdin, answering one operation."""
 
-    def __init__(self, app: AppContext, env: dict[str, str], read_stdin: Callable[[], str]) -> None:
-        self.app = app
+    def __init__(
+        self,
+        repo: str | None,
+        env: dict[str, str],
+        read_stdin: Callable[[], str],
+        pm: pluggy.PluginManager | None = None,
+    ) -> None:
+        self.repo = repo
         self.env = env
+        self.pm = pm
         self._read_stdin = read_stdin
-        self._ctx: AppContext | None = None
+        self._store: Store | None = None
+        self._db: sqlite3.Connection | None = None
 
     # plumbing
 
     def stdin(self) -> str:
         return self._read_stdin()
 
-    def root(self) -> Path:
-        """--repo / GC_POLECAT_REPO, else the beads repository at or above GC_STORE_ROOT (the
-        city or rig gc is serving), else the nearest one above the working directory."""
-        from .store import find_root, resolve_root
-
-        if self.app.repo:
-            return resolve_root(self.app.repo)
-        store_root = self.env.get("GC_STORE_ROOT")
-        if store_root:
-            return find_root(Path(store_root))
-        return find_root(Path.cwd())
-
-    def ctx(self) -> AppContext:
-        """An AppContext on the resolved repository, for the `bead` command helpers."""
-        if self._ctx is None:
-            from .cli import AppContext
-
-            self._ctx = AppContext(str(self.root()), True, self.app.pm)
-        return self._ctx
+    def root(self) -> Path | None:
+        """The store's directory; None when gc's city names one that does not exist yet."""
+        root, explicit = store_location(self.repo, self.env)
+        if is_store(root):
+            return root
+        if explicit:
+            raise NotARepository(f"not a beads repository: {root}; run `gc-polecat init {root}`")
+        return None
 
     def store(self) -> Store:
-        return self.ctx().store()
+        """The scope's store; one gc names by its city is made on first use if gc's `init`
+        never ran (gc's own conformance suite calls `create` on a fresh scope)."""
+        if self._store is None:
+            from .store import Store
+
+            root = self.root()
+            if root is None:
+                root = store_location(self.repo, self.env)[0]
+                Store.init(root, prefix=self.id_prefix() or "gc", pm=self.pm)
+            self._store = Store(root, pm=self.pm)
+        return self._store
+
+    def db(self) -> sqlite3.Connection:
+        """The catalog at HEAD: SQLite alone when it is fresh (`fresh_catalog`), else through
+        the store, which recovers, catches the catalog up or rebuilds it from git."""
+        if self._db is None:
+            root = self.root() if self._store is None else self._store.root
+            db = fresh_catalog(root) if root is not None else None
+            if db is None:
+                store = self.store()
+                store.recover_if_needed()
+                if not store.catalog.is_fresh():
+                    store.catalog.refresh()
+                db = store.catalog.db
+            for path, error in db.execute("SELECT path, error FROM bad ORDER BY path"):
+                print(
+                    f"gc-polecat: warning: skipped unreadable bead file {path}: {error}",
+                    file=sys.stderr,
+                )
+            self._db = db
+        return self._db
+
+    def rows(self, sql: str, args: Iterable[Any] = ()) -> list[Bead]:
+        return [json.loads(row[0]) for row in self.db().execute(sql, tuple(args))]
+
+    def wire_list(self, sql: str, args: Iterable[Any] = ()) -> str:
+        return wire_array(self.db().execute(sql, tuple(args)))
 
     def read(self, bead_id: str) -> Bead:
-        from .builtin.bead_commands import _read
-
-        return _read(self.ctx(), (check_id(bead_id),))[0]
-
-    def everything(self) -> list[Bead]:
-        """Every readable bead at HEAD (unreadable files are named on stderr)."""
-        from .catalog import Query
-
-        return self.query(Query())
-
-    def query(self, query: Any) -> list[Bead]:
-        catalog = self.store().catalog
-        catalog.refresh()
-        found = catalog.list(query)
-        for path, error in catalog.bad_files():
-            print(
-                f"gc-polecat: warning: skipped unreadable bead file {path}: {error}",
-                file=sys.stderr,
-            )
-        return found
+        """One bead; a file that does not parse is named (as `bead show` does), not missing."""
+        check_id(bead_id)
+        found = self.rows("SELECT json FROM beads WHERE id = ?", [bead_id])
+        if found:
+            return found[0]
+        bad = self.db().execute("SELECT error FROM bad WHERE path = ?", (ids.id_path(bead_id),))
+        row = bad.fetchone()
+        if row is not None:
+            raise InvalidBead(row[0])
+        raise NotFound(f"no bead {bead_id}")
 
     def id_prefix(self) -> str | None:
         """GC_BEADS_PREFIX: the ID prefix gc owns for this store (city or rig)."""
@@ -327,6 +463,45 @@ class Provider:
             return ids.validate_prefix(raw)
         except GcPolecatError as exc:
             raise ExecError(f"GC_BEADS_PREFIX: {exc}") from None
+
+    def is_foreign(self, bead_id: str) -> bool:
+        """An ID of another scope's store (the city's from a rig, another rig's): its prefix is
+        neither this store's nor the one gc gave this scope."""
+        prefix = ids.parse_id(bead_id).group("prefix")
+        return prefix not in (self.store().prefix, self.id_prefix())
+
+    def foreign_status(self, wanted: set[str]) -> dict[str, str]:
+        """Statuses of other scopes' beads, read from the city's other stores (the default
+        layout; with GC_POLECAT_REPO every scope shares one store and there is nothing else)."""
+        from .store import Store
+
+        city = city_of(self.env)
+        root, explicit = store_location(self.repo, self.env)
+        if not wanted or explicit or city is None:
+            return {}
+        base = city.joinpath(*PACK_STATE)
+        found: dict[str, str] = {}
+        for other in [base / "city", *sorted((base / "rigs").glob("*"))]:
+            if len(found) == len(wanted):
+                break
+            if other == root or not is_store(other):
+                continue
+            catalog = Store(other, pm=self.pm).catalog
+            try:
+                if not catalog.is_fresh():
+                    catalog.refresh()
+                found.update(_select_status(catalog.db, wanted - found.keys()))
+            finally:
+                catalog.close()
+        return found
+
+    def dependency_target(self, tx: Any, bead_id: str, target: str) -> None:
+        """A target must exist here, unless it belongs to another scope: then it is kept as an
+        reference, as bd keeps external ones; `ready` looks it up in the city's other stores."""
+        if target == bead_id:
+            raise ExecError(f"{bead_id} cannot depend on itself")
+        if not tx.exists(target) and not self.is_foreign(target):
+            raise NotFound(f"no bead {target}")
 
     # operations
 
@@ -345,9 +520,10 @@ class Provider:
         for key in ("labels", "needs"):
             if (values := _str_list(data, key)) is not None:
                 fields[key] = list(dict.fromkeys(values))
+        needs = [parse_need(n) for n in fields.get("needs", [])]
         metadata = _metadata(data)
         if metadata:
-            fields["metadata"] = merge_metadata({}, metadata)
+            fields["metadata"] = metadata
         if _field(data, "ephemeral", bool, "true or false"):
             fields["ephemeral"] = True
         explicit = _field(data, "id", str, "a bead ID")
@@ -357,19 +533,33 @@ class Provider:
         if parent is not None:
             check_id(parent)
         prefix = self.id_prefix()
+        fields[CREATED_NS] = time.time_ns()
         with self.store().transaction() as tx:
+            deps = []
+            for dep_type, target in dict.fromkeys(needs):
+                self.dependency_target(tx, explicit or "", target)
+                deps.append(
+                    {
+                        "issue_id": "",
+                        "depends_on_id": target,
+                        "type": dep_type,
+                        "created_at": tx.now,
+                    }
+                )
             if parent and not explicit and tx.exists(parent) and ids.child_depth(parent) < 3:
+                fields["dependencies"] = deps
                 created = tx.create(fields, parent=parent)  # `<parent>.<n>`, as bd does
             else:
                 if parent:  # gc's parent is a weak reference: carried even if not ours
-                    fields["dependencies"] = [
+                    deps.append(
                         {
                             "issue_id": "",
                             "depends_on_id": parent,
                             "type": "parent-child",
                             "created_at": tx.now,
                         }
-                    ]
+                    )
+                fields["dependencies"] = deps
                 if prefix and not explicit:
                     fields["prefix"] = prefix
                 created = tx.create(fields)
@@ -446,66 +636,84 @@ class Provider:
         return ""
 
     def op_list(self, args: list[str]) -> str:
-        from .catalog import Query
-
+        """gc's `list [--status= --assignee= --type= --limit=]` (gascity exec.go `List`): every
+        filter applied, oldest first; with a limit, the newest N matches (gc's limited queries,
+        e.g. an agent's newest in-progress bead in `internal/api/handler_agents.go`, sort
+        newest first and keep the head). Closed beads are listed: gc filters them itself."""
         flags = parse_flags(args, LIST_FLAGS)
-        statuses: tuple[str, ...] = ()
+        where, params = [], []
         if "status" in flags:
             statuses = WIRE_TO_STATUSES[wire_status(flags["status"])]
-        types: tuple[str, ...] = ()
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += statuses
         if "type" in flags:
-            types = (str(_type({"type": flags["type"]})),)
-        query = Query(
-            statuses=statuses,
-            types=types,
-            assignee=flags.get("assignee") or None,
-            include_closed=True,
-            limit=parse_limit(flags["limit"]) if "limit" in flags else None,
+            where.append("issue_type = ?")
+            params.append(_type({"type": flags["type"]}))
+        if flags.get("assignee"):
+            where.append("assignee = ?")
+            params.append(flags["assignee"])
+        limit = parse_limit(flags["limit"]) if "limit" in flags else None
+        sql = f"SELECT {_WIRE_COLUMNS} FROM beads" + (
+            " WHERE " + " AND ".join(where) if where else ""
         )
-        return dumps([to_wire(b) for b in self.query(query)])
+        if limit is None:
+            return self.wire_list(sql + _ORDER_CREATED, params)
+        newest = self.db().execute(f"{sql}{_ORDER_CREATED_DESC} LIMIT ?", [*params, limit])
+        return wire_array(reversed(newest.fetchall()))
 
     def op_ready(self, args: list[str]) -> str:
+        """Open beads of work types with nothing open blocking them: by priority, then
+        creation. Built from the catalog's dependency rows, parsing only what is listed."""
         for arg in args:  # newer gc asks for wisps too; they are always listed (gc filters)
             if arg != "--include-ephemeral":
                 raise ExecError(f"unexpected argument {arg!r}")
         from .bead import ready_statuses
 
-        ready_states = ready_statuses(self.store().config())  # open + custom `active` ones
-        beads = self.everything()
-        by_id = {b["id"]: b for b in beads}
+        ready_states = tuple(ready_statuses(self.store().config()))  # open + custom `active`
+        db = self.db()
+        excluded = ",".join("?" * len(READY_EXCLUDED_TYPES))
+        states = ",".join("?" * len(ready_states))
+        candidates = db.execute(
+            f"SELECT {_WIRE_COLUMNS} FROM beads WHERE status IN ({states})"
+            f" AND issue_type NOT IN ({excluded})"
+            f" ORDER BY priority,{_ORDER_CREATED.removeprefix(' ORDER BY')}",
+            (*ready_states, *READY_EXCLUDED_TYPES),
+        ).fetchall()
+        edges: dict[str, list[tuple[str, str]]] = {}
+        for bid, target, dep_type in db.execute(_SQL_OPEN_EDGES):
+            edges.setdefault(bid, []).append((target, dep_type))
+        targets = {t for deps in edges.values() for t, _ in deps}
+        status = dict(_select_status(db, targets))
+        status.update(
+            self.foreign_status({t for t in targets - status.keys() if _foreign(self, t)})
+        )
         memo: dict[str, bool] = {}
-        ready = [
-            b
-            for b in beads
-            if b["status"] in ready_states
-            and b["issue_type"] not in READY_EXCLUDED_TYPES
-            and not is_blocked(b, by_id, memo)
-        ]
-        return dumps([to_wire(b) for b in ready])
+        return wire_array(row for row in candidates if not is_blocked(row[0], edges, status, memo))
 
     def op_children(self, args: list[str]) -> str:
+        """Beads whose parent is the given ID, oldest first; an ID that cannot be a bead's
+        simply has none (beadstest `ChildrenEmpty`)."""
         arity(args, 1, 1, "children <parent-id>")
-        parent = check_id(args[0])
-        found = [b for b in self.everything() if parent_of(b) == parent]
-        found.sort(key=lambda b: (b["created_at"], b["id"]))
-        return dumps([to_wire(b) for b in found])
+        if ids.ID_RE.fullmatch(args[0]) is None:
+            return "[]"
+        return self.wire_list(_SQL_CHILDREN + _ORDER_CREATED, [args[0]])
 
     def op_list_by_label(self, args: list[str]) -> str:
-        from .catalog import Query
-
         arity(args, 1, 2, "list-by-label <label> [<limit>]")
         label = args[0]
         if not label:
             raise ExecError("the label is empty")
         limit = parse_limit(args[1]) if len(args) > 1 else None
-        found = self.query(Query(labels=(label,), include_closed=True))
-        found.sort(key=lambda b: (b["created_at"], b["id"]), reverse=True)  # newest first
-        return dumps([to_wire(b) for b in found[:limit]])
+        sql = (
+            f"SELECT {_WIRE_COLUMNS} FROM beads WHERE id IN (SELECT id FROM labels WHERE label = ?)"
+        )
+        return self.wire_list(f"{sql}{_ORDER_CREATED_DESC} LIMIT ?", [label, limit or -1])
 
     def op_set_metadata(self, args: list[str]) -> str:
+        """The value is stdin, byte for byte (gc writes it exactly; '' is a value too)."""
         arity(args, 2, 2, "set-metadata <id> <key> (value on stdin)")
         bead_id, key = check_id(args[0]), check_meta_key(args[1])
-        value = self.stdin().rstrip("\n")  # as the reference scripts' `$(cat)` reads it
+        value = self.stdin()
         with self.store().transaction() as tx:
             current = tx.require(bead_id)
             meta = merge_metadata(current.get("metadata", {}), {key: value})
@@ -520,19 +728,25 @@ class Provider:
         bead_id = check_id(rest[0])
         with self.store().transaction() as tx:
             tx.require(bead_id)
-            dependents = [b for b in self.everything() if _depends_on(b, bead_id)]
+            catalog = tx.store.catalog
+            catalog.refresh()  # under the write lock: no dependent can slip in unseen
+            dependents = [
+                json.loads(row[0])["id"] for row in catalog.db.execute(_SQL_DEPENDENTS, (bead_id,))
+            ]
             tx.delete(bead_id)
             for other in dependents:  # no dependency may point at a bead that is gone
-                if other["id"] != bead_id and tx.exists(other["id"]):
+                if other != bead_id and tx.exists(other):
                     kept = [
                         d
-                        for d in tx.require(other["id"])["dependencies"]
+                        for d in tx.require(other)["dependencies"]
                         if d["depends_on_id"] != bead_id
                     ]
-                    tx.update(other["id"], {"dependencies": kept})
+                    tx.update(other, {"dependencies": kept})
         return ""
 
     def op_dep_add(self, args: list[str]) -> str:
+        """One edge per pair: adding it again with another type changes its type
+        (beadstest `RunDepTests` "DepAddUpdatesType")."""
         arity(args, 2, 3, "dep-add <id> <depends-on-id> [<type>]")
         bead_id, target = check_id(args[0]), check_id(args[1])
         dep_type = args[2] if len(args) > 2 else "blocks"
@@ -540,46 +754,104 @@ class Provider:
             raise ExecError(f"invalid dependency type {dep_type!r}")
         with self.store().transaction() as tx:
             current = tx.require(bead_id)
-            if any(
-                d["depends_on_id"] == target and d["type"] == dep_type
-                for d in current.get("dependencies", [])
-            ):
+            self.dependency_target(tx, bead_id, target)
+            deps = current.get("dependencies", [])
+            same = [d for d in deps if d["depends_on_id"] == target]
+            if [d["type"] for d in same] == [dep_type]:
                 return ""  # already there: nothing to commit
-            tx.add_dependency(bead_id, target, dep_type)
+            kept = [d for d in deps if d["depends_on_id"] != target]
+            edge = {**(same[0] if same else {}), "issue_id": bead_id, "depends_on_id": target}
+            edge.setdefault("created_at", tx.now)
+            edge.setdefault("created_by", tx.store.actor())
+            tx.update(bead_id, {"dependencies": [*kept, {**edge, "type": dep_type}]})
         return ""
 
     def op_dep_remove(self, args: list[str]) -> str:
+        """Removing an edge that is not there, of a bead that is not there either, changes
+        nothing and succeeds (beadstest `RunDepTests` "DepRemoveNonexistent")."""
         arity(args, 2, 2, "dep-remove <id> <depends-on-id>")
-        bead_id, target = check_id(args[0]), check_id(args[1])
+        if not all(ids.ID_RE.fullmatch(a) for a in args):
+            return ""  # no bead can have such an edge
+        bead_id, target = args
         with self.store().transaction() as tx:
-            current = tx.require(bead_id)
-            if _depends_on(current, target):  # removing what is not there changes nothing
+            current = tx.get(bead_id)
+            if current is not None and _depends_on(current, target):
                 tx.remove_dependency(bead_id, target)
         return ""
 
     def op_dep_list(self, args: list[str]) -> str:
+        """`down`: what the bead depends on; `up`: what in this store depends on it, which may
+        be another scope's bead. A bead not here has no edges here: `[]` (beadstest
+        `RunDepTests` "DepListEmpty")."""
         arity(args, 1, 2, "dep-list <id> [down|up]")
-        bead = self.read(args[0])
         direction = args[1] if len(args) > 1 else "down"
-        if direction == "down":  # what this bead depends on
-            deps = [wire_dep(d) for d in bead.get("dependencies", [])]
-        elif direction == "up":  # what depends on this bead
-            deps = [
-                wire_dep(d)
-                for other in self.everything()
-                for d in other.get("dependencies", [])
-                if d["depends_on_id"] == bead["id"]
-            ]
-        else:
+        if direction not in ("down", "up"):
             raise ExecError(f"direction must be down or up, not {direction!r}")
-        return dumps(deps)
+        bead_id = args[0]
+        if ids.ID_RE.fullmatch(bead_id) is None:
+            return "[]"
+        if direction == "down":
+            found = self.rows("SELECT json FROM beads WHERE id = ?", [bead_id])
+            return dumps([wire_dep(d) for b in found for d in b.get("dependencies", [])])
+        return dumps(
+            [
+                wire_dep(d)
+                for other in self.rows(_SQL_DEPENDENTS, [bead_id])
+                for d in other.get("dependencies", [])
+                if d["depends_on_id"] == bead_id
+            ]
+        )
 
     def op_init(self, args: list[str]) -> str:
+        """gc's `init <dir> <prefix> [<database>]` for the city and each rig on every start
+        (gascity `cmd/gc/beads_provider_lifecycle.go`, `initBeadsForDir`). It makes the scope's
+        store where `store_location` puts it and never writes into <dir> (a rig is the user's
+        code); idempotent: an existing store is kept as it is."""
         from .store import Store
 
-        arity(args, 1, 2, "init <dir> [<prefix>]")
-        prefix = args[1] if len(args) > 1 else (self.id_prefix() or "gc")
-        Store.init(args[0], prefix=prefix.removesuffix("-"), pm=self.app.pm)
+        arity(args, 1, 3, "init <dir> [<prefix> [<database>]]")
+        directory = Path(args[0]).expanduser()
+        if directory.exists() and not directory.is_dir():
+            raise ExecError(f"not a directory: {directory}")
+        prefix = (args[1] if len(args) > 1 else "") or self.id_prefix() or "gc"
+        prefix = prefix.removesuffix("-")
+        ids.validate_prefix(prefix)
+        explicit = self.repo or self.env.get("GC_POLECAT_REPO") or None
+        if explicit:
+            root = Path(explicit).expanduser().resolve()
+        else:
+            city = city_of(self.env) or (directory if (directory / "city.toml").is_file() else None)
+            if city is None:
+                raise ExecError(
+                    f"cannot tell which city {directory} belongs to: gc sets GC_CITY_PATH; "
+                    "set it, or GC_POLECAT_REPO to name the store"
+                )
+            root = scope_store(city, directory)
+        if not is_store(root):
+            Store.init(root, prefix=prefix, pm=self.pm)
+        return ""
+
+    def op_start(self, args: list[str]) -> str:
+        """gc's `start` (every `gc start`): the city's warm server (`exec_server`), so later
+        calls skip the interpreter's imports. Failing to start it fails nothing."""
+        from .exec_server import start
+
+        warning = start(self.env)
+        if warning:
+            print(f"gc-polecat: warning: {warning}", file=sys.stderr)
+        return ""
+
+    def op_stop(self, args: list[str]) -> str:
+        """gc's `stop`: ask the city's server, if one answers, to end."""
+        from .exec_client import safe_dir, socket_path
+        from .exec_server import ask
+
+        path = socket_path(self.env)
+        if path is not None and safe_dir(path):
+            ask(path, ["stop"])
+        return ""
+
+    def op_lifecycle(self, args: list[str]) -> str:
         return ""
 
 
@@ -599,36 +871,104 @@ OPERATIONS: dict[str, Callable[[Provider, list[str]], str]] = {
     "dep-remove": Provider.op_dep_remove,
     "dep-list": Provider.op_dep_list,
     "init": Provider.op_init,
+    "start": Provider.op_start,
+    "stop": Provider.op_stop,
+    **dict.fromkeys(LIFECYCLE_OPS, Provider.op_lifecycle),
 }
+
+# Creation order: bd's second-precision time, then our nanoseconds, then the ID.
+_ORDER_CREATED = f" ORDER BY created_at, COALESCE(json_extract(json, '$.{CREATED_NS}'), 0), id"
+_ORDER_CREATED_DESC = (
+    f" ORDER BY created_at DESC, COALESCE(json_extract(json, '$.{CREATED_NS}'), 0) DESC, id DESC"
+)
+_SQL_CHILDREN = (
+    "SELECT id, blob, json FROM beads b WHERE EXISTS"
+    " (SELECT 1 FROM json_each(b.json, '$.dependencies') d"
+    " WHERE json_extract(d.value, '$.type') = 'parent-child'"
+    " AND json_extract(d.value, '$.depends_on_id') = ?)"
+)
+_SQL_DEPENDENTS = (
+    "SELECT json FROM beads b WHERE EXISTS (SELECT 1 FROM json_each(b.json, '$.dependencies') d"
+    " WHERE json_extract(d.value, '$.depends_on_id') = ?)"
+)
+# Every blocking-relevant edge out of a bead that is not closed (a closed bead blocks nothing).
+_SQL_OPEN_EDGES = (
+    "SELECT b.id, json_extract(d.value, '$.depends_on_id'), json_extract(d.value, '$.type')"
+    " FROM beads b, json_each(b.json, '$.dependencies') d WHERE b.status != 'closed'"
+    " AND json_extract(d.value, '$.type') IN ('blocks', 'conditional-blocks', 'waits-for',"
+    " 'parent-child')"
+)
+
+
+_WIRE_COLUMNS = "id, blob, json"
+# id -> (the catalog's blob of the bead, its wire JSON). Filled and reused only by a long-lived
+# process (the warm server): keyed by content, so a changed bead is never answered stale.
+_WIRE_CACHE: dict[str, tuple[str, str]] = {}
+_WIRE_CACHE_MAX = 200_000
+
+
+def wire_array(rows: Iterable[tuple[str, str, str]]) -> str:
+    """The JSON array of the beads of (id, blob, bead JSON) catalog rows, as `dumps` of
+    their `to_wire` would print it, converting only the beads not converted before."""
+    parts = []
+    for bead_id, blob, raw in rows:
+        hit = _WIRE_CACHE.get(bead_id)
+        if hit is not None and hit[0] == blob:
+            parts.append(hit[1])
+            continue
+        text = dumps(to_wire(json.loads(raw)))
+        if len(_WIRE_CACHE) >= _WIRE_CACHE_MAX:
+            _WIRE_CACHE.clear()
+        _WIRE_CACHE[bead_id] = (blob, text)
+        parts.append(text)
+    return "[" + ", ".join(parts) + "]"
+
+
+def _select_status(db: Any, wanted: set[str]) -> Iterable[tuple[str, str]]:
+    """(id, status) of the given beads that exist, a few hundred IDs per query."""
+    ordered = sorted(wanted)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        yield from db.execute(
+            f"SELECT id, status FROM beads WHERE id IN ({','.join('?' * len(chunk))})", chunk
+        )
 
 
 def _depends_on(bead: Bead, target: str) -> bool:
     return any(d["depends_on_id"] == target for d in bead.get("dependencies", []))
 
 
-def is_blocked(bead: Bead, by_id: dict[str, Bead], memo: dict[str, bool]) -> bool:
+def is_blocked(
+    bid: str, edges: dict[str, list[tuple[str, str]]], status: dict[str, str], memo: dict[str, bool]
+) -> bool:
     """bd's readiness: blocked by a `blocks`, `conditional-blocks` or `waits-for` dependency on
-    a bead that is not closed (or not in this store), or through `parent-child` by a parent
-    that is itself blocked. An open parent alone blocks nothing (a molecule's steps are ready
-    while the molecule is open)."""
-    bid = bead["id"]
+    a bead that is not closed (or that no store of the city holds), or through `parent-child`
+    by a parent that is itself blocked. An open parent alone blocks nothing (a molecule's steps
+    are ready while it is open)."""
     if bid in memo:
         return memo[bid]
     memo[bid] = False  # a dependency cycle ends here
     blocked = False
-    for dep in bead.get("dependencies", []):
-        target = by_id.get(dep["depends_on_id"])
-        if dep["type"] in HARD_BLOCKING_DEP_TYPES:
-            blocked = target is None or target["status"] != "closed"
-        elif dep["type"] == "parent-child" and target is not None:
-            blocked = target["status"] != "closed" and is_blocked(target, by_id, memo)
+    for target, dep_type in edges.get(bid, ()):
+        found = status.get(target)
+        if dep_type in HARD_BLOCKING_DEP_TYPES:
+            blocked = found != "closed"
+        elif dep_type == "parent-child" and found is not None:
+            blocked = found != "closed" and is_blocked(target, edges, status, memo)
         if blocked:
             break
     memo[bid] = blocked
     return blocked
 
 
-# --- entry point -----------------------------------------------------------------------------
+def _foreign(provider: Provider, target: str) -> bool:
+    try:
+        return provider.is_foreign(target)
+    except GcPolecatError:  # not an ID at all (a hand edit): nothing to look up
+        return False
+
+
+# --- entry points ----------------------------------------------------------------------------
 
 
 _NO_BEAD = re.compile(r"^no bead (\S+)$")
@@ -637,7 +977,7 @@ _NO_BEAD = re.compile(r"^no bead (\S+)$")
 def error_message(exc: GcPolecatError) -> str:
     """One line; for a missing bead it says "not found", which is what gc looks for."""
     message = " ".join(str(exc).split())
-    if isinstance(exc, NotFound):
+    if isinstance(exc, NotFound) and not isinstance(exc, NotARepository):
         m = _NO_BEAD.match(message)
         if m:
             return f"bead {m.group(1)} not found"
@@ -647,11 +987,12 @@ def error_message(exc: GcPolecatError) -> str:
 
 
 def run(
-    app: AppContext,
+    repo: str | None,
     op: str | None,
     args: list[str],
     read_stdin: Callable[[], str],
     env: dict[str, str] | None = None,
+    pm: pluggy.PluginManager | None = None,
 ) -> tuple[int, str, str]:
     """Answer one operation: (exit status, stdout, stderr). Never raises for a failure, so
     that no error can leave with exit 2, the status gc reads as "unknown operation"."""
@@ -660,7 +1001,7 @@ def run(
     handler = OPERATIONS.get(op)
     if handler is None:
         return EXIT_UNKNOWN_OP, "", f"unsupported operation {op!r}"
-    provider = Provider(app, dict(os.environ if env is None else env), read_stdin)
+    provider = Provider(repo, dict(os.environ if env is None else env), read_stdin, pm)
     try:
         return EXIT_OK, handler(provider, args), ""
     except GcPolecatError as exc:
@@ -671,3 +1012,35 @@ def run(
         if os.environ.get("GC_POLECAT_DEBUG"):
             raise
         return EXIT_FAILED, "", f"{op}: internal error: {type(exc).__name__}: {exc}"
+
+
+def read_stdin_utf8() -> str:
+    data = sys.stdin.buffer.read() if sys.stdin is not None else b""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ExecError("stdin is not UTF-8 text") from None
+
+
+def is_fast_call(argv: list[str]) -> bool:
+    """`gc-polecat exec-beads <op> ...` as gc runs it: answered by `main` without click."""
+    return len(argv) >= 2 and argv[0] == "exec-beads" and argv[1] in OPERATIONS
+
+
+def main(argv: list[str]) -> int:
+    """`exec-beads <op> [args]` without click or the plugin manager (loaded only if a write
+    has observers to tell): gc starts a process per store call, so start-up is the cost."""
+    os.umask(os.umask(0o002) | 0o002)  # as cli.private_umask: nothing world-writable
+    op, args = argv[1], argv[2:]
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            print(f"gc-polecat: error: an argument is not valid UTF-8: {arg!r}", file=sys.stderr)
+            return EXIT_FAILED
+    status, out, err = run(None, op, args, read_stdin_utf8)
+    if out:
+        sys.stdout.write(out + "\n")
+    if err:
+        print(f"gc-polecat: error: {' '.join(err.split())}", file=sys.stderr)
+    return status

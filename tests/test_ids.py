@@ -158,3 +158,9 @@ def test_generation_is_deterministic_for_a_seed_and_differs_across_seeds() -> No
 def test_invalid_prefix(bad: str) -> None:
     with pytest.raises(BadInput):
         ids.validate_prefix(bad)
+
+
+def test_a_prefix_gc_derives_may_start_with_a_digit() -> None:
+    """gascity `internal/config/config.go` DeriveBeadsPrefix: "3d-city" gives "3c"."""
+    assert ids.validate_prefix("3c") == "3c"
+    assert ids.validate_id("3c-a1b") == "3c-a1b" and ids.id_path("3c-a1b").endswith("3c-a1b.yaml")

@@ -7,8 +7,6 @@ this command reports its own errors instead of leaving them to the group's exit-
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ..cli import AppContext
@@ -38,23 +36,17 @@ def exec_beads_command(app: AppContext, op: str | None, args: tuple[str, ...]) -
       set-metadata ID KEY          value on stdin
       delete --force ID
       dep-add ID DEPENDS_ON [TYPE] / dep-remove ID DEPENDS_ON / dep-list ID [down|up]
-      init DIR [PREFIX]
+      init DIR [PREFIX [DATABASE]] makes the scope's store (never writes into DIR)
+      start / stop / health / probe / recover   gc's lifecycle: nothing to do, exit 0
 
     Exit 0 success; 1 failure (a missing bead says "not found"); 2 unknown operation.
-    The repository: --repo or GC_POLECAT_REPO, else the one at or above GC_STORE_ROOT.
+    The store: --repo or GC_POLECAT_REPO (one for every scope), else, in a city (GC_CITY_PATH),
+    <city>/.gc/runtime/packs/polecat/stores/{city,rigs/<rig>-<hash>}; else the beads
+    repository at or above GC_STORE_ROOT or the working directory.
     """
-    from ..execprovider import run
+    from ..execprovider import read_stdin_utf8, run
 
-    def read_stdin() -> str:
-        data = sys.stdin.buffer.read()
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            from ..execprovider import ExecError
-
-            raise ExecError("stdin is not UTF-8 text") from None
-
-    status, out, err = run(app, op, list(args), read_stdin)
+    status, out, err = run(app.repo, op, list(args), read_stdin_utf8, pm=app.pm)
     if out:
         click.echo(out)
     if err:
