@@ -175,7 +175,9 @@ def echo(text: str) -> None:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False).translate(_JSON_CONTROLS))
+    """Print JSON output; never NaN or Infinity, which are not JSON (docs/formats.md)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+    click.echo(text.translate(_JSON_CONTROLS))
 
 
 def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:

@@ -13,13 +13,13 @@ none at all when nothing differs.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
+from . import safejson
 from .errors import BadInput, InvalidBead
 from .ids import parse_id
 
@@ -121,7 +121,7 @@ def export_records(beads: Iterable[beadmod.Bead]) -> list[dict[str, Any]]:
 
 def dumps_line(record: dict[str, Any]) -> str:
     """One compact JSON object, formatted as Go's json.Encoder writes it (no trailing newline)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).translate(_GO_ESCAPES)
+    return safejson.dumps(record, ensure_ascii=False, separators=(",", ":")).translate(_GO_ESCAPES)
 
 
 def export_text(beads: Iterable[beadmod.Bead]) -> str:
@@ -183,23 +183,9 @@ def parse(data: bytes, source: str) -> tuple[list[Line], int]:
         if not raw.strip():
             continue
         where = f"{source} line {number}"
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadInput(f"{where}: not UTF-8 text") from None
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{where}: malformed JSON: {exc.msg} (column {exc.colno})") from None
+        record = safejson.loads(raw, where)  # depth, number and NaN limits: docs/formats.md
         if not isinstance(record, dict):
             raise BadInput(f"{where}: expected a JSON object, not {_json_type(record)}")
-        if "\\ud" in text.lower():  # only a \u escape can smuggle in an unpaired surrogate
-            try:
-                json.dumps(record, ensure_ascii=False).encode("utf-8")
-            except UnicodeEncodeError:
-                raise BadInput(
-                    f"{where}: a string holds an unpaired surrogate (\\ud800-\\udfff)"
-                ) from None
         if SCHEMA_KEY in record or record.get("status") == SKIPPED_STATUS:
             skipped += 1
             continue

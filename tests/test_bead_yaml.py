@@ -144,8 +144,8 @@ dep_types = st.one_of(
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False),
+    st.integers(min_value=bead.INT_MIN, max_value=bead.INT_MAX),  # JSON numbers bd can hold
+    st.floats(allow_nan=False, allow_infinity=False),
     adversarial,
 )
 json_values = st.recursive(
@@ -155,11 +155,12 @@ json_values = st.recursive(
     ),
     max_leaves=6,
 )
+int64 = st.integers(min_value=bead.INT_MIN, max_value=bead.INT_MAX)
 schema_values = st.one_of(
     adversarial,
-    st.integers(),
+    int64,
     st.booleans(),
-    st.lists(st.one_of(non_empty, st.integers()), min_size=1, max_size=3),
+    st.lists(st.one_of(non_empty, int64), min_size=1, max_size=3),
     st.dictionaries(keys, adversarial, min_size=1, max_size=3),
 )
 unknown_values = st.integers(1, 8).flatmap(lambda n: json_values if n == 1 else schema_values)
