@@ -539,11 +539,13 @@ _NEEDS_SCAN = re.compile(rb"\r|\xc2\x85|\xe2\x80[\xa8\xa9]|&[^\s,\[\]{}]")
 def _nesting_bound(data: bytes) -> int:
     """An upper bound on how deep the collections of `data` nest, never below the truth.
 
-    Every flow level opens with `[` or `{`. Every block level starts at a column deeper than its
-    parent's (an indentless sequence shares its mapping's column: at most two levels a column),
-    and that column is where a line's content starts, after any compact indicators.
+    Every flow level opens with `[` or `{`, and a `[` may hold single-pair mappings with no
+    brace of their own (`[k: [k: v]]`): two levels for each `[`. Every block level starts at a
+    column deeper than its parent's (an indentless sequence shares its mapping's column: two
+    levels a column), and that column is where a line's content starts, after any compact
+    indicators.
     """
-    flow = data.count(b"[") + data.count(b"{")
+    flow = 2 * data.count(b"[") + data.count(b"{")
     if flow > MAX_NESTING:
         return flow
     column = max(map(len, _LINE_LEAD.findall(data)), default=1) - 1
@@ -572,7 +574,8 @@ def _scan_depth(text: str, where: str) -> bool:
             block -= 1
         elif kind is tokens.AliasToken:
             aliases = True
-        if flow + 2 * block > MAX_NESTING:  # 2x: an indentless sequence has no start token
+        # 2x: single-pair mappings in `[...]` and indentless sequences have no start token
+        if 2 * (flow + block) > MAX_NESTING:
             raise InvalidBead(f"{where}: nested deeper than {MAX_NESTING} levels")
     return aliases
 

@@ -20,6 +20,7 @@ so they always see a whole commit, never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
 from . import ids
-from .errors import BadInput, Conflict, GcPolecatError, NotARepository, NotFound
+from .errors import BadInput, Conflict, GcPolecatError, NotARepository, NotFound, ReadOnlyRepository
 from .git import EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Git, atomic_write, read_head
 
 if TYPE_CHECKING:
@@ -275,15 +276,19 @@ class Store:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the repository write lock (re-entrant within this Store) and recover first."""
-        if self._lock is None:
-            from filelock import FileLock
-
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._lock = FileLock(str(self.state_dir / "write.lock"), timeout=LOCK_TIMEOUT)
-        from filelock import Timeout
+        from filelock import FileLock, Timeout
 
         try:
+            if self._lock is None:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                self._lock = FileLock(str(self.state_dir / "write.lock"), timeout=LOCK_TIMEOUT)
             self._lock.acquire()
+        except OSError as exc:  # the first thing every write writes: nothing was written yet
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            raise ReadOnlyRepository(
+                f"cannot write to {self.root}: {exc.strerror} ({exc.filename})"
+            ) from None
         except Timeout:
             raise GcPolecatError(
                 f"repository busy: could not take the write lock in {LOCK_TIMEOUT:.0f} s"
