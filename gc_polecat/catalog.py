@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from . import bead as beadmod
 from . import ids
-from .errors import InvalidBead, ReadOnlyRepository
+from .errors import InvalidBead
 from .git import read_head
 
 if TYPE_CHECKING:
@@ -169,10 +169,7 @@ class Catalog:
     def refresh(self) -> None:
         """Bring the catalog to HEAD: incremental by tree diff, or a full rebuild."""
         store = self.store
-        # A reader of a read-only repository cannot finish a dead writer's work-tree update
-        # and needs not: it reads git objects at the ref.
-        with contextlib.suppress(ReadOnlyRepository):
-            store.recover_if_needed()
+        store.recover_if_needed()
         try:
             self._refresh()
         except sqlite3.DatabaseError:

@@ -132,7 +132,7 @@ def parse_object(raw: str, allow_empty: bool = False) -> dict[str, Any]:
         if allow_empty:
             return {}
         raise ExecError("expected a JSON object on stdin, got nothing")
-    value = safejson.loads(raw, "stdin", error=ExecError)  # limits: docs/formats.md
+    value = safejson.loads(raw, "invalid JSON on stdin", error=ExecError)  # docs/formats.md
     if not isinstance(value, dict):
         raise ExecError(f"expected a JSON object on stdin, not {type(value).__name__}")
     return value

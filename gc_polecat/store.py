@@ -444,8 +444,11 @@ class Store:
         """For readers: complete a dead writer's half-done write. True if there was one."""
         if not self.journal_pending():
             return False
-        with self.locked():
-            pass
+        try:
+            with self.locked():
+                pass
+        except ReadOnlyRepository:  # readers read git objects at the ref: a writer finishes it
+            return False
         return True
 
     def _update_catalog(

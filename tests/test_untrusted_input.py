@@ -372,3 +372,6 @@ def test_a_reader_of_a_read_only_repository_ignores_a_pending_journal(
     listed = read_only("bead", "list")
     assert listed.returncode == 0, listed.stderr
     assert first in listed.stdout and "half" in listed.stdout
+    assert read_only("bead", "show", first).returncode == 0
+    assert read_only("export").returncode == 0
+    assert "cannot write" in one_error_line(read_only("bead", "close", first))
