@@ -355,6 +355,22 @@ def test_load_rejects_nothing_dump_wrote() -> None:
     assert bead.load(bead.dump(b), "x.yaml") == b
 
 
+@pytest.mark.parametrize("shape", ["lists", "mappings", "mixed"])
+def test_the_deepest_valid_bead_passes_the_nesting_limit(shape: str) -> None:
+    """The pre-parse nesting limit (issue 12) must never refuse a bead normalize accepts: an
+    unmodelled key nested MAX_EXTRA_DEPTH deep, plus bracket-heavy text, loads back."""
+    value: Any = "leaf"
+    for level in range(bead.MAX_EXTRA_DEPTH - 1):
+        as_list = shape == "lists" or (shape == "mixed" and level % 2)
+        value = [value] if as_list else {"k": value}
+    text = "[[[{{{ code ]]]}}} " * 200 + "\n  - - - ? : indented\n" * 50
+    raw = {**realistic_beads()[0], "deep": value, "description": text, "notes": "&anchor *x"}
+    b = bead.normalize(raw)
+    data = bead.dump(b)
+    assert bead._nesting_bound(data) > bead.MAX_NESTING  # the token scan decides, not the bound
+    assert bead.load(data, "x.yaml") == b
+
+
 # --- byte identity with the ruamel path ----------------------------------------------------
 
 
