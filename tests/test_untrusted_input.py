@@ -196,6 +196,7 @@ def test_the_cheap_bound_and_the_token_scan_never_underestimate(
     data = buf.getvalue().encode()
     depth = nesting({"root": tree})
     assert bead._nesting_bound(data) >= depth, data
+    assert not bead._surely_shallow(data) or bead._nesting_bound(data) <= bead.MAX_NESTING
     saved = bead.MAX_NESTING
     try:
         bead.MAX_NESTING = depth - 1
@@ -203,6 +204,17 @@ def test_the_cheap_bound_and_the_token_scan_never_underestimate(
             bead._scan_depth(data.decode(), "f")
     finally:
         bead.MAX_NESTING = saved
+
+
+@pytest.mark.parametrize("width", range(0, 100, 3))
+def test_the_one_regex_shortcut_agrees_with_the_bound(width: int) -> None:
+    """`_surely_shallow` (one regex search on the hot path) never clears a file the full
+    bound would send to the token scan: wide leads and many brackets, alone and together."""
+    for lead in (" " * width, "- " * (width // 2), "? " * (width // 2), "\t" * width):
+        for brackets in ("", "[" * (width // 3), "{" * width):
+            data = f"{HEAD}x:\n{lead}a: {brackets}\n".encode()
+            if bead._surely_shallow(data):
+                assert bead._nesting_bound(data) <= bead.MAX_NESTING, data
 
 
 # --- points 7 and 8: NaN, Infinity and JSON that broke the decoder ---------------------------
