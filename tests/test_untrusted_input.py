@@ -387,3 +387,17 @@ def test_a_reader_of_a_read_only_repository_ignores_a_pending_journal(
     assert read_only("bead", "show", first).returncode == 0
     assert read_only("export").returncode == 0
     assert "cannot write" in one_error_line(read_only("bead", "close", first))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ['{"id":"gc-x","x":NaN}', "[" * 100_000, '{"id":"gc-x","n":' + "9" * 5000 + "}", '"\\udc00"'],
+    ids=["nan", "deep", "huge-int", "lone-surrogate"],
+)
+def test_a_bd_hook_payload_goes_through_the_same_decoder(repo: Path, payload: str) -> None:
+    """`hooks run` (bd's hook protocol) never fails bd's write: exit 0, one clear line."""
+    before = git(repo, "rev-parse", "HEAD")
+    proc = cli(repo, "hooks", "run", "on_update", "gc-x", "update", stdin=payload)
+    assert proc.returncode == 0
+    assert "stdin:" in one_error_line(proc)
+    assert git(repo, "rev-parse", "HEAD") == before
