@@ -536,10 +536,11 @@ _LINE_LEAD = re.compile(rb"^[ \t]*(?:(?:---|[-?:])[ \t]+)*[^ \t\n]", re.M)
 _NEEDS_SCAN = re.compile(rb"\r|\xc2\x85|\xe2\x80[\xa8\xa9]|&[^\s,\[\]{}]")
 
 
-_FAST_FLOW = MAX_NESTING // 4  # with at most this much flow nesting, content starting before
-_FAST_COLUMN = (MAX_NESTING - _FAST_FLOW) // 2  # this column on every line keeps the bound
-# A line whose first _FAST_COLUMN characters are all blanks or indicators: the only way a
-# line's content can start at that column or later.
+# The hot path: with at most _FAST_FLOW of flow nesting and no line whose first _FAST_COLUMN
+# characters are all blanks or indicators (the only way its content can start that far right),
+# the bound is at most _FAST_FLOW + 2 * _FAST_COLUMN = MAX_NESTING.
+_FAST_FLOW = MAX_NESTING // 4
+_FAST_COLUMN = (MAX_NESTING - _FAST_FLOW) // 2
 _DEEP_LINE = re.compile(rb"^[ \t?:-]{%d}" % _FAST_COLUMN, re.M)
 
 

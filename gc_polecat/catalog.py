@@ -74,7 +74,6 @@ class Catalog:
         self.path = store.state_dir / FILENAME
         self._db: sqlite3.Connection | None = None
         self._top_delta = 0  # change to the top-level count within the open SQLite transaction
-        self.read_only = False  # True when the catalog could only be built in memory
 
     # --- connection -------------------------------------------------------------------------
 
@@ -121,10 +120,12 @@ class Catalog:
         """A read-only repository is still readable: the catalog lives in this process's
         memory, seeded from the file on disk when there is one (then the catch-up costs only
         the commits since), else built from git. Nothing is written (docs/formats.md)."""
-        self.read_only = True
         db = sqlite3.connect(":memory:", isolation_level=None)
+        wal = Path(f"{self.path}-wal")
         try:
-            if self.path.is_file():
+            # Without its WAL (closed cleanly) the file is whole; with one, its pages may be
+            # half checkpointed, and `immutable` would read them as they are: build from git.
+            if self.path.is_file() and not (wal.exists() and wal.stat().st_size):
                 uri = f"{self.path.as_uri()}?mode=ro&immutable=1"
                 source = sqlite3.connect(uri, uri=True)
                 try:
