@@ -331,15 +331,17 @@ def _read_only_runner(repo: Path) -> list[str]:
 @pytest.fixture
 def read_only(repo: Path):  # noqa: ANN201 - yields a runner
     prefix = _read_only_runner(repo)
-    if not prefix:
-        subprocess.run(["chmod", "-R", "a-w", str(repo)], check=True)
+    chmodded = []
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
+        if not prefix and not chmodded:  # not root: the repository turns read-only from here
+            subprocess.run(["chmod", "-R", "a-w", str(repo)], check=True)
+            chmodded.append(True)
         argv = [sys.executable, "-m", "gc_polecat", "--repo", str(repo), *args]
         return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=120)
 
     yield run
-    if not prefix:
+    if chmodded:
         subprocess.run(["chmod", "-R", "u+w", str(repo)], check=True)
 
 
