@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import math
 import re
 from typing import Any
 
@@ -67,6 +68,10 @@ KEY_ORDER = (
 ALWAYS_KEYS = ("id", "title", "priority", "created_at", "updated_at")
 MAX_TITLE = 500
 MAX_EXTRA_VALUES, MAX_EXTRA_DEPTH = 10_000, 32  # per key we do not model
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # numbers in keys we do not model: Go's int64, as bd
+MAX_FILE_BYTES = 1 << 20  # a bead file larger than 1 MiB is refused unread (and never written)
+MAX_NESTING = 128  # collections nested in a bead file; normalize allows about 34
+MAX_ALIAS_VALUES = 100_000  # values a file with YAML aliases may expand to
 # The stored form of a time: RFC 3339 in UTC, the fraction of a second (up to nanoseconds, as Go
 # keeps it) without trailing zeros, which is how bd's Go code writes a time after import.
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{0,8}[1-9])?Z$", re.ASCII)
@@ -307,6 +312,10 @@ def _check_json(bid: str, key: str, value: Any) -> Any:
                 stack.append((v, depth + 1))
         elif kind is list:
             stack.extend((v, depth + 1) for v in item)
+        elif kind is float and not math.isfinite(item):
+            raise _fail(bid, key, f"holds {item}, not a JSON number (NaN and Infinity are refused)")
+        elif kind is int and not INT_MIN <= item <= INT_MAX:
+            raise _fail(bid, key, "holds an integer out of range (at most 64 bits)")
         elif kind not in (str, int, float, bool) and item is not None:
             raise _fail(bid, key, f"holds a {kind.__name__}, not JSON data")
     return value
@@ -427,9 +436,12 @@ def dump(bead: Bead) -> bytes:
     whole bead through ruamel instead, so odd values cost time, never correctness.
     """
     try:
-        return _emit_bead(bead).encode("utf-8")
+        out = _emit_bead(bead).encode("utf-8")
     except _Unsupported:
-        return _dump_ruamel(bead)
+        out = _dump_ruamel(bead)
+    if len(out) > MAX_FILE_BYTES:  # `load` would refuse it: never write what cannot be read
+        raise InvalidBead(f"bead {bead.get('id')}: larger than {MAX_FILE_BYTES} bytes as a file")
+    return out
 
 
 # --- the fast emitter ---
@@ -629,15 +641,143 @@ def _double_quoted(text: str) -> str:
     return out
 
 
-def load(data: bytes, where: str) -> Bead:
-    """Parse and validate a bead file; InvalidBead names `where` and the problem."""
+# --- loading ---
+#
+# libyaml's composer (ruamel's C loader) recurses once per nested collection with no limit: a
+# 100 KB file of `[` crashed every process that parsed it (SIGSEGV), and its scanner is quadratic
+# in the flow depth, so a deep file must be refused before it is parsed, not after. The size is
+# capped first; then a cheap bound on the nesting, from the raw bytes, clears every ordinary
+# file; the rest are scanned token by token, stopping as soon as the depth passes the limit.
+# docs/formats.md ("Limits on bead files") states the rules.
+
+# Where a block collection can start on a line: after the indentation and any compact `- `,
+# `? `, `: ` or `--- ` indicators. A new block level needs a deeper such column.
+_LINE_LEAD = re.compile(rb"^[ \t]*(?:(?:---|[-?:])[ \t]+)*[^ \t\n]", re.M)
+# What the bound does not model: line breaks other than \n (YAML also breaks at \r, NEL,
+# LS, PS) and anchors (aliases can nest and multiply what they refer to).
+_NEEDS_SCAN = re.compile(rb"\r|\xc2\x85|\xe2\x80[\xa8\xa9]|&[^\s,\[\]{}]")
+
+
+# The hot path: with at most _FAST_FLOW of flow nesting and no line whose first _FAST_COLUMN
+# characters are all blanks or indicators (the only way its content can start that far right),
+# the bound is at most _FAST_FLOW + 2 * _FAST_COLUMN = MAX_NESTING.
+_FAST_FLOW = MAX_NESTING // 4
+_FAST_COLUMN = (MAX_NESTING - _FAST_FLOW) // 2
+_DEEP_LINE = re.compile(rb"^[ \t?:-]{%d}" % _FAST_COLUMN, re.M)
+
+
+def _surely_shallow(data: bytes) -> bool:
+    """`_nesting_bound(data) <= MAX_NESTING`, answered for ordinary files by one regex search."""
+    if 2 * data.count(b"[") + data.count(b"{") <= _FAST_FLOW and not _DEEP_LINE.search(data):
+        return True
+    return _nesting_bound(data) <= MAX_NESTING
+
+
+def _nesting_bound(data: bytes) -> int:
+    """An upper bound on how deep the collections of `data` nest, never below the truth.
+
+    Every flow level opens with `[` or `{`, and a `[` may hold single-pair mappings with no
+    brace of their own (`[k: [k: v]]`): two levels for each `[`. Every block level starts at a
+    column deeper than its parent's (an indentless sequence shares its mapping's column: two
+    levels a column), and that column is where a line's content starts, after any compact
+    indicators.
+    """
+    flow = 2 * data.count(b"[") + data.count(b"{")
+    if flow > MAX_NESTING:
+        return flow
+    column = max(map(len, _LINE_LEAD.findall(data)), default=1) - 1
+    return flow + 2 * (column + 1)
+
+
+def _scan_depth(text: str, where: str) -> bool:
+    """Scan the tokens of `text` (no composing, so no recursion), refusing it as soon as its
+    nesting could pass MAX_NESTING; True if it uses aliases. Cost: about a quarter of a load."""
+    from ruamel.yaml import tokens
+
+    opens = (tokens.FlowSequenceStartToken, tokens.FlowMappingStartToken)
+    closes = (tokens.FlowSequenceEndToken, tokens.FlowMappingEndToken)
+    blocks = (tokens.BlockSequenceStartToken, tokens.BlockMappingStartToken)
+    flow = block = 0
+    aliases = False
+    for token in _tokens(text):
+        kind = type(token)
+        if kind in opens:
+            flow += 1
+        elif kind in closes:
+            flow -= 1
+        elif kind in blocks:
+            block += 1
+        elif kind is tokens.BlockEndToken:
+            block -= 1
+        elif kind is tokens.AliasToken:
+            aliases = True
+        # 2x: single-pair mappings in `[...]` and indentless sequences have no start token
+        if 2 * (flow + block) > MAX_NESTING:
+            raise InvalidBead(f"{where}: nested deeper than {MAX_NESTING} levels")
+    return aliases
+
+
+def _tokens(text: str):  # noqa: ANN202 - an iterator of ruamel tokens
+    """The YAML tokens of `text`, from libyaml's scanner when present (a loop, not recursion)."""
     try:
-        raw = _yaml_engine().load(data.decode("utf-8"))
+        from _ruamel_yaml import CParser
+    except ImportError:  # pragma: no cover - ruamel.yaml.clib missing
+        from ruamel.yaml import YAML
+
+        yield from YAML(typ="safe", pure=True).scan(text)
+        return
+    parser = CParser(text)
+    try:
+        while (token := parser.get_token()) is not None:
+            yield token
+    finally:
+        parser.dispose()
+
+
+def _check_expansion(value: Any, where: str) -> None:
+    """Refuse a file whose aliases build a structure too large or too deep to handle (a
+    "billion laughs" in any key, not only in the ones normalize walks itself)."""
+    budget, stack = MAX_ALIAS_VALUES, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > MAX_NESTING:
+            raise InvalidBead(
+                f"{where}: YAML aliases expand past {MAX_ALIAS_VALUES} values or "
+                f"{MAX_NESTING} levels"
+            )
+        if type(item) is dict:
+            stack.extend((v, depth + 1) for pair in item.items() for v in pair)
+        elif type(item) in (list, tuple, set):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def _parse(data: bytes, where: str) -> Any:
+    """The YAML document in `data`, refused unparsed if it is too large or too deep."""
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidBead(f"{where}: larger than {MAX_FILE_BYTES} bytes ({len(data)})")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidBead(f"{where}: not UTF-8 text") from None
-    except Exception as exc:
+    try:
+        aliases = False
+        if _NEEDS_SCAN.search(data) or not _surely_shallow(data):
+            aliases = _scan_depth(text, where)
+        raw = _yaml_engine().load(text)
+    except InvalidBead:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parser failure is this file's problem
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidBead(f"{where}: malformed YAML: {first}") from None
+    if aliases:
+        _check_expansion(raw, where)
+    return raw
+
+
+def load(data: bytes, where: str) -> Bead:
+    """Parse and validate a bead file; InvalidBead names `where` and the problem."""
+    raw = _parse(data, where)
     try:
         return normalize(raw)
     except InvalidBead as exc:

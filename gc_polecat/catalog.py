@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -44,6 +45,16 @@ CREATE TABLE IF NOT EXISTS bad (path TEXT PRIMARY KEY, error TEXT NOT NULL);
 """
 
 
+def _prepare(db: sqlite3.Connection) -> None:
+    """Create the tables if missing; DatabaseError for a catalog of another schema version."""
+    db.executescript(_SCHEMA)
+    version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if version is None:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    elif version[0] != SCHEMA_VERSION:
+        raise sqlite3.DatabaseError("old catalog schema")
+
+
 @dataclass(frozen=True)
 class Query:
     """Filters for `bead list`; every field narrows the result."""
@@ -73,20 +84,29 @@ class Catalog:
         return self._db
 
     def _open(self) -> sqlite3.Connection:
+        if not self._writable():  # SQLite might open the file read-only and fail later
+            return self._open_in_memory()
+        try:
+            return self._open_file()
+        except (OSError, sqlite3.OperationalError):
+            if self._writable():
+                raise
+            return self._open_in_memory()
+
+    def _writable(self) -> bool:
+        """Whether this process may write the catalog's directory (False on a read-only
+        mount, an immutable or another user's repository)."""
+        where = self.path.parent if self.path.parent.is_dir() else self.store.git_dir
+        return os.access(where, os.W_OK)
+
+    def _open_file(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(2):
             try:
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=OFF")  # derived data: rebuilt if ever lost
-                db.executescript(_SCHEMA)
-                version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if version is None:
-                    db.execute(
-                        "INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,)
-                    )
-                elif version[0] != SCHEMA_VERSION:
-                    raise sqlite3.DatabaseError("old catalog schema")
+                _prepare(db)
                 return db
             except sqlite3.DatabaseError:
                 if attempt:
@@ -96,9 +116,33 @@ class Catalog:
                 self._remove_files()
         raise AssertionError("unreachable")
 
+    def _open_in_memory(self) -> sqlite3.Connection:
+        """A read-only repository is still readable: the catalog lives in this process's
+        memory, seeded from the file on disk when there is one (then the catch-up costs only
+        the commits since), else built from git. Nothing is written (docs/formats.md)."""
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        wal = Path(f"{self.path}-wal")
+        try:
+            # Without its WAL (closed cleanly) the file is whole; with one, its pages may be
+            # half checkpointed, and `immutable` would read them as they are: build from git.
+            if self.path.is_file() and not (wal.exists() and wal.stat().st_size):
+                uri = f"{self.path.as_uri()}?mode=ro&immutable=1"
+                source = sqlite3.connect(uri, uri=True)
+                try:
+                    source.backup(db)
+                finally:
+                    source.close()
+            _prepare(db)
+        except (OSError, sqlite3.DatabaseError):
+            db.close()
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            _prepare(db)
+        return db
+
     def _remove_files(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # nothing to remove in a read-only repository
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def invalidate(self) -> None:
         """Forget the recorded commit so the next read re-derives from git."""
@@ -224,7 +268,7 @@ class Catalog:
                 bead.get("assignee"),
                 int("." not in bead["id"]),
                 bead["created_at"],
-                json.dumps(bead, separators=(",", ":")),
+                json.dumps(bead, separators=(",", ":"), allow_nan=False),
             ),
         )
         self.db.executemany(

@@ -184,10 +184,13 @@ def echo(text: str) -> None:
 
 def json_text(value: Any) -> str:
     """What `--json` prints: indented, UTF-8 as is, DEL and C1 escaped."""
-    return json.dumps(value, indent=2, ensure_ascii=False).translate(_JSON_CONTROLS)
+    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).translate(
+        _JSON_CONTROLS
+    )
 
 
 def emit_json(value: Any) -> None:
+    """Print JSON output; never NaN or Infinity, which are not JSON (docs/formats.md)."""
     click.echo(json_text(value))
 
 

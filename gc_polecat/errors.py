@@ -31,5 +31,10 @@ class NotARepository(BadInput):
     """No beads repository where one was expected."""
 
 
+class ReadOnlyRepository(BadInput):
+    """A write to a repository this process cannot write (read-only mount, another user's):
+    refused before anything is written; readers still work (docs/security.md)."""
+
+
 class Conflict(GcPolecatError):
     """The repository moved under a writer in a way that cannot be rebased automatically."""

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import ids
+from . import ids, safejson
 from .bead import DEP_TYPE_RE, STATUSES, TYPES, Bead
 from .errors import GcPolecatError, InvalidBead, NotARepository, NotFound
 
@@ -144,7 +144,7 @@ def _text(value: Any) -> str:
 
 def dumps(value: Any) -> str:
     """One line of JSON; ASCII with escapes, so no locale can garble it on the way to gc."""
-    return json.dumps(value)
+    return safejson.dumps(value)
 
 
 # --- input checks ----------------------------------------------------------------------------
@@ -156,10 +156,7 @@ def parse_object(raw: str, allow_empty: bool = False) -> dict[str, Any]:
         if allow_empty:
             return {}
         raise ExecError("expected a JSON object on stdin, got nothing")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ExecError(f"invalid JSON on stdin: {exc.msg} at line {exc.lineno}") from None
+    value = safejson.loads(raw, "invalid JSON on stdin", error=ExecError)  # docs/formats.md
     if not isinstance(value, dict):
         raise ExecError(f"expected a JSON object on stdin, not {type(value).__name__}")
     return value

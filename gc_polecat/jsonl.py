@@ -13,13 +13,13 @@ none at all when nothing differs.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import bead as beadmod
+from . import safejson
 from .errors import BadInput, InvalidBead
 from .ids import MEMORIES_PATH, parse_id
 
@@ -129,7 +129,7 @@ def export_records(beads: Iterable[beadmod.Bead]) -> list[dict[str, Any]]:
 
 def dumps_line(record: dict[str, Any]) -> str:
     """One compact JSON object, formatted as Go's json.Encoder writes it (no trailing newline)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).translate(_GO_ESCAPES)
+    return safejson.dumps(record, ensure_ascii=False, separators=(",", ":")).translate(_GO_ESCAPES)
 
 
 def export_text(beads: Iterable[beadmod.Bead], memories: dict[str, str] | None = None) -> str:
@@ -199,24 +199,11 @@ class Parsed:
 
 
 def decode_line(raw: bytes, where: str) -> dict[str, Any]:
-    """One line as a JSON object; BadInput naming `where` for anything else."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadInput(f"{where}: not UTF-8 text") from None
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{where}: malformed JSON: {exc.msg} (column {exc.colno})") from None
+    """One line as a JSON object; BadInput naming `where` for anything else (safejson: depth,
+    number, NaN and surrogate limits, docs/formats.md)."""
+    record = safejson.loads(raw, where)
     if not isinstance(record, dict):
         raise BadInput(f"{where}: expected a JSON object, not {_json_type(record)}")
-    if "\\ud" in text.lower():  # only a \u escape can smuggle in an unpaired surrogate
-        try:
-            json.dumps(record, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadInput(
-                f"{where}: a string holds an unpaired surrogate (\\ud800-\\udfff)"
-            ) from None
     return record
 
 

@@ -27,6 +27,7 @@ ref, so they always see a whole commit, never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -47,7 +48,14 @@ from .config import (  # the settings files' names stay importable from here
     has_settings,
     settings_path,
 )
-from .errors import BadInput, Conflict, GcPolecatError, NotARepository, NotFound
+from .errors import (
+    BadInput,
+    Conflict,
+    GcPolecatError,
+    NotARepository,
+    NotFound,
+    ReadOnlyRepository,
+)
 from .git import (
     EXEC_MODE,
     GITLINK_MODE,
@@ -329,15 +337,19 @@ class Store:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the repository write lock (re-entrant within this Store) and recover first."""
-        if self._lock is None:
-            from filelock import FileLock
-
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._lock = FileLock(str(self.state_dir / "write.lock"), timeout=LOCK_TIMEOUT)
-        from filelock import Timeout
+        from filelock import FileLock, Timeout
 
         try:
+            if self._lock is None:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                self._lock = FileLock(str(self.state_dir / "write.lock"), timeout=LOCK_TIMEOUT)
             self._lock.acquire()
+        except OSError as exc:  # the first thing every write writes: nothing was written yet
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            raise ReadOnlyRepository(
+                f"cannot write to {self.root}: {exc.strerror} ({exc.filename})"
+            ) from None
         except Timeout:
             raise GcPolecatError(
                 f"repository busy: could not take the write lock in {LOCK_TIMEOUT:.0f} s"
@@ -721,6 +733,8 @@ class Store:
         try:
             with self.locked():
                 pass
+        except ReadOnlyRepository:  # readers read git objects at the ref: a writer finishes it
+            return False
         except GcPolecatError as exc:
             import sys
 

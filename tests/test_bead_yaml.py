@@ -144,8 +144,8 @@ dep_types = st.one_of(
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False),
+    st.integers(min_value=bead.INT_MIN, max_value=bead.INT_MAX),  # JSON numbers bd can hold
+    st.floats(allow_nan=False, allow_infinity=False),
     adversarial,
 )
 json_values = st.recursive(
@@ -155,11 +155,12 @@ json_values = st.recursive(
     ),
     max_leaves=6,
 )
+int64 = st.integers(min_value=bead.INT_MIN, max_value=bead.INT_MAX)
 schema_values = st.one_of(
     adversarial,
-    st.integers(),
+    int64,
     st.booleans(),
-    st.lists(st.one_of(non_empty, st.integers()), min_size=1, max_size=3),
+    st.lists(st.one_of(non_empty, int64), min_size=1, max_size=3),
     st.dictionaries(keys, adversarial, min_size=1, max_size=3),
 )
 unknown_values = st.integers(1, 8).flatmap(lambda n: json_values if n == 1 else schema_values)
@@ -352,6 +353,22 @@ def test_known_keys_are_plain() -> None:
 def test_load_rejects_nothing_dump_wrote() -> None:
     b = bead.normalize(realistic_beads()[0])
     assert bead.load(bead.dump(b), "x.yaml") == b
+
+
+@pytest.mark.parametrize("shape", ["lists", "mappings", "mixed"])
+def test_the_deepest_valid_bead_passes_the_nesting_limit(shape: str) -> None:
+    """The pre-parse nesting limit (issue 12) must never refuse a bead normalize accepts: an
+    unmodelled key nested MAX_EXTRA_DEPTH deep, plus bracket-heavy text, loads back."""
+    value: Any = "leaf"
+    for level in range(bead.MAX_EXTRA_DEPTH - 1):
+        as_list = shape == "lists" or (shape == "mixed" and level % 2)
+        value = [value] if as_list else {"k": value}
+    text = "[[[{{{ code ]]]}}} " * 200 + "\n  - - - ? : indented\n" * 50
+    raw = {**realistic_beads()[0], "deep": value, "description": text, "notes": "&anchor *x"}
+    b = bead.normalize(raw)
+    data = bead.dump(b)
+    assert bead._nesting_bound(data) > bead.MAX_NESTING  # the token scan decides, not the bound
+    assert bead.load(data, "x.yaml") == b
 
 
 # --- byte identity with the ruamel path ----------------------------------------------------

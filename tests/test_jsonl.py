@@ -137,7 +137,9 @@ def test_real_export_imports_in_one_commit(
     message = git(repo, "log", "-1", "--format=%B")
     assert message.startswith("import: 704 beads from ") and "(704 created, 0 updated)" in message
     assert_clean(repo)
-    listed = json.loads(real["cli"]("bead", "list", "--all", "--json").stdout)
+    listed = json.loads(
+        real["cli"]("bead", "list", "--all", "--include-gates", "--include-infra", "--json").stdout
+    )
     assert len(listed) == 704
     with capsys.disabled():
         print(f"\nbd export: 704 records imported in {real['elapsed']:.2f} s (in process)")

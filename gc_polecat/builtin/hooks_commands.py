@@ -121,12 +121,12 @@ def hooks_run(app: AppContext, hook: str, bead_id: str, event: str) -> int:
     """bd's hook protocol: the bead's JSON on stdin. A verdict written with bd (gc.verdict,
     merge_result, rejection_reason, gc.failure_type) becomes our verdict and wakes the waiting
     session. Never fails the bd write: errors are one line on stderr, exit 0."""
-    import json
-
     from ..bdhooks import ingest
+    from ..safejson import loads
 
     try:
-        verdict = ingest(app.store(), _providers(app), json.loads(sys.stdin.read() or "null"))
+        payload = loads(sys.stdin.buffer.read() or b"null", "stdin")
+        verdict = ingest(app.store(), _providers(app), payload)
     except Exception as exc:  # noqa: BLE001 - a hook must never fail the write that fired it
         why = str(exc).strip() or type(exc).__name__
         line = f"gc-polecat: error: bead hook {hook} {bead_id}: {why}"
