@@ -387,11 +387,11 @@ class Store:
             }
             tree = git.edit_tree(git.commit_tree(base), blobs)
             commit = git.make_commit(tree, base, self.author(), message)
-        written = {sha: tx.files[path] for path, sha in blobs.items() if sha is not None}
+        contents = {sha: tx.files[path] for path, sha in blobs.items() if sha is not None}
         for _ in range(CAS_RETRIES):
             crash_point("objects-written")
             reflog = f"gc-polecat: {message}"
-            if self._publish(tx.ref, base, commit, list(blobs), reflog, written):
+            if self._publish(tx.ref, base, commit, list(blobs), reflog, contents):
                 break
             # Someone outside gc-polecat moved the branch (a person's `git commit`): rebase our
             # files onto it unless they touched the same paths.
@@ -415,7 +415,7 @@ class Store:
         new: bytes,
         paths: list[str],
         reflog: str,
-        written: dict[bytes, bytes] | None = None,
+        contents: dict[bytes, bytes] | None = None,
     ) -> bool:
         """Make `new` the branch, with its files in the work tree and the index, or change
         nothing (False: the branch is no longer at `old`). Lock order, as git's `commit`:
@@ -444,7 +444,7 @@ class Store:
                         return False
                     self._refuse_local_changes(old_tree, new_tree, paths)
                     written = True
-                    self._write_and_move(ref_lock, new, old_tree, new_tree, paths, reflog, written)
+                    self._write_and_move(ref_lock, new, old_tree, new_tree, paths, reflog, contents)
                     crash_point("ref-moved")
                 finally:
                     ref_lock.release()
