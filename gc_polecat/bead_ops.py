@@ -428,8 +428,10 @@ def ready(
     include_deferred: bool = False,
     include_ephemeral: bool = False,
     now: _dt.datetime | None = None,
+    statuses: frozenset[str] = frozenset(("open",)),
 ) -> list[Bead]:
-    """bd's ready work: `open` beads (a custom status is never ready), not pinned, not a wisp,
+    """bd's ready work: beads in a ready status (`open`, and the custom statuses of category
+    `active`: bead.ready_statuses, bd's ready_issues view), not pinned, not a wisp,
     not of a workflow or identity type (unless `--type` asks for one), not deferred into the
     future (nor a child of such a parent), and not blocked (execprovider.is_blocked: bd's
     blocking dependency types, and a parent that is itself blocked)."""
@@ -438,6 +440,11 @@ def ready(
     now = now or _dt.datetime.now(_dt.UTC)
     by_id = {b["id"]: b for b in beads}
     memo: dict[str, bool] = {}
+    edges = {
+        b["id"]: [(d["depends_on_id"], d["type"]) for d in b.get("dependencies", [])]
+        for b in beads
+    }
+    status = {b["id"]: b["status"] for b in beads}
     excluded = () if f.types else READY_EXCLUDED_TYPES
 
     under = None if f.parent is None else descendants(by_id, f.parent)
@@ -451,14 +458,14 @@ def ready(
     found = [
         b
         for b in beads
-        if b["status"] == "open"
+        if b["status"] in statuses
         and b.get("pinned") is not True
         and (include_ephemeral or not b.get("ephemeral"))
         and b["issue_type"] not in excluded
         and (include_deferred or not deferred(b))
         and (under is None or b["id"] in under)
         and f.matches(b)
-        and not is_blocked(b, by_id, memo)
+        and not is_blocked(b["id"], edges, status, memo)
     ]
     return _ready_order(found, sort, now)
 

@@ -516,7 +516,7 @@ class Store:
         dirs = {self.git_dir, *(d for d in (self.state_dir, self.state_dir / "tmp") if d.exists())}
         for path in paths:
             parent = (self.root / path).parent
-            while not parent.exists() and parent != self.root:
+            while not parent.is_dir() and parent != self.root:  # a file in the way goes first
                 parent = parent.parent
             dirs.add(parent)
         for d in sorted(dirs):
@@ -539,9 +539,12 @@ class Store:
             if any(w and w[0] == GITLINK_MODE for w in wanted):
                 continue  # a submodule's directory: git checks those itself
             shas = [w[1] if w and w[0] != TREE_MODE else None for w in wanted]
+            # a directory where either side has a tree (a directory becoming a file, or back)
+            # is that side's state in the work tree (b"" is how _worktree_blob names one)
+            dirs = [b"" for w in wanted if w and w[0] == TREE_MODE]
             seen = _worktree_blob(self.root / path)
             entry = index[path]
-            if seen not in shas:
+            if seen not in shas + dirs:
                 how = "is deleted" if seen is None else "has uncommitted changes"
                 how += " in the work tree"
             elif (entry[0].hex().encode() if entry else None) not in shas:

@@ -59,8 +59,9 @@ def test_list_filters(cli: Cli) -> None:
         )
     ]
     assert ids == [gate]
-    assert len(json.loads(cli("bead", "list", "--json").output)) == 2  # closed hidden by default
-    assert len(json.loads(cli("bead", "list", "--all", "--json").output)) == 3
+    assert len(json.loads(cli("bead", "list", "--json").output)) == 1  # closed and gates hidden
+    assert len(json.loads(cli("bead", "list", "--include-gates", "--json").output)) == 2
+    assert len(json.loads(cli("bead", "list", "--all", "--include-gates", "--json").output)) == 3
     got = json.loads(cli("bead", "show", gate, "--json").output)[0]
     assert got["timeout"] == 7_200_000_000_000
 

@@ -476,8 +476,8 @@ def test_a_judged_superseded_or_withdrawn_attempt_cannot_be_judged_again(
 ) -> None:
     work, first = city.submit("polecat/a", SHA)
     city.run("verdict", first, "--fix-needed", "--type", "tests", "--reason", "red")
-    second = city.run("submit", work, "--branch", "polecat/a", "--commit", "b" * 40,
-                      "--session", city.session).split()[0]  # fmt: skip
+    second, _ = submitted_ids(city.run("submit", work, "--branch", "polecat/a", "--commit",
+                                       "b" * 40, "--session", city.session))  # fmt: skip
     before = head(repo)
     assert city.cli("verdict", first, "--merged").exit_code == 2  # judged otherwise
     again = city.cli("verdict", first, "--fix-needed", "--type", "tests", "--reason", "red")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ import pytest
 
 from gc_polecat.providers import process_start_time
 
-from .conftest import code_origin, configure, wait_for
+from .conftest import code_origin, configure, submitted_ids, wait_for
 
 SHA = "a" * 40
 TRAPPED = ("SIGUSR1", "SIGTERM", "SIGHUP", "SIGINT")
@@ -118,8 +119,9 @@ class Town:
         work = self.run("bead", "create", "work").stdout.strip()
         self.run("bead", "update", work, "--status", "in_progress", "--assignee", session)
         env = {"GC_SESSION_ID": session, "GC_CONTINUATION_EPOCH": "1"}
-        sub, wait = self.run("submit", work, "--branch", "polecat/x", "--commit", SHA, env=env)\
-            .stdout.split()  # fmt: skip
+        sub, wait = submitted_ids(
+            self.run("submit", work, "--branch", "polecat/x", "--commit", SHA, env=env).stdout
+        )
         return work, sub, wait
 
     def forge(self, sid: str, /, **handle: object) -> None:
@@ -206,7 +208,9 @@ def test_a_forged_handle_steers_neither_the_nudge_signal_nor_the_inbox_write(
     # the controller's re-delivery of the uncollected wake takes the same path
     configure(town.repo, "delivery_timeout: 1s\n")
     time.sleep(1.1)
-    assert town.run("controller", "run", "--once").stdout == f"{wait}: re-delivered\n"
+    assert re.fullmatch(
+        rf"\d\d:\d\d:\d\d {wait} re-delivered\n", town.run("controller", "run", "--once").stdout
+    )
     wait_for(lambda: read(real_signals) == "SIGUSR1\nSIGUSR1\n", "the second SIGUSR1", 20)
     assert len(read(inbox).splitlines()) == 2
     untouched(victim, victim_signals)
@@ -236,9 +240,11 @@ def test_the_controller_drains_only_the_recorded_process(town: Town, repo: Path)
     victim, victim_signals = town.bystander("victim")
     sid, real_signals, real_pid = town.session("real")
     town.forge(sid, pid=victim.pid, pid_start=process_start_time(victim.pid), pgid=victim.pid)
+    # as if the pool had launched it for a polecat: a pool drains only such sessions
+    town.run("bead", "update", sid, "--set-metadata", "polecat=gc-p0l")
     configure(repo, "pools:\n  p:\n    max_active: 1\n    min_active: 0\n")
     out = town.run("controller", "run", "--once").stdout
-    assert out == f"{sid}: drain: drained\n"
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d {sid} drained \(drain: .*\)\n", out), out
     untouched(victim, victim_signals)
     wait_for(lambda: not running(real_pid), "the drained session gone", 10)
     assert read(real_signals) == "SIGTERM\n"

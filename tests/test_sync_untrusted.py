@@ -391,8 +391,10 @@ def test_a_directory_that_becomes_a_file_is_applied(world: World) -> None:  # no
 
 def test_a_sync_killed_while_a_directory_becomes_a_file_recovers(world: World) -> None:  # noqa: F811
     """SIGKILL after the first path of the directory-to-file change (the crash point
-    `file-written`), and again in the change back: each time the next command, a reader,
-    finishes the write from the journal; nothing is wedged and `git status` is clean."""
+    `file-written`, before the commit point: the store writes the work tree before it moves
+    the ref, docs/formats.md "Crash safety"), and again in the change back: each time the next
+    command, a reader, undoes the half-written work tree from the journal; nothing is wedged,
+    `git status` is clean, and the next sync makes the change."""
     made = _two_dirs(world)
     _replace_dir(world, "notes", "file")
     b = world.b.root
@@ -402,8 +404,10 @@ def test_a_sync_killed_while_a_directory_becomes_a_file_recovers(world: World) -
     assert (b / ".git" / "gc-polecat" / "journal.json").stat().st_size > 0
     listed = run_cli("--repo", str(b), "bead", "list", "--json")  # recovers first
     assert listed.returncode == 0, listed.stderr
-    assert (b / "notes").read_text() == "now a file\n"
+    assert (b / "notes" / "deep" / "two.md").read_text() == "two\n"  # undone: the old state
     assert git(b, "status", "--porcelain") == ""
+    assert run_cli("--repo", str(b), "sync").returncode == 0
+    assert (b / "notes").read_text() == "now a file\n"
     # and back: the file becomes a directory again
     a = world.a.root
     git(a, "revert", "--no-edit", "HEAD")
@@ -412,17 +416,21 @@ def test_a_sync_killed_while_a_directory_becomes_a_file_recovers(world: World) -
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     shown = run_cli("--repo", str(b), "bead", "show", made[0], "--json")
     assert shown.returncode == 0, shown.stderr
+    assert (b / "notes").read_text() == "now a file\n"  # undone again
+    assert git(b, "status", "--porcelain") == ""
+    assert run_cli("--repo", str(b), "sync").returncode == 0
     assert (b / "notes" / "deep" / "two.md").read_text() == "two\n"
     assert not (b / ".git" / "gc-polecat" / "displaced").exists()
     still_usable(b)
 
 
-def test_recovery_moves_an_untracked_leftover_aside_instead_of_wedging(
+def test_recovery_keeps_an_untracked_file_that_appeared_after_the_kill(
     world: World,  # noqa: F811
 ) -> None:
     """A sync killed while `notes/` becomes a file, then an untracked file appears in
-    `notes/deep/` before any other command runs: recovery cannot refuse (the commit is made)
-    and must not delete it; it moves `notes` aside under `.git/gc-polecat/displaced/`."""
+    `notes/deep/` before any other command runs: recovery (the ref never moved) puts the old
+    state back around it and deletes nothing; the next sync refuses to remove it, as git
+    would."""
     _two_dirs(world)
     _replace_dir(world, "notes", "file")
     b = world.b.root
@@ -432,9 +440,11 @@ def test_recovery_moves_an_untracked_leftover_aside_instead_of_wedging(
     (b / "notes" / "deep" / "mine.txt").write_text("mine\n")
     listed = run_cli("--repo", str(b), "bead", "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert (b / "notes").read_text() == "now a file\n"
-    (kept,) = (b / ".git" / "gc-polecat" / "displaced").glob("*/notes/deep/mine.txt")
-    assert kept.read_text() == "mine\n"
+    assert (b / "notes" / "deep" / "mine.txt").read_text() == "mine\n"
+    assert (b / "notes" / "deep" / "two.md").read_text() == "two\n"
+    assert git(b, "status", "--porcelain") == "?? notes/deep/mine.txt\n"
+    assert "untracked file 'notes/deep/mine.txt' would be removed by sync" in refused(b)
+    (b / "notes" / "deep" / "mine.txt").unlink()
     still_usable(b)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..bead import AWAIT_TYPES, STATUSES, TYPES, Bead
+from ..bead import AWAIT_TYPES, STATUSES, TYPES, Bead, ready_statuses
 from ..bead_ops import READY_SORTS, SORT_FIELDS, TYPE_ALIASES, canonical_types
 from ..cli import AppContext, echo, emit_json, json_option
 from ..errors import BadInput
@@ -437,7 +437,8 @@ def list_command(
     found = [b for b in beads if flt.matches(b)]
     if only_ready:
         every, _ = _all_beads(app)
-        ready_ids = {b["id"] for b in ready(every, flt)}
+        statuses = ready_statuses(app.store().config())
+        ready_ids = {b["id"] for b in ready(every, flt, statuses=statuses)}
         found = [b for b in found if b["id"] in ready_ids]
     found = sort_beads(found, sort, reverse)
     _print_list(app, found[:limit] if limit else found, long_format)
@@ -676,7 +677,8 @@ def ready_command(
         **opts,
     )
     every, status = _all_beads(app)
-    found = ready(every, flt, policy, include_deferred, include_ephemeral)
+    statuses = ready_statuses(app.store().config())
+    found = ready(every, flt, policy, include_deferred, include_ephemeral, statuses=statuses)
     found = found[:limit] if limit else found
     if claim:
         return _claim_first(app, found) or status
