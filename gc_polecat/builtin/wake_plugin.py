@@ -51,7 +51,12 @@ def wake(store: Store, wait: Bead) -> str:
     except Exception:  # noqa: BLE001 - a missing session is the controller's to handle
         return "unreachable"
     provider = get_providers(store.pm).get(target.provider)
-    if provider is None or target.handle.get("registered") == "1" or not sessions.is_local(target):
+    if (
+        provider is None
+        or target.gc_owned  # gc's runtime, not ours: its process hears the doorbell only
+        or target.handle.get("registered") == "1"
+        or not sessions.is_local(target)
+    ):
         return "unreachable"  # another machine's controller re-delivers it there
     try:
         line = nudge_line(wait, _outcome(store, wait))
