@@ -205,7 +205,6 @@ def test_a_verdict_is_delivered_once_by_await_and_never_by_gc(city: City) -> Non
     made = city.submit(work, sid)
     assert made.returncode == 0, made.stderr
     sub, wait = submitted_ids(made.stdout)
-    assert city.bead(wait)["labels"][:2] == ["polecat:wait", f"polecat:session:{sid}"]
     gc.tick(now_plus())
     judged = city.cli("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "red")
     assert judged.returncode == 0, judged.stderr
@@ -225,6 +224,7 @@ def test_a_verdict_is_delivered_once_by_await_and_never_by_gc(city: City) -> Non
     assert again.returncode == 10 and city.head() == head  # no second delivery
     log = git(city.root, "log", "--format=%s").splitlines()
     assert sum(f"{wait}: delivered" in line for line in log) == 1
+    assert city.bead(wait)["labels"][:2] == ["polecat:wait", f"polecat:session:{sid}"]
 
 
 def test_gc_never_cancels_or_expires_our_waits(city: City) -> None:
