@@ -225,6 +225,7 @@ def session_stop(app: AppContext, session_id: str, reason: str) -> None:
     provider = _providers(app).get(target.provider)
     if (
         provider is not None
+        and not target.gc_owned  # gc's runtime: gc stops it, not us
         and target.handle.get("registered") != "1"
         and sessions.is_local(target)
     ):
