@@ -517,7 +517,7 @@ def wait_ready(app: AppContext, wait_id: str) -> None:
             raise BadInput(f"{wait_id} is not a wait")
         if wait["status"] == "closed":
             made = waits.retry(tx, wait)
-            click.echo(f"new wait {made['id']} ({waits.state(made)})")
+            click.echo(f"new wait {made['id']}")
             return
         meta = wait.get("metadata", {})
         verdict = meta.get("verdict") or waits.verdict_of(tx, meta.get("submission", ""))
