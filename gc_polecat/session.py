@@ -33,6 +33,7 @@ SESSION_LABEL = "gc:session"
 STATES = ("active", "awaiting_verdict", "stopped", "dead")
 LIVE_STATES = ("active", "awaiting_verdict")
 STATE_KEY = "polecat.state"
+STATE_EPOCH_KEY = "polecat.state_epoch"  # on gc's sessions: the incarnation STATE_KEY is about
 # `metadata.state` holds only states gc's session reconciler knows (cmd/gc/session_reconcile.go
 # knownSessionStates; internal/session/manager.go): ours mapped onto them for the sessions we
 # start; a session gc started keeps gc's own, which we read (GC_LIVE) but never write.
@@ -104,7 +105,8 @@ def started_by_us(meta: Mapping[str, str]) -> bool:
 
 def state_of(bead: Bead) -> str:
     """Our state of a session bead. Ours: STATE_KEY (or, written before it, `state` itself).
-    gc's: gc's `state` says whether it lives (GC_LIVE), STATE_KEY refines a live one."""
+    gc's: gc's `state` says whether it lives (GC_LIVE); STATE_KEY, if written for the current
+    incarnation (gc bumps `continuation_epoch` on a restart), refines it."""
     if bead["status"] == "closed":
         return "stopped"
     meta = bead.get("metadata", {})
@@ -113,6 +115,8 @@ def state_of(bead: Bead) -> str:
     theirs = meta.get("state", "")
     if started_by_us(meta):
         return ours or (theirs if theirs in STATES else "active" if theirs in GC_LIVE else "dead")
+    if meta.get(STATE_EPOCH_KEY, "") != meta.get("continuation_epoch", ""):
+        ours = ""  # about an earlier incarnation of gc's session
     if ours in ("stopped", "dead"):
         return ours
     if theirs in ("awaiting_verdict", "dead"):  # written by us before STATE_KEY
@@ -158,7 +162,9 @@ def set_state(tx: Transaction, session: Session, state: str, **meta: str) -> Bea
     session (then `state` and the bead's status stay gc's: we never stop gc's sessions)."""
     assert state in STATES, state
     changes: dict[str, str] = {STATE_KEY: state, **meta}
-    if not session.gc_owned:
+    if session.gc_owned:
+        changes[STATE_EPOCH_KEY] = str(session.epoch)
+    else:
         changes["state"] = GC_STATE[state]
     merged = {**session.bead.get("metadata", {}), **changes}
     fields: Bead = {"metadata": merged}

@@ -317,6 +317,29 @@ def test_a_gc_session_gc_put_to_sleep_cannot_submit(city: City, gc_state: str) -
     assert made.stderr.count("\n") == 1
 
 
+def test_stopping_a_gc_session_is_ours_only_and_lasts_one_incarnation(city: City) -> None:
+    """`session stop` on gc's session: its wait canceled, its work to the pool, but its bead
+    stays open in gc's state (gc stops its runtime, not us). Stopped for us until gc starts it
+    again: at the next `continuation_epoch` it submits again."""
+    sid = city.gcs("awake")
+    work = city.work(sid)
+    _sub, wait = submitted_ids(city.submit(work, sid).stdout)
+    stopped = city.cli("session", "stop", sid)
+    assert stopped.returncode == 0, stopped.stderr
+    bead = city.bead(sid)
+    assert (bead["status"], bead["metadata"]["state"]) == ("open", "awake")
+    assert bead["metadata"]["polecat.state"] == "stopped"
+    assert waits.state(city.bead(wait)) == "canceled"
+    other = city.work(sid)
+    refused = city.submit(other, sid)
+    assert refused.returncode == 2 and "stopped" in refused.stderr
+    with city.store.transaction() as tx:  # gc restarts it (a new continuation)
+        s = tx.require(sid)
+        tx.update(sid, {"metadata": {**s["metadata"], "continuation_epoch": "2"}})
+    again = city.submit(other, sid, epoch="2")
+    assert again.returncode == 0, again.stderr
+
+
 def test_our_sessions_only_ever_show_gc_states_it_knows(city: City) -> None:
     """Through submit, verdict, await, and the controller finding the process gone, the
     bead's `state` is one of gc's known states; our own is in `polecat.state`."""
