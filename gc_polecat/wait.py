@@ -51,10 +51,12 @@ def state(wait: Bead) -> str:
 
 
 def is_wait(bead: Bead) -> bool:
-    """A verdict wait, in our shape or in the legacy one (gc's labels)."""
+    """A verdict wait: ours, or ours in the legacy shape (gc's labels, and a `submission`,
+    which gc's own waits, `gc session wait`, never have: those stay gc's)."""
     labels = bead.get("labels", [])
     return bead.get("issue_type") == "gate" and (
-        WAIT_LABEL in labels or LEGACY_WAIT_LABEL in labels
+        WAIT_LABEL in labels
+        or (LEGACY_WAIT_LABEL in labels and "submission" in bead.get("metadata", {}))
     )
 
 

@@ -281,6 +281,34 @@ def test_a_wait_in_the_old_shape_is_read_and_relabelled_by_the_controller(city: 
     assert gc.touched == []
 
 
+def test_gc_own_waits_stay_gc_own(city: City) -> None:
+    """A wait gc's `gc session wait` made (a fake of the Go program's output, modelled on
+    cmd/gc/cmd_wait.go `cmdSessionWait`: gate, `gc:wait`, `session:<id>`, kind deps, no
+    submission) on a session of gc's: our controller neither relabels, expires nor cancels it,
+    and our wait commands refuse it; gc's pass still drives it."""
+    sid = city.gcs("awake")
+    with city.store.transaction() as tx:
+        dep = tx.create({"title": "dep"})["id"]
+        meta = {
+            "session_id": sid, "session_name": f"s-{sid}", "kind": "deps", "state": "pending",
+            "dep_ids": dep, "dep_mode": "all", "registered_epoch": "9", "delivery_attempt": "1",
+            "created_by_session": sid, "created_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-01T00:00:00Z",
+        }  # fmt: skip
+        labels = ["gc:wait", f"session:{sid}"]
+        theirs = tx.create({"title": "wait:polecat", "issue_type": "gate", "description": "n",
+                            "labels": labels, "metadata": meta})["id"]  # fmt: skip
+    head = city.head()
+    done = city.cli("controller", "run", "--once")
+    assert done.returncode == 0 and theirs not in done.stdout, done.stdout
+    assert city.head() == head
+    for verb in ("ready", "cancel"):
+        assert city.cli("wait", verb, theirs).returncode == 2
+    gc = GcWaitPass(city.store)
+    gc.tick(now_plus())
+    assert gc.touched == [(theirs, "canceled")]  # gc's epoch rule, on its own wait
+
+
 # --- sessions -----------------------------------------------------------------------------
 
 
