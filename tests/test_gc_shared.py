@@ -345,6 +345,28 @@ def test_a_gc_session_gc_put_to_sleep_cannot_submit(city: City, gc_state: str) -
     assert made.stderr.count("\n") == 1
 
 
+def test_through_its_provider_gc_sees_no_wait_of_ours_and_only_states_it_knows(
+    city: City,
+) -> None:
+    """gc's own read path: `exec-beads list-by-label` as gc's exec store calls it
+    (internal/beads/exec/exec.go; GC_STORE_ROOT finds the store): under `gc:wait` none of our
+    waits, under `gc:session` every session in a state of gc's `knownSessionStates`."""
+    ours, theirs = city.ours(), city.gcs("awake")
+    for sid in (ours, theirs):
+        assert city.submit(city.work(sid), sid).returncode == 0
+
+    def listed(label: str) -> list[dict[str, Any]]:
+        env = {"GC_STORE_ROOT": str(city.root), "GC_STORE_SCOPE": "city", "GC_POLECAT_REPO": ""}
+        proc = run_cli("exec-beads", "list-by-label", label, env=env, cwd=city.root.parent)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    assert listed("gc:wait") == []
+    found = {b["id"]: b["metadata"]["state"] for b in listed("gc:session")}
+    assert found == {ours: "active", theirs: "awake"}
+    assert set(found.values()) <= GC_KNOWN_SESSION_STATES
+
+
 def test_stopping_a_gc_session_is_ours_only_and_lasts_one_incarnation(city: City) -> None:
     """`session stop` on gc's session: its wait canceled, its work to the pool, but its bead
     stays open in gc's state (gc stops its runtime, not us). Stopped for us until gc starts it
