@@ -28,11 +28,12 @@ def beads_left_open(store: Store) -> list[str]:
     from .catalog import Query
     from .cleanup import CLEANUP_LABEL
     from .verdict import SUBMISSION_LABEL
-    from .wait import WAIT_LABEL
+    from .wait import LEGACY_WAIT_LABEL, WAIT_LABEL
 
     store.catalog.refresh()
     problems = []
-    for label, what in ((WAIT_LABEL, "wait"), (SUBMISSION_LABEL, "submission"),
+    for label, what in ((WAIT_LABEL, "wait"), (LEGACY_WAIT_LABEL, "wait"),
+                        (SUBMISSION_LABEL, "submission"),
                         (CLEANUP_LABEL, "cleanup finalizer")):  # fmt: skip
         for bead in store.catalog.list(Query(labels=(label,), include_closed=False)):
             problems.append(f"{what} {bead['id']} is still open")

@@ -39,14 +39,8 @@ if TYPE_CHECKING:
 
 
 def open_waits(store: Store) -> list[Bead]:
-    from .catalog import Query
-
     store.catalog.refresh()
-    return [
-        w
-        for w in store.catalog.list(Query(labels=(waits.WAIT_LABEL,), include_closed=False))
-        if waits.is_wait(w)
-    ]
+    return [w for w in waits.list_waits(store.catalog, open_only=True) if waits.is_wait(w)]
 
 
 def _session(tx: Transaction, session_id: str) -> sessions.Session | None:
@@ -166,6 +160,7 @@ def reconcile(store: Store, providers: Mapping[str, SessionProvider]) -> list[tu
         (sid, "stopped (launched, never recorded)")
         for sid in sessions.sweep_unrecorded(store, providers)
     ]
+    actions += [(wid, "relabelled polecat:wait") for wid in waits.migrate_legacy(store)]
     for wait in open_waits(store):
         done = _repair(store, wait["id"], providers, timeout, now)
         if done:

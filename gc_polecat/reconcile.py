@@ -268,7 +268,7 @@ def release_in(tx: Transaction, wait: Bead) -> None:
     waits.cancel(tx, wait, "released-capacity")
     fall_back(tx, meta.get("work", ""), meta.get("session_id", ""), "released-capacity")
     session = tx.get(meta.get("session_id", ""))
-    if session is not None and session.get("metadata", {}).get("state") == "awaiting_verdict":
+    if session is not None and sessions.state_of(session) == "awaiting_verdict":
         sessions.set_state(tx, sessions.Session.of(session), "active")
 
 
@@ -277,7 +277,6 @@ def hold_to_cap(tx: Transaction, pool: str, new_wait: Bead) -> list[str]:
     `max_waiting`, in the submitting transaction: no commit ever holds more waiters than the
     cap (a cap lowered by hand is the plan's step 1). Every pending wait counts, live or not;
     a dead waiter's work falls back to the pool either way. Returns the released wait IDs."""
-    from .catalog import Query
     from .pool import get_pool
 
     cfg = get_pool(tx.store, pool) if pool else None
@@ -286,7 +285,7 @@ def hold_to_cap(tx: Transaction, pool: str, new_wait: Bead) -> list[str]:
     catalog = tx.store.catalog
     catalog.refresh()  # at this transaction's base: the write lock is held
     pending = [new_wait]
-    for listed in catalog.list(Query(labels=(waits.WAIT_LABEL, f"pool:{pool}"))):
+    for listed in waits.list_waits(catalog, pool=pool):
         if listed["id"] == new_wait["id"] or waits.state(listed) != "pending":
             continue
         wait = tx.get(listed["id"]) if tx.changed(listed["id"]) else listed
@@ -368,13 +367,10 @@ def _drain(store: Store, session_id: str, cfg: PoolConfig, providers: Any) -> st
     for p in polecats.of_pool(store, cfg.name):
         if p.session == session_id and p.state != "idle":
             return None  # it took work since the plan was made
-    from .catalog import Query
     from .controller import fall_back
 
     store.catalog.refresh()
-    held = store.catalog.list(
-        Query(labels=(waits.WAIT_LABEL, f"session:{session_id}"), include_closed=False)
-    )
+    held = waits.list_waits(store.catalog, session_id=session_id, open_only=True)
     if any(waits.state(w) == "pending" for w in held):
         return None  # a waiter is pinned: never drained
     sessions.stop_process(store, s, providers, grace=2.0)  # this machine's record only

@@ -37,10 +37,19 @@ if TYPE_CHECKING:
     from .store import Store, Transaction
 
 SESSION_LABEL = "gc:session"
-# active: working or idle; awaiting_verdict: pinned, waiting on the refinery;
-# stopped: ended on purpose; dead: its process is gone (found by the controller).
+# Our states, kept under STATE_KEY. active: working or idle; awaiting_verdict: pinned, waiting
+# on the refinery; stopped: ended on purpose; dead: its process is gone (found by the controller).
 STATES = ("active", "awaiting_verdict", "stopped", "dead")
 LIVE_STATES = ("active", "awaiting_verdict")
+STATE_KEY = "polecat.state"
+STATE_EPOCH_KEY = "polecat.state_epoch"  # on gc's sessions: the incarnation STATE_KEY is about
+# `metadata.state` holds only states gc's session reconciler knows (cmd/gc/session_reconcile.go
+# knownSessionStates; internal/session/manager.go): ours mapped onto them for the sessions we
+# start; a session gc started keeps gc's own, which we read (GC_LIVE) but never write.
+GC_STATE = {
+    "active": "active", "awaiting_verdict": "active", "stopped": "stopped", "dead": "stopped",
+}  # fmt: skip
+GC_LIVE = ("", "creating", "active", "awake", "draining")
 LAUNCHING = "launching"  # under the state dir: sessions started, their bead not yet committed
 HANDLE_PREFIX = "handle."
 RECORDS = "sessions"  # under the state dir: <id>.json, the handle this machine may act on
@@ -78,7 +87,7 @@ class Session:
             name=meta.get("session_name", ""),
             pool=meta.get("pool", ""),
             provider=meta.get("provider", ""),
-            state=meta.get("state", "active") if bead["status"] != "closed" else "stopped",
+            state=state_of(bead),
             epoch=epoch,
             token=meta.get("instance_token", ""),
             handle={
@@ -88,6 +97,11 @@ class Session:
             bead=bead,
             state_dir=state_dir,
         )
+
+    @property
+    def gc_owned(self) -> bool:
+        """Started by gc's session manager, not by us: its `metadata.state` is gc's to write."""
+        return not started_by_us(self.bead.get("metadata", {}))
 
     def env(self, repo: Path) -> dict[str, str]:
         """What the session's process is told about itself."""
@@ -100,6 +114,33 @@ class Session:
         }
 
 
+def started_by_us(meta: Mapping[str, str]) -> bool:
+    """`session_fields` wrote it (a `pool` key, a handle); gc's session manager writes neither
+    (internal/session/manager.go `createAliasedNamedWithTransport`)."""
+    return "pool" in meta or any(k.startswith(HANDLE_PREFIX) for k in meta)
+
+
+def state_of(bead: Bead) -> str:
+    """Our state of a session bead. Ours: STATE_KEY (or, written before it, `state` itself).
+    gc's: gc's `state` says whether it lives (GC_LIVE); STATE_KEY, if written for the current
+    incarnation (gc bumps `continuation_epoch` on a restart), refines it."""
+    if bead["status"] == "closed":
+        return "stopped"
+    meta = bead.get("metadata", {})
+    ours = meta.get(STATE_KEY, "")
+    ours = ours if ours in STATES else ""
+    theirs = meta.get("state", "")
+    if started_by_us(meta):
+        return ours or (theirs if theirs in STATES else "active" if theirs in GC_LIVE else "dead")
+    if meta.get(STATE_EPOCH_KEY, "") != meta.get("continuation_epoch", ""):
+        ours = ""  # about an earlier incarnation of gc's session
+    if ours in ("stopped", "dead"):
+        return ours
+    if theirs in ("awaiting_verdict", "dead"):  # written by us before STATE_KEY
+        return theirs
+    return (ours or "active") if theirs in GC_LIVE else "dead"
+
+
 def session_fields(name: str, pool: str, provider: str, work_dir: str, handle: Handle) -> Bead:
     """The bead for a new session (state active, epoch 1)."""
     check_session_name(name)
@@ -109,7 +150,8 @@ def session_fields(name: str, pool: str, provider: str, work_dir: str, handle: H
         "session_name": name,
         "pool": pool,
         "provider": provider,
-        "state": "active",
+        "state": GC_STATE["active"],
+        STATE_KEY: "active",
         "continuation_epoch": "1",
         "instance_token": secrets.token_hex(8),
         "work_dir": work_dir,
@@ -133,11 +175,17 @@ def get(reader: Transaction | Store, session_id: str) -> Session:
 
 
 def set_state(tx: Transaction, session: Session, state: str, **meta: str) -> Bead:
+    """Our state under STATE_KEY; `state` gets gc's name for it, unless gc started the
+    session (then `state` and the bead's status stay gc's: we never stop gc's sessions)."""
     assert state in STATES, state
-    changes: dict[str, str] = {"state": state, **meta}
+    changes: dict[str, str] = {STATE_KEY: state, **meta}
+    if session.gc_owned:
+        changes[STATE_EPOCH_KEY] = str(session.epoch)
+    else:
+        changes["state"] = GC_STATE[state]
     merged = {**session.bead.get("metadata", {}), **changes}
     fields: Bead = {"metadata": merged}
-    if state in ("stopped",):
+    if state == "stopped" and not session.gc_owned:
         fields["status"] = "closed"
         fields["close_reason"] = meta.get("stop_reason", state)
     return tx.update(session.id, fields)
@@ -170,6 +218,8 @@ def is_alive(session: Session, providers: Mapping[str, SessionProvider]) -> bool
     keeps the session's record, the record's handle is the one looked at, not the bead's."""
     if session.state not in LIVE_STATES:
         return False
+    if session.gc_owned:  # gc's reconciler judges its runtime; a gone one is put asleep
+        return True
     record = _record_of(session)
     if not _is_local(session, record):
         return True

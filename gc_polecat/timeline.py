@@ -128,7 +128,7 @@ def describe(work_id: str, before: Bead | None, after: Bead | None) -> list[tupl
         ]
     if "gc:verdict" in labels and before is None:
         return [_verdict_event(after)]
-    if "gc:wait" in labels:
+    if "polecat:wait" in labels or "gc:wait" in labels:
         return _wait_events(before, after)
     if "gc:cleanup" in labels:
         return _cleanup_events(before, after)
@@ -231,13 +231,8 @@ def _wait_events(before: Bead | None, after: Bead) -> list[tuple[str, str, Any]]
         )
     state = m.get("state", "")
     if state in ("canceled", "expired") and was.get("state") != state:
-        out.append(
-            (
-                "wait ended",
-                f"wait {after['id']} {state} ({m.get('reason', '')})",
-                {"reason": m.get("reason", "")},
-            )
-        )
+        why = m.get("last_error") or m.get("reason") or state  # `reason`: waits before last_error
+        out.append(("wait ended", f"wait {after['id']} {state} ({why})", {"reason": why}))
     return out
 
 

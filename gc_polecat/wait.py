@@ -1,11 +1,19 @@
 """Wait beads: a session pinned to a submission until its verdict is delivered.
 
-Shaped like Gas City's waits (reference/gascity.md): `issue_type: gate`, labels `gc:wait` and
-`session:<id>`, metadata `session_id`, `kind`, `state`, `dep_ids`, `dep_mode`,
-`registered_epoch`, `delivery_attempt`, `expires_at`, ... States: pending -> ready -> closed
-(delivered), or the terminal canceled / expired / failed. A terminal wait's bead is closed.
-Unlike Gas City, every wait gets an expiry (lessons.md #6), and readiness comes from the
-verdict's own commit rather than a 30 s controller tick.
+Shaped like Gas City's waits (`cmd/gc/cmd_wait.go`): `issue_type: gate`, metadata
+`session_id`, `kind`, `state`, `dep_ids`, `dep_mode`, `registered_epoch`, `delivery_attempt`,
+`expires_at`, `last_error`, ... States: pending -> ready -> closed (delivered), or the terminal
+canceled / expired / failed. A terminal wait's bead is closed. Unlike Gas City, every wait gets
+an expiry (lessons.md #6), and readiness comes from the verdict's own commit rather than a
+controller tick.
+
+The labels are ours, `polecat:wait` and `polecat:session:<id>`, not gc's `gc:wait` and
+`session:<id>`: gc's controller drives every open gate that gc's `IsWaitBead`
+(`internal/session/waits.go`) accepts, i.e. a gate labelled `gc:wait`, or labelled
+`session:<metadata session_id>`. A verdict wait must be delivered once, by `await`, and
+expired or canceled only by our controller (docs/interop.md, "Sharing a store with gc's
+controller"). Waits written before that (labels `gc:wait`, `session:<id>`) are still read, and
+rewritten to our labels by any transition and by every controller pass (`migrate_legacy`).
 """
 
 from __future__ import annotations
@@ -25,7 +33,11 @@ if TYPE_CHECKING:
     from .session import Session
     from .store import Store, Transaction
 
-WAIT_LABEL = "gc:wait"
+WAIT_LABEL = "polecat:wait"
+SESSION_LABEL_PREFIX = "polecat:session:"
+# the shape gc's own controller drives (internal/session/waits.go IsWaitBead): read, migrated
+LEGACY_WAIT_LABEL = "gc:wait"
+LEGACY_SESSION_LABEL_PREFIX = "session:"
 STATES = ("pending", "ready", "closed", "canceled", "expired", "failed")
 TERMINAL = ("closed", "canceled", "expired", "failed")
 ENDED = ("canceled", "expired", "failed")  # terminal without a verdict: `await` exits 20
@@ -39,7 +51,77 @@ def state(wait: Bead) -> str:
 
 
 def is_wait(bead: Bead) -> bool:
-    return bead.get("issue_type") == "gate" and WAIT_LABEL in bead.get("labels", [])
+    """A verdict wait: ours, or ours in the legacy shape (gc's labels, and a `submission`,
+    which gc's own waits, `gc session wait`, never have: those stay gc's)."""
+    labels = bead.get("labels", [])
+    return bead.get("issue_type") == "gate" and (
+        WAIT_LABEL in labels
+        or (LEGACY_WAIT_LABEL in labels and "submission" in bead.get("metadata", {}))
+    )
+
+
+def session_label(session_id: str) -> str:
+    return SESSION_LABEL_PREFIX + session_id
+
+
+def is_legacy(bead: Bead) -> bool:
+    """A wait that still carries a label gc's `IsWaitBead` selects (`gc:wait`, or
+    `session:<its session_id>`): gc's controller would ready, cancel, expire and close it."""
+    labels = bead.get("labels", [])
+    sid = bead.get("metadata", {}).get("session_id", "")
+    return is_wait(bead) and (
+        LEGACY_WAIT_LABEL in labels or (bool(sid) and LEGACY_SESSION_LABEL_PREFIX + sid in labels)
+    )
+
+
+def our_labels(bead: Bead) -> list[str]:
+    """The wait's labels with gc's wait labels replaced by ours (order kept)."""
+    sid = bead.get("metadata", {}).get("session_id", "")
+    swap = {LEGACY_WAIT_LABEL: WAIT_LABEL}
+    if sid:
+        swap[LEGACY_SESSION_LABEL_PREFIX + sid] = session_label(sid)
+    out: list[str] = []
+    for label in bead.get("labels", []):
+        label = swap.get(label, label)
+        if label not in out:
+            out.append(label)
+    return out
+
+
+def list_waits(
+    catalog: Any, *, session_id: str | None = None, pool: str | None = None, open_only: bool = False
+) -> list[Bead]:
+    """Beads labelled as waits in the catalog (refreshed by the caller), both shapes, oldest
+    first; `is_wait` tells a real one (a gate) apart."""
+    from .catalog import Query
+
+    found: dict[str, Bead] = {}
+    for wait_label, prefix in (
+        (WAIT_LABEL, SESSION_LABEL_PREFIX),
+        (LEGACY_WAIT_LABEL, LEGACY_SESSION_LABEL_PREFIX),
+    ):
+        labels = (wait_label,) + ((prefix + session_id,) if session_id else ())
+        labels += (f"pool:{pool}",) if pool else ()
+        for bead in catalog.list(Query(labels=labels, include_closed=not open_only)):
+            found.setdefault(bead["id"], bead)
+    return sorted(found.values(), key=lambda b: (b["created_at"], b["id"]))
+
+
+def migrate_legacy(store: Store) -> list[str]:
+    """Give every open wait still in gc's shape our labels, in one commit, so gc's controller
+    stops driving it; returns their IDs. Closed ones are left as they are: gc skips them."""
+    store.catalog.refresh()
+    legacy = [w["id"] for w in list_waits(store.catalog, open_only=True) if is_legacy(w)]
+    if not legacy:
+        return []
+    with store.transaction(f"waits: {len(legacy)} given polecat:wait labels") as tx:
+        done = []
+        for wid in legacy:
+            wait = tx.get(wid)
+            if wait is not None and wait["status"] != "closed" and is_legacy(wait):
+                tx.update(wid, {"labels": our_labels(wait)})
+                done.append(wid)
+    return done
 
 
 def at(seconds_from_now: float = 0.0) -> str:
@@ -56,7 +138,7 @@ def create(
             "title": f"wait:{session.bead['title']}",
             "issue_type": "gate",
             "description": note or f"verdict on {submission_id} for {work_id}",
-            "labels": [WAIT_LABEL, f"session:{session.id}"]
+            "labels": [WAIT_LABEL, session_label(session.id)]
             + ([f"pool:{session.pool}"] if session.pool else []),
             "await_type": "bead",
             "await_id": submission_id,
@@ -89,11 +171,22 @@ def create(
     )
 
 
-def _transition(tx: Transaction, wait: Bead, new_state: str, **meta: str) -> Bead:
+def why(wait: Bead) -> str:
+    """Why a wait ended: gc's `last_error`, or `reason` as waits written before it hold."""
+    meta = wait.get("metadata", {})
+    return meta.get("last_error") or meta.get("reason", "")
+
+
+def _transition(
+    tx: Transaction, wait: Bead, new_state: str, close_reason: str = "", **meta: str
+) -> Bead:
     merged = {**wait.get("metadata", {}), "state": new_state, **meta}
+    merged.pop("reason", None)  # the legacy key: `last_error` (gc's) says why
     fields: Bead = {"metadata": merged}
+    if is_legacy(wait):  # any write gives a legacy wait our labels (gc stops driving it)
+        fields["labels"] = our_labels(wait)
     if new_state in TERMINAL:
-        fields.update({"status": "closed", "close_reason": meta.get("reason", new_state)})
+        fields.update({"status": "closed", "close_reason": close_reason or new_state})
     return tx.update(wait["id"], fields)
 
 
@@ -102,33 +195,59 @@ def make_ready(tx: Transaction, wait: Bead, verdict_id: str) -> Bead:
 
 
 def cancel(tx: Transaction, wait: Bead, reason: str) -> Bead:
-    return _transition(tx, wait, "canceled", canceled_at=beadmod.now(), reason=reason)
-
-
-def expire(tx: Transaction, wait: Bead) -> Bead:
-    return _transition(tx, wait, "expired", expired_at=beadmod.now(), reason="expired")
-
-
-def deliver(tx: Transaction, wait: Bead, to: str) -> Bead:
+    """Canceled, with why in `last_error` (as gc's continuation-stale cancel writes it)."""
     return _transition(
-        tx, wait, "closed", delivered_at=beadmod.now(), delivered_to=to, reason="delivered"
+        tx, wait, "canceled", reason, canceled_at=beadmod.now(), last_error=reason
     )
 
 
+def expire(tx: Transaction, wait: Bead) -> Bead:
+    return _transition(tx, wait, "expired", "expired", expired_at=beadmod.now())
+
+
+def deliver(tx: Transaction, wait: Bead, to: str) -> Bead:
+    """Closed on delivery: gc's `closed_at`, plus who took it (`delivered_to`, ours)."""
+    now = beadmod.now()
+    return _transition(
+        tx, wait, "closed", "delivered", closed_at=now, delivered_at=now, delivered_to=to
+    )
+
+
+RETRY_CLEARS = (
+    "ready_at", "delivered_at", "delivered_to", "closed_at", "canceled_at", "expired_at",
+    "failed_at", "reason", "last_error", "nudge_id", "commit_boundary", "woken_by",
+    "redelivered_at",
+)  # fmt: skip
+
+
 def retry(tx: Transaction, wait: Bead) -> Bead:
-    """`wait ready` on a terminal wait: a new wait, delivery_attempt + 1 (Gas City's rule)."""
+    """`wait ready` on a closed wait: a new wait, delivery_attempt + 1, registered at the
+    session's current epoch (gc's `retryClosedWait`, cmd/gc/cmd_wait.go). gc's retry starts
+    `ready`; ours does when the verdict is known (a re-delivery), else `pending`: our
+    `ready` promises a verdict to hand over (docs/interop.md)."""
+    from . import session as sessions
+
     meta = dict(wait.get("metadata", {}))
     attempt = beadmod.meta_int(wait, "delivery_attempt", 1) + 1
+    for key in RETRY_CLEARS:
+        meta.pop(key, None)
+    now = beadmod.now()
     meta.update(
         {
             "state": "pending",
             "delivery_attempt": str(attempt),
             "retried_from_wait": wait["id"],
-            "created_at": beadmod.now(),
+            "created_at": now,
         }
     )
-    for key in ("ready_at", "delivered_at", "delivered_to", "canceled_at", "expired_at", "reason"):
-        meta.pop(key, None)
+    verdict = meta.get("verdict") or verdict_of(tx, meta.get("submission", ""))
+    if verdict:
+        meta.update({"state": "ready", "ready_at": now, "verdict": verdict})
+    try:
+        session = sessions.get(tx, meta.get("session_id", ""))
+        meta["registered_epoch"] = str(session.epoch)
+    except (BadInput, NotFound):
+        pass  # no session bead to read an epoch from: the wait keeps the one it had
     fields = {
         k: v
         for k, v in wait.items()
@@ -145,8 +264,14 @@ def retry(tx: Transaction, wait: Bead) -> Bead:
         )
     }
     fields["metadata"] = meta
+    fields["labels"] = our_labels(wait)
     fields["dependencies"] = [{**d, "issue_id": ""} for d in wait.get("dependencies", [])]
     return tx.create(fields)
+
+
+def verdict_of(tx: Transaction, submission_id: str) -> str:
+    sub = tx.get(submission_id) if submission_id else None
+    return (sub or {}).get("metadata", {}).get("verdict", "")
 
 
 def expired(wait: Bead, now: dt.datetime | None = None) -> bool:
@@ -192,16 +317,10 @@ def find_wait(
             raise NotFound(f"{work_id} has no wait (was it submitted?)")
         return store.get(wid)
     if session_id:
-        from .catalog import Query
-
         store.catalog.refresh()
-        mine = [
-            b
-            for b in store.catalog.list(Query(labels=(WAIT_LABEL, f"session:{session_id}")))
-            if b["status"] != "closed"
-        ]
+        mine = list_waits(store.catalog, session_id=session_id, open_only=True)
         if mine:
-            return max(mine, key=lambda b: (b["created_at"], b["id"]))
+            return mine[-1]
         raise NotFound(f"session {session_id} has no open wait")
     raise BadInput("await needs a WAIT, --work W, or GC_SESSION_ID")
 

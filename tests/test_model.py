@@ -666,7 +666,7 @@ def test_a_drain_never_stops_a_waiter_and_cancels_an_uncollected_verdict(
             else:
                 assert done == "drained" and not city.alive(idle.id)
                 assert waits.state(city.get(wait["id"])) == "canceled"
-                assert city.get(wait["id"])["metadata"]["reason"] == "session-closed"
+                assert city.get(wait["id"])["metadata"]["last_error"] == "session-closed"
     finally:
         city.teardown()
 

@@ -243,7 +243,7 @@ def test_waiting_maximum_releases_the_oldest_and_its_work_reaches_the_pool(city:
     assert ("release", "released") in [(a.kind, out) for a, out in done]
     released = city.bead(city.bead(first)["metadata"]["gc.wait"])
     assert released["metadata"]["state"] == "canceled"
-    assert released["metadata"]["reason"] == "released-capacity"
+    assert released["metadata"]["last_error"] == "released-capacity"
     work = city.bead(first)
     assert work.get("assignee", "") == "" and work["metadata"]["gc.routed_to"] == "cats"
     assert work["metadata"]["gc.fallback_reason"] == "released-capacity"

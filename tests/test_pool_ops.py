@@ -314,7 +314,7 @@ def test_a_submission_past_max_waiting_releases_the_oldest_waiter_in_its_own_com
     sub2, wait2 = pool.submit(second)
     assert git(pool.beads, "rev-list", "--count", f"{before}..HEAD").strip() == "1"
     released = pool.store.get(wait1)["metadata"]
-    assert (released["state"], released["reason"]) == ("canceled", "released-capacity")
+    assert (released["state"], released["last_error"]) == ("canceled", "released-capacity")
     work = pool.store.get(first)
     assert not work.get("assignee") and work["metadata"]["gc.routed_to"] == "cats"
     assert work["metadata"]["gc.fallback_reason"] == "released-capacity"

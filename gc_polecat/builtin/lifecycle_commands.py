@@ -228,8 +228,9 @@ def session_stop(app: AppContext, session_id: str, reason: str) -> None:
     _validate(session_id)
     store = app.store()
     target = sessions.get(store, session_id)
-    # only the process this machine's record names, never the one the bead's handle names
-    why = sessions.stop_process(store, target, _providers(app))
+    # only the process this machine's record names, never the one the bead's handle names;
+    # a session gc started is gc's runtime: gc stops it, not us
+    why = "" if target.gc_owned else sessions.stop_process(store, target, _providers(app))
     if why and why not in (sessions.NOT_HERE, sessions.REGISTERED):
         click.echo(f"warning: {session_id}: process not signalled ({why})", err=True)
     mine = [w for w in open_waits(store) if w["metadata"].get("session_id") == session_id]
@@ -444,14 +445,12 @@ def wait_group() -> None:
 @click.pass_obj
 def wait_list(app: AppContext, state: str | None, session_id: str | None) -> None:
     """WAIT SESSION STATE KIND NOTE."""
-    from ..catalog import Query
-    from ..wait import WAIT_LABEL
+    from ..wait import list_waits
     from ..wait import state as state_of
 
     catalog = app.store().catalog
     catalog.refresh()
-    labels = (WAIT_LABEL,) + ((f"session:{session_id}",) if session_id else ())
-    rows = [w for w in catalog.list(Query(labels=labels)) if state in (None, state_of(w))]
+    rows = [w for w in list_waits(catalog, session_id=session_id) if state in (None, state_of(w))]
     if app.json:
         emit_json(rows)
         return
@@ -482,7 +481,8 @@ def wait_inspect(app: AppContext, wait_id: str) -> None:
 )
 @click.pass_obj
 def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
-    """Cancel a wait; its work falls back to the pool."""
+    """Cancel a wait (`last_error` says why); its work falls back to the pool. A wait that
+    already ended is left as it ended: exit 0, no write (as gc's `wait cancel` succeeds)."""
     from .. import wait as waits
     from ..controller import fall_back
     from ..errors import BadInput
@@ -490,8 +490,11 @@ def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
     _validate(wait_id)
     with app.store().transaction(f"{wait_id}: canceled ({reason})") as tx:
         wait = tx.require(wait_id)
-        if not waits.is_wait(wait) or wait["status"] == "closed":
-            raise BadInput(f"{wait_id} is not an open wait")
+        if not waits.is_wait(wait):
+            raise BadInput(f"{wait_id} is not a wait")
+        if wait["status"] == "closed":
+            click.echo(f"{wait_id} already {waits.state(wait)}: left as it is")
+            return
         waits.cancel(tx, wait, reason)
         meta = wait.get("metadata", {})
         fall_back(tx, meta.get("work", ""), meta.get("session_id", ""), "wait-canceled")
@@ -502,23 +505,33 @@ def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
 @click.argument("wait_id", metavar="ID")
 @click.pass_obj
 def wait_ready(app: AppContext, wait_id: str) -> None:
-    """Trigger a pending wait by hand; on a closed wait, make a new one (delivery_attempt + 1)."""
+    """Trigger a pending wait by hand; ready it again (a re-delivery) if it is ready; on a
+    closed wait, make a new one (delivery_attempt + 1), as gc's `wait ready`."""
     from .. import wait as waits
     from ..errors import BadInput
+    from .wake_plugin import wake
 
     _validate(wait_id)
-    with app.store().transaction(f"{wait_id}: made ready by hand") as tx:
+    store = app.store()
+    again = None
+    with store.transaction(f"{wait_id}: made ready by hand") as tx:
         wait = tx.require(wait_id)
         if not waits.is_wait(wait):
             raise BadInput(f"{wait_id} is not a wait")
         if wait["status"] == "closed":
             made = waits.retry(tx, wait)
             click.echo(f"new wait {made['id']}")
-        elif waits.state(wait) == "pending":
-            waits.make_ready(tx, wait, wait.get("metadata", {}).get("verdict", ""))
-            click.echo(f"ready {wait_id}")
+            return
+        meta = wait.get("metadata", {})
+        verdict = meta.get("verdict") or waits.verdict_of(tx, meta.get("submission", ""))
+        if waits.state(wait) == "ready":  # gc re-readies: ready_at now, delivered again
+            again = tx.update(wait_id, {"metadata": {**meta, "ready_at": waits.at()}})
+            tx.message = f"{wait_id}: ready again by hand"
         else:
-            raise BadInput(f"{wait_id} is already {waits.state(wait)}")
+            waits.make_ready(tx, wait, verdict)
+        click.echo(f"ready {wait_id}")
+    if again is not None:
+        wake(store, again)
 
 
 # --- controller ---------------------------------------------------------------------------

@@ -50,6 +50,8 @@ def wake(store: Store, wait: Bead) -> str:
         target = sessions.get(store, sid)
     except Exception:  # noqa: BLE001 - a missing session is the controller's to handle
         return "unreachable"
+    if target.gc_owned:  # gc's runtime, not ours: its process hears the doorbell only
+        return "unreachable"
     try:
         # through this machine's record of the session only: another machine's session is
         # re-delivered by its own controller, a registered one is never nudged, and the
