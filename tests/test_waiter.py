@@ -43,6 +43,11 @@ def submitted(cli: Cli, repo: Path):  # noqa: ANN201
     return sid, sub, wait
 
 
+def _until_slim(waiting: subprocess.Popen[str]) -> None:
+    wait_for(lambda: any(a.endswith("waiter.py") for a in _cmdline(waiting.pid)),
+             "the await to become the slim waiter")  # fmt: skip
+
+
 def _await(repo: Path, sid: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "GC_POLECAT_REPO": str(repo), "GC_SESSION_ID": sid,
            "GC_CONTINUATION_EPOCH": "1"}  # fmt: skip
@@ -56,8 +61,7 @@ def test_a_blocked_await_becomes_the_slim_waiter_and_answers_in_full(
     sid, sub, wait = submitted
     waiting = _await(repo, sid, wait, "--json")
     try:
-        wait_for(lambda: any(a.endswith("waiter.py") for a in _cmdline(waiting.pid)),
-                 "the await to become the slim waiter")  # fmt: skip
+        _until_slim(waiting)
         slim = _cmdline(waiting.pid)
         assert slim[1] == "-S"  # no site: nothing but the doorbell is imported
         assert _rss_kib(waiting.pid) < 20 * 1024  # the full command line holds ~30 MiB
@@ -182,8 +186,7 @@ def test_the_settling_daemon_answers_without_the_full_command_line(
     sid, sub, wait = submitted
     waiting = _await(repo, sid, wait)
     try:
-        wait_for(lambda: any(a.endswith("waiter.py") for a in _cmdline(waiting.pid)),
-                 "the slim waiter")  # fmt: skip
+        _until_slim(waiting)
         wait_for(lambda: _daemon_pid(repo), "the settling daemon")
         assert (
             cli("verdict", sub, "--fix-needed", "--type", "build", "--reason", "no").exit_code == 0
@@ -211,8 +214,7 @@ def test_without_its_daemon_the_waiter_still_answers(
     sid, sub, wait = submitted
     waiting = _await(repo, sid, wait, "--json")
     try:
-        wait_for(lambda: any(a.endswith("waiter.py") for a in _cmdline(waiting.pid)),
-                 "the slim waiter")  # fmt: skip
+        _until_slim(waiting)
         daemon = wait_for(lambda: _daemon_pid(repo), "the settling daemon")
         os.kill(daemon, 9)
         gone = Path(f"/proc/{daemon}/cmdline")
