@@ -11,6 +11,7 @@ reached it, while the real session still gets its nudge or its stop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -71,6 +72,7 @@ class Town:
         for var in ("GC_SESSION_ID", "GC_CONTINUATION_EPOCH", "GC_POLECAT_INBOX"):
             self.env.pop(var, None)
         self.bystanders: list[subprocess.Popen[bytes]] = []
+        self.session_pids: list[int] = []
 
     def run(
         self, *args: str, env: dict[str, str] | None = None, check: bool = True
@@ -112,7 +114,9 @@ class Town:
             env={"GC_POLECAT_NUDGE_SIGNAL": "1", **(env or {})},
         ).stdout.strip()  # fmt: skip
         wait_for(ready.exists, f"session {name} ready", 20)
-        return sid, out, int(self.bead(sid)["metadata"]["handle.pid"])
+        pid = int(self.bead(sid)["metadata"]["handle.pid"])
+        self.session_pids.append(pid)
+        return sid, out, pid
 
     def submitted(self, session: str) -> tuple[str, str, str]:
         """A work item assigned to `session` and submitted at epoch 1: (work, sub, wait)."""
@@ -145,6 +149,9 @@ class Town:
         for proc in self.bystanders:
             proc.kill()
             proc.wait()
+        for pid in self.session_pids:  # sessions a test left running (no leaked processes)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.socket.exists():
             subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], capture_output=True)
 
