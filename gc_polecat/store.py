@@ -514,8 +514,9 @@ class Store:
         be written after it: that write would otherwise be committed and then reported as a
         failure (and a retry would make it twice)."""
         dirs = {self.git_dir, *(d for d in (self.state_dir, self.state_dir / "tmp") if d.exists())}
-        for path in paths:
-            parent = (self.root / path).parent
+        # each directory once: an import writes thousands of files into a few hundred shards
+        for rel in {os.path.dirname(path) for path in paths}:
+            parent = self.root / rel
             while not parent.is_dir() and parent != self.root:  # a file in the way goes first
                 parent = parent.parent
             dirs.add(parent)
