@@ -37,7 +37,8 @@ def calls(bead_id: str) -> dict[str, tuple[list[str], bytes | None]]:
     return {
         "get": (["get", bead_id], None),
         "list (assignee, newest)": (
-            ["list", "--status=in_progress", "--assignee=nux", "--limit=1"], None,
+            ["list", "--status=in_progress", "--assignee=nux", "--limit=1"],
+            None,
         ),  # fmt: skip
         "list (status, type)": (["list", "--status=open", "--type=bug"], None),
         "ready": (["ready"], None),
@@ -130,8 +131,7 @@ def run(keep: bool = False) -> list[c.Figure]:
                 figures.append(
                     c.Figure(
                         f"exec {label} @ {size:,}, cold / warm (warm p90)",
-                        f"{c.fmt_ms(cold.median)} / {c.fmt_ms(warm.median)} "
-                        f"({c.fmt_ms(warm.p90)})",
+                        f"{c.fmt_ms(cold.median)} / {c.fmt_ms(warm.median)} ({c.fmt_ms(warm.p90)})",
                         f"<= {target:g} ms" if size == SIZES[-1] else "-",
                         f"warm minus python -c pass {c.fmt_ms(warm.median - floor)}",
                         warm.median <= target if size == SIZES[-1] else None,

@@ -165,9 +165,7 @@ def _check_time(bid: str, key: str, value: Any) -> str:
         value = value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     m = RFC3339_RE.fullmatch(value) if isinstance(value, str) else None
     if m is None:
-        raise _fail(
-            bid, key, f"must be an RFC 3339 time like 2026-04-18T16:19:12Z, not {value!r}"
-        )
+        raise _fail(bid, key, f"must be an RFC 3339 time like 2026-04-18T16:19:12Z, not {value!r}")
     try:
         return canonical_time(m)
     except (ValueError, OverflowError):

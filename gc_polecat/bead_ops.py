@@ -441,8 +441,7 @@ def ready(
     by_id = {b["id"]: b for b in beads}
     memo: dict[str, bool] = {}
     edges = {
-        b["id"]: [(d["depends_on_id"], d["type"]) for d in b.get("dependencies", [])]
-        for b in beads
+        b["id"]: [(d["depends_on_id"], d["type"]) for d in b.get("dependencies", [])] for b in beads
     }
     status = {b["id"]: b["status"] for b in beads}
     excluded = () if f.types else READY_EXCLUDED_TYPES

@@ -196,9 +196,7 @@ def make_ready(tx: Transaction, wait: Bead, verdict_id: str) -> Bead:
 
 def cancel(tx: Transaction, wait: Bead, reason: str) -> Bead:
     """Canceled, with why in `last_error` (as gc's continuation-stale cancel writes it)."""
-    return _transition(
-        tx, wait, "canceled", reason, canceled_at=beadmod.now(), last_error=reason
-    )
+    return _transition(tx, wait, "canceled", reason, canceled_at=beadmod.now(), last_error=reason)
 
 
 def expire(tx: Transaction, wait: Bead) -> Bead:

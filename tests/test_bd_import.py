@@ -423,9 +423,7 @@ def test_a_large_import_writes_one_pack_git_reads(cli: Cli, repo: Path, tmp_path
     packs = sorted((repo / ".git" / "objects" / "pack").glob("pack-*"))
     assert [p.suffix for p in packs] == [".idx", ".pack"]
     assert sum(1 for _ in (repo / ".git" / "objects").glob("??/*")) == loose_before
-    assert git(repo, "cat-file", "-p", f"HEAD:{ids.id_path('bd-k123')}").startswith(
-        "id: bd-k123\n"
-    )
+    assert git(repo, "cat-file", "-p", f"HEAD:{ids.id_path('bd-k123')}").startswith("id: bd-k123\n")
     assert "\ngarbage: 0\n" in git(repo, "count-objects", "-v")
     assert_clean(repo)  # git fsck, clean status
     small = run_import(cli, tmp_path, record("bd-one"))  # a small write stays loose
@@ -453,7 +451,7 @@ def test_custom_settings_read_as_bd_writes_them(repo: Path) -> None:
         ("in_review", "active"), ("qa_testing", "wip"), ("on_hold", "frozen"),
         ("archived", "done"), ("done", None),
     )  # fmt: skip
-    path.write_text("types.custom: '[\"gate\",\"convoy\"]'\nstatus.custom: [review]\n")
+    path.write_text('types.custom: \'["gate","convoy"]\'\nstatus.custom: [review]\n')
     assert load_config(path)["types.custom"] == ("gate", "convoy")
     assert load_config(path)["status.custom"] == (("review", None),)
     path.write_text("prefix: gc\n")

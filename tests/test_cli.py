@@ -18,8 +18,16 @@ def create(cli: Cli, *args: str) -> str:
 
 def test_walkthrough_create_update_close(cli: Cli, repo: Path) -> None:
     bid = create(
-        cli, "Fix the thing", "-p", "P1", "-l", "a,b", "--set-metadata", "branch=polecat/x",
-        "-d", "two\nlines",
+        cli,
+        "Fix the thing",
+        "-p",
+        "P1",
+        "-l",
+        "a,b",
+        "--set-metadata",
+        "branch=polecat/x",
+        "-d",
+        "two\nlines",
     )
     shown = json.loads(cli("bead", "show", bid, "--json").output)
     assert shown[0]["priority"] == 1 and shown[0]["labels"] == ["a", "b"]

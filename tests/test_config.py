@@ -112,7 +112,7 @@ def test_prefixes_bd_and_gas_city_make_are_read_back(repo: Path, prefix: str) ->
         (b"prefix: a.b\n", "invalid prefix"),
         (b"prefix: rt-\n", "invalid prefix"),
         (b"prefix: true\n", "invalid prefix"),
-        (b"prefix: \"r\\tt\"\n", "invalid prefix"),
+        (b'prefix: "r\\tt"\n', "invalid prefix"),
         (b"x: " + b"[" * 50_000 + b"]" * 50_000 + b"\n", "malformed YAML"),
         (b"# " + b"x" * (configmod.MAX_CONFIG_BYTES + 1) + b"\n", "larger than"),
     ],

@@ -130,9 +130,7 @@ def test_a_hand_commit_after_a_killed_write_cannot_revert_it(repo: Path) -> None
     )
     assert made.returncode == -signal.SIGKILL
     (path,) = git(repo, "diff", "--name-only", "HEAD~1", "HEAD").split()
-    hand = subprocess.run(
-        ["git", "commit", "-m", "hand"], cwd=repo, capture_output=True, text=True
-    )
+    hand = subprocess.run(["git", "commit", "-m", "hand"], cwd=repo, capture_output=True, text=True)
     assert hand.returncode != 0 and "index.lock" in hand.stderr  # loud, not silent
     assert path in git(repo, "ls-tree", "-r", "--name-only", "HEAD")
     (repo / ".git" / "index.lock").unlink()  # what git tells the person to do
@@ -162,6 +160,4 @@ def test_random_kills(repo: Path, counter: str) -> None:
         assert pairs >= last  # nothing committed is ever lost
         last = pairs
     assert last > 0
-    print(
-        f"{runs} kills, {mid_write} left a journal (killed inside a write), {last} pairs"
-    )
+    print(f"{runs} kills, {mid_write} left a journal (killed inside a write), {last} pairs")

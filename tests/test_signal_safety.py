@@ -345,9 +345,7 @@ def test_a_record_that_cannot_be_trusted_counts_as_none(town: Town, tamper: str)
     os.kill(real_pid, signal.SIGKILL)
 
 
-def test_inbox_writes_stay_in_the_repositorys_session_directory(
-    town: Town, tmp_path: Path
-) -> None:
+def test_inbox_writes_stay_in_the_repositorys_session_directory(town: Town, tmp_path: Path) -> None:
     """The inbox is written only under `.git/gc-polecat/sessions/`: a record naming another
     path is refused, and a symlink planted in the inbox's place is never followed."""
     outside = tmp_path / "outside"

@@ -965,5 +965,3 @@ def dep_remove_command(
     with app.store().transaction() as tx:
         bead = tx.remove_dependency(bead_id, depends_on, dep_type)
     emit_json(bead) if app.json else click.echo(f"{bead_id} no longer depends on {depends_on}")
-
-

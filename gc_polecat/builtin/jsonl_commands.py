@@ -84,7 +84,7 @@ def import_command(app: AppContext, source: str) -> None:
     )
     for key, bd_key in (("custom_types", "types.custom"), ("custom_statuses", "status.custom")):
         if key in result.custom:  # bd accepts these only once configured (docs/interop.md)
-            click.echo(f"for bd: bd config set {bd_key} \"{','.join(result.custom[key])}\"")
+            click.echo(f'for bd: bd config set {bd_key} "{",".join(result.custom[key])}"')
 
 
 @hookimpl

@@ -57,8 +57,10 @@ def wake(store: Store, wait: Bead) -> str:
         # re-delivered by its own controller, a registered one is never nudged, and the
         # bead's handle (untrusted) never names the process or the inbox (docs/security.md)
         line = nudge_line(wait, _outcome(store, wait))
-        return "nudge" if sessions.nudge(store, target, get_providers(store.pm), line) else (
-            "unreachable"
+        return (
+            "nudge"
+            if sessions.nudge(store, target, get_providers(store.pm), line)
+            else ("unreachable")
         )
     except Exception:  # noqa: BLE001 - a failed nudge must not fail the write that fired it
         return "unreachable"
