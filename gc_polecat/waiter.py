@@ -46,8 +46,10 @@ def daemon_address(state_dir: str) -> str:
         return direct
     import hashlib  # only for long paths
 
+    from gc_polecat.wake import _fallback_root  # one rule for the private root in /tmp
+
     digest = hashlib.sha1(os.fsencode(os.path.realpath(state_dir))).hexdigest()[:20]
-    return os.path.join("/tmp", f"gc-polecat-wake-{os.getuid()}", f"waiterd-{digest}.sock")
+    return os.path.join(_fallback_root(), f"waiterd-{digest}.sock")
 
 
 def start_daemon(root: str, state_dir: str) -> None:

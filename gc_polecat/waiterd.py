@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import waiter
+from . import waiter, wake
 from .cli import json_text, printable
 from .errors import GcPolecatError
 from .ids import validate_id
@@ -106,6 +106,8 @@ def serve(root: Path) -> int:
     lock.write(f"{os.getpid()}\n")  # who serves: for people and tests
     lock.flush()
     address = waiter.daemon_address(str(store.state_dir))
+    if os.path.dirname(address) == wake._fallback_root():  # a long state path: /tmp, made ours
+        wake._ensure_private_dir(wake._fallback_root())
     if os.path.exists(address):
         os.unlink(address)  # a dead daemon's socket: we hold the lock, so it is not live
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

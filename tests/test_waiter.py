@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from gc_polecat.plugins import make_plugin_manager
+from gc_polecat.store import Store
 from gc_polecat.waiter import wait_state
 
 from .conftest import Cli, git, submitted_ids, wait_for
@@ -271,3 +273,44 @@ def test_the_daemon_carries_no_session_identity(
     finally:
         waiting.kill()
         waiting.communicate()
+
+
+def test_a_repository_with_a_long_path_settles_through_the_daemon_in_tmp(tmp_path: Path) -> None:
+    """AF_UNIX paths hold 107 bytes: a deep repository's daemon listens in the private wake root
+    in /tmp (wake.py's rule, made private by whichever of the waiter and the daemon comes first),
+    and the waiter gets its answer from the daemon, never from the full command line."""
+    from gc_polecat import waiter, wake
+
+    repo = tmp_path / ("d" * 60) / "beads"
+    Store.init(repo, prefix="gc", pm=make_plugin_manager(load_entrypoints=False))
+    cli = Cli(repo)
+    address = waiter.daemon_address(str(repo / ".git" / "gc-polecat"))
+    assert os.path.dirname(address) == wake._fallback_root()  # noqa: SLF001
+    out = cli("session", "register", "--pool", "p", "--pid", str(os.getpid()), "--json")
+    sid = json.loads(out.output)["id"]
+    work = cli("bead", "create", "w").output.strip()
+    cli("bead", "update", work, "--status", "in_progress", "--assignee", sid)
+    sub, wait = submitted_ids(
+        cli("submit", work, "--branch", "b", "--commit", "a" * 40, "--session", sid).output
+    )
+    waiting = _await(repo, sid, wait)
+    try:
+        _until_slim(waiting)
+        daemon = wait_for(lambda: _daemon_pid(repo), "the settling daemon")
+        wait_for(lambda: os.path.exists(address), "the daemon's socket in /tmp")
+        assert cli("verdict", sub, "--merged").exit_code == 0
+        shapes = set()
+        while waiting.poll() is None:
+            try:
+                shapes.add(" ".join(_cmdline(waiting.pid)[1:3]))
+            except OSError:
+                break
+            time.sleep(0.002)
+        out_text, err = waiting.communicate(timeout=60)
+        assert not any("gc_polecat" in s and "waiter.py" not in s for s in shapes), shapes
+    finally:
+        waiting.kill()
+        if _daemon_pid(repo):
+            os.kill(daemon, 9)
+    assert waiting.returncode == 0, err
+    assert out_text == f"{wait}: merged\n"

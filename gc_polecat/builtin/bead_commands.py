@@ -185,10 +185,6 @@ def _lines(beads: list[Bead]) -> list[str]:
     ]
 
 
-def _line(bead: Bead) -> str:
-    return _lines([bead])[0]
-
-
 def _report(app: AppContext, beads: list[Bead], single: bool = False) -> None:
     if app.json:
         emit_json(beads)

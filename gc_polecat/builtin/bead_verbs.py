@@ -22,7 +22,7 @@ from .bead_commands import (
     KeyValue,
     Priority,
     _all_beads,
-    _line,
+    _lines,
     _print_comments,
     _read,
     _report,
@@ -687,8 +687,8 @@ def ready_command(
     elif not found:
         click.echo("no ready work")
     else:
-        for bead in found:
-            echo(_line(bead))
+        for line in _lines(found):  # one column width for the whole listing, as `bead list`
+            echo(line)
     return status
 
 
