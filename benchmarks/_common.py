@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gc_polecat import ids
-from gc_polecat.bead import AWAIT_TYPES, Bead
+from gc_polecat.beads import ids
+from gc_polecat.beads.bead import AWAIT_TYPES, Bead
+from gc_polecat.beads.store import Store
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
 
 BATCH = 5000  # beads per build transaction
 BUILD_VERSION = "1"  # bump when make_bead() changes, to invalidate cached templates

@@ -31,9 +31,9 @@ from pathlib import Path
 import _common as c
 from bench_writes import dulwich_floor
 
-from gc_polecat import ids
+from gc_polecat.beads import ids
+from gc_polecat.beads.store import Store
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "bd-exports"
 SOURCE = SHARED / "ansonTGN__frankenscipy__b0c4b07d8.jsonl"
@@ -132,7 +132,7 @@ def file_tree_floor(path: Path, parent: Path) -> float:
 
 
 def profile_import(path: Path, parent: Path) -> None:
-    from gc_polecat import jsonl
+    from gc_polecat.interop import bd_jsonl as jsonl
 
     repo = fresh_repo(parent, 99)
     store = Store(repo, pm=make_plugin_manager(load_entrypoints=False))

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import _common as c
 
-from gc_polecat import ids
-from gc_polecat.catalog import FILENAME, Query
-from gc_polecat.store import Store
+from gc_polecat.beads import ids
+from gc_polecat.beads.catalog import FILENAME, Query
+from gc_polecat.beads.store import Store
 
 SIZE = 10_000
 QUERY = Query(types=("gate",), statuses=("open",))

@@ -37,13 +37,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import _common as c
 
-from gc_polecat import polecat as polecats
-from gc_polecat import session as sessions
-from gc_polecat import verdict as verdicts
-from gc_polecat.catalog import Query
-from gc_polecat.providers import SessionProvider, get_providers, process_start_time
-from gc_polecat.reconcile import reconcile
-from gc_polecat.store import Store
+from gc_polecat.beads.catalog import Query
+from gc_polecat.beads.store import Store
+from gc_polecat.lifecycle import polecat as polecats
+from gc_polecat.lifecycle import session as sessions
+from gc_polecat.lifecycle import verdict as verdicts
+from gc_polecat.lifecycle.providers import SessionProvider, get_providers, process_start_time
+from gc_polecat.pool.reconcile import reconcile
 
 SIZE = 10_000  # template beads
 POOL = "bench"

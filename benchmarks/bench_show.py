@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import _common as c
 
-from gc_polecat.store import Store
+from gc_polecat.beads.store import Store
 
 SIZE = 10_000
 RUNS = 30

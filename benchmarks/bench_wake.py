@@ -44,12 +44,12 @@ from pathlib import Path
 
 import _common as c
 
-from gc_polecat import session as sessions
-from gc_polecat import verdict as verdicts
-from gc_polecat import wait as waits
-from gc_polecat import wake
-from gc_polecat.providers import get_providers
-from gc_polecat.store import Store
+from gc_polecat.beads.store import Store
+from gc_polecat.lifecycle import doorbell as wake
+from gc_polecat.lifecycle import session as sessions
+from gc_polecat.lifecycle import verdict as verdicts
+from gc_polecat.lifecycle import wait as waits
+from gc_polecat.lifecycle.providers import get_providers
 
 ROUNDS_ONE, WARMUP_ONE = 50, 3  # scenario "1 waiting": timed and untimed rounds
 MANY = 200  # scenario "200 waiting"

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import _common as c
 
-from gc_polecat import gitindex
-from gc_polecat.store import Store
+from gc_polecat.beads import gitindex
+from gc_polecat.beads.store import Store
 
 SIZES = (100, 10_000, 50_000)
 WARMUP = 20  # of each kind, untimed: imports, caches, the first catalog/SQLite page reads

@@ -9,19 +9,19 @@ import sys
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "exec-beads":  # gc's store calls: no click
         if sys.argv[2] != "start" and not sys.argv[2].startswith("-"):  # start may replace it
-            from .exec_client import call_server
+            from gc_polecat.interop.gc_exec_client import call_server
 
             served = call_server(sys.argv[2:])  # the city's warm server, if `start` ran
             if served is not None:
                 sys.exit(served)
-        from .execprovider import is_fast_call
-        from .execprovider import main as exec_main
+        from gc_polecat.interop.gc_exec import is_fast_call
+        from gc_polecat.interop.gc_exec import main as exec_main
 
         if is_fast_call(sys.argv[1:]):
             sys.exit(exec_main(sys.argv[1:]))
 
-    from . import cli as cli_module
-    from .cli import make_cli
+    from gc_polecat import cli as cli_module
+    from gc_polecat.cli import make_cli
 
     cli_module.OWN_PROCESS = True  # commands may exec (the slim waiter): we are the process
 

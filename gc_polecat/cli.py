@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
 import os
 import re
 import sys
@@ -19,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
-from .errors import GcPolecatError
+from gc_polecat import __version__
+from gc_polecat.errors import GcPolecatError
+from gc_polecat.output import json_text, printable  # the adapters print through these
 
 if TYPE_CHECKING:
     import pluggy
 
-    from .store import Store
+    from gc_polecat.beads.store import Store
 
 
 OWN_PROCESS = False  # True only in the `gc-polecat` process itself, never in a host's
@@ -42,7 +42,7 @@ class AppContext:
 
     def store(self) -> Store:
         if self._store is None:
-            from .store import Store, resolve_root
+            from gc_polecat.beads.store import Store, resolve_root
 
             self._store = Store(resolve_root(self.repo), pm=self.pm)
         return self._store
@@ -162,31 +162,9 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# What a terminal can act on: C0 controls but tab and newline, DEL, and the C1 block (CSI,
-# OSC...). Bead text is written by agents, other tools and other machines.
-_TERMINAL_CONTROLS = {
-    c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)
-}
-# json.dumps escapes C0 itself; with ensure_ascii=False it leaves DEL and C1 raw.
-_JSON_CONTROLS = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0))}
-
-
-def printable(text: str) -> str:
-    """`text` with every terminal control written as a visible `\\xNN`, so a bead's title or
-    description cannot move the cursor, retitle the window or answer back through a pane."""
-    return text.translate(_TERMINAL_CONTROLS)
-
-
 def echo(text: str) -> None:
     """Print human-readable output that may hold bead text (see `printable`)."""
     click.echo(printable(text))
-
-
-def json_text(value: Any) -> str:
-    """What `--json` prints: indented, UTF-8 as is, DEL and C1 escaped."""
-    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).translate(
-        _JSON_CONTROLS
-    )
 
 
 def emit_json(value: Any) -> None:
@@ -197,7 +175,7 @@ def emit_json(value: Any) -> None:
 def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
     """Build the command line; `pm` defaults to the process-wide plugin manager."""
     if pm is None:
-        from .plugins import get_plugin_manager
+        from gc_polecat.plugins import get_plugin_manager
 
         pm = get_plugin_manager()
     manager = pm

@@ -17,7 +17,7 @@ import os
 
 import pluggy
 
-from . import hookspecs
+from gc_polecat import hookspecs
 
 ENTRY_POINT_GROUP = "gc_polecat"
 DEFAULT_PLUGINS = (

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from gc_polecat.beads.store import Store
 from gc_polecat.cli import make_cli
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

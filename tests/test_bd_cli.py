@@ -359,7 +359,7 @@ def test_create_prints_the_id_the_path_or_the_bead_with_its_path(cli: Cli, repo:
 
 
 def _path_of(bead_id: str) -> str:
-    from gc_polecat.ids import id_path
+    from gc_polecat.beads.ids import id_path
 
     return id_path(bead_id)
 

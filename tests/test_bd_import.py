@@ -27,8 +27,9 @@ from typing import Any
 
 import pytest
 
-from gc_polecat import bead, ids, jsonl
+from gc_polecat.beads import bead, ids
 from gc_polecat.errors import InvalidBead
+from gc_polecat.interop import bd_jsonl as jsonl
 
 from .conftest import ROOT, Cli, assert_clean, git
 
@@ -417,7 +418,7 @@ def test_a_closed_issue_without_closed_at_closes_a_second_after_its_last_time(
 
 def test_a_large_import_writes_one_pack_git_reads(cli: Cli, repo: Path, tmp_path: Path) -> None:
     """Hundreds of new objects go into one pack and its index (git's format, written by
-    `gc_polecat/git.py`), not one loose file each; git itself reads every object back."""
+    `gc_polecat/beads/git.py`), not one loose file each; git itself reads every object back."""
     loose_before = sum(1 for _ in (repo / ".git" / "objects").glob("??/*"))
     run_import(cli, tmp_path, *(record(f"bd-k{n:03d}") for n in range(300)))
     packs = sorted((repo / ".git" / "objects" / "pack").glob("pack-*"))
@@ -438,7 +439,7 @@ def test_custom_settings_read_as_bd_writes_them(repo: Path) -> None:
     """bd's syntax (bd: `docs/CONFIG.md`; `internal/types/types.go` ParseCustomStatusConfig;
     `internal/storage/issueops/config_helpers.go` parseTypesValue): comma-separated names, a
     JSON array for types, `name:category` for statuses; YAML lists too."""
-    from gc_polecat.config import load_config
+    from gc_polecat.beads.config import load_config
 
     path = repo / ".beads" / "config.yaml"
     path.write_text(

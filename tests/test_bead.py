@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gc_polecat import bead
+from gc_polecat.beads import bead
 from gc_polecat.errors import InvalidBead
 
 T = "2026-11-21T14:00:00Z"

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from gc_polecat import bead
+from gc_polecat.beads import bead
 from gc_polecat.errors import InvalidBead
 
 T = "2026-11-21T14:00:00Z"

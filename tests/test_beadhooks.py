@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat import beadhooks
-from gc_polecat.beadhooks import OUTPUT_CAP, fire, runnable_hooks
+from gc_polecat.interop import bd_hooks_out as beadhooks
+from gc_polecat.interop.bd_hooks_out import OUTPUT_CAP, fire, runnable_hooks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BEAD = {"id": "gp-1", "title": "Fix the frobnicator", "status": "open", "labels": ["a", "é"]}
@@ -360,7 +360,7 @@ def test_background_hook_survives_its_caller_exiting(
     caller_script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from gc_polecat.beadhooks import fire\n"
+        "from gc_polecat.interop.bd_hooks_out import fire\n"
         "t = time.perf_counter()\n"
         "fire(Path(sys.argv[1]), [('a', 'create', {'id': 'a'})])\n"
         "print(time.perf_counter() - t)\n"
@@ -425,7 +425,7 @@ def test_supervisor_entry_point_runs_a_request(
     request = {"repo_root": str(repo), "events": [["x", "create", BEAD]], "timeout": 5}
 
     subprocess.run(
-        [sys.executable, "-m", "gc_polecat.beadhooks"],
+        [sys.executable, "-m", "gc_polecat.interop.bd_hooks_out"],
         input=json.dumps(request | {"log_path": None}),
         text=True,
         cwd=PROJECT_ROOT,

@@ -38,7 +38,7 @@ open; `git status` is clean and `git fsck` finds every object the history reache
 run and at each audit: a full `git fsck`). Every `CITY_RUNS` runs (and at the end) the city
 finishes its work (the polecats submit, the refinery merges, the sessions clean up; an idle
 polecat a killed `sling` left on a branch gets one more assignment, its documented remedy) and
-the leak audit (`gc_polecat.audit.audit`: waits, submissions, finalizers, polecats, worktrees,
+the leak audit (`gc_polecat.demo.audit.audit`: waits, submissions, finalizers, polecats, worktrees,
 branches local and on origin, sessions against /proc, git status and fsck) must come back
 empty; then a fresh city takes the next runs. The runs are shared between two worker processes
 (one per CPU, at most 2).
@@ -68,20 +68,20 @@ from typing import Any
 
 import pytest
 
-from gc_polecat import cleanup
-from gc_polecat import polecat as polecats
-from gc_polecat import session as sessions
-from gc_polecat import wait as waits
-from gc_polecat.audit import audit, repository_problems, session_leaks
-from gc_polecat.catalog import Query
-from gc_polecat.controller import reconcile as controller_pass
+from gc_polecat.beads.catalog import Query
+from gc_polecat.beads.store import Store
+from gc_polecat.demo.audit import audit, repository_problems, session_leaks
+from gc_polecat.lifecycle import cleanup
+from gc_polecat.lifecycle import polecat as polecats
+from gc_polecat.lifecycle import session as sessions
+from gc_polecat.lifecycle import wait as waits
+from gc_polecat.lifecycle.controller import reconcile as controller_pass
+from gc_polecat.lifecycle.providers import get_providers
+from gc_polecat.lifecycle.verdict import ESCALATED_LABEL, SUBMISSION_LABEL, record_verdict, submit
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.pool import init_pool
-from gc_polecat.providers import get_providers
-from gc_polecat.refinery import Refinery
-from gc_polecat.sling import sling
-from gc_polecat.store import Store
-from gc_polecat.verdict import ESCALATED_LABEL, SUBMISSION_LABEL, record_verdict, submit
+from gc_polecat.pool.config import init_pool
+from gc_polecat.pool.sling import sling
+from gc_polecat.refinery.queue import Refinery
 
 from .conftest import code_origin
 
@@ -196,7 +196,7 @@ def start_cli(
                 os.dup2(null, fd)
             os.environ.clear()
             os.environ.update(child_env)
-            from gc_polecat import store as store_module
+            from gc_polecat.beads import store as store_module
             from gc_polecat.cli import make_cli
 
             store_module._CRASH_AT = crash_at  # read from the environment at import time
@@ -766,7 +766,7 @@ class City:
         return problems
 
     def stray_worktrees(self) -> list[str]:
-        from gc_polecat import sandbox
+        from gc_polecat.lifecycle import sandbox
 
         owned = {Path(p.sandbox).resolve() for p in polecats.of_pool(self.store, POOL) if p.sandbox}
         found = set(sandbox.worktrees(self.code))
@@ -838,7 +838,7 @@ class City:
         """Idle polecats whose sandbox is on a branch: what a `sling` killed between its git
         side and its commit leaves (docs/pool.md), until the polecat's next assignment is
         cleaned up."""
-        from gc_polecat import sandbox
+        from gc_polecat.lifecycle import sandbox
 
         return [
             p.name
@@ -1090,7 +1090,7 @@ def test_a_launcher_killed_before_its_commit_leaves_no_session_running(city: Cit
 
 def test_a_launcher_killed_while_starting_the_process_leaves_none_running(city: City) -> None:
     """Killed inside the provider's start (no handle yet): found by its identity."""
-    from gc_polecat.session import LAUNCHING, session_fields
+    from gc_polecat.lifecycle.session import LAUNCHING, session_fields
 
     fields = session_fields("cats-ghost", POOL, "process", str(city.code), {})
     fields["id"] = "gc-ghost"
@@ -1150,7 +1150,7 @@ def test_a_late_merge_of_released_work_deletes_its_branches_on_origin(city: City
         os.killpg(int(s.handle["pgid"]), signal.SIGKILL)
         _wait_for(lambda s=s: not sessions.is_alive(s, city.providers), "the kill")
         with city.store.transaction() as tx:  # the controller's fallback, without its cleanup
-            from gc_polecat.controller import fall_back
+            from gc_polecat.lifecycle.controller import fall_back
 
             wait = tx.require(city.get(sub)["metadata"]["wait"])
             waits.cancel(tx, wait, "session-dead")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat.catalog import Query
-from gc_polecat.store import Store
+from gc_polecat.beads.catalog import Query
+from gc_polecat.beads.store import Store
 
 from .conftest import ROOT, assert_clean, git
 
@@ -120,7 +120,7 @@ def _hand_commits_while_writing(repo: Path, wrap: list[str]) -> tuple[list[str],
     assert len(reported) == 120 and len(committed) > 0
     in_head = set(git(repo, "ls-tree", "-r", "--name-only", "HEAD").split())
     in_index = set(git(repo, "ls-files").split())
-    from gc_polecat.ids import id_path
+    from gc_polecat.beads.ids import id_path
 
     lost = [b for b in reported if id_path(b) not in in_head or id_path(b) not in in_index]
     assert lost == [], (
@@ -174,7 +174,7 @@ def test_git_gc_prune_now_under_the_write_lock_loses_nothing(repo: Path) -> None
         reported += out.split()
     fsck = subprocess.run(["git", "fsck", "--full"], cwd=repo, capture_output=True, text=True)
     assert fsck.returncode == 0 and "missing" not in fsck.stdout + fsck.stderr, fsck.stderr
-    from gc_polecat.ids import id_path
+    from gc_polecat.beads.ids import id_path
 
     in_head = set(git(repo, "ls-tree", "-r", "--name-only", "HEAD").split())
     assert len(reported) == 60 and [b for b in reported if id_path(b) not in in_head] == []

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gc_polecat import config as configmod
-from gc_polecat import ids
+from gc_polecat.beads import config as configmod
+from gc_polecat.beads import ids
+from gc_polecat.beads.store import Store
 from gc_polecat.errors import BadInput
-from gc_polecat.store import Store
 
 from .conftest import git, run_cli
 

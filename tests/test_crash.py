@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat.catalog import Query
-from gc_polecat.store import Store
+from gc_polecat.beads.catalog import Query
+from gc_polecat.beads.store import Store
 
 from .conftest import ROOT, assert_clean, git, run_cli
 

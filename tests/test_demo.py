@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat.demo import City, _evidence
-from gc_polecat.store import Store
+from gc_polecat.beads.store import Store
+from gc_polecat.demo.city import City, _evidence
 
 
 @pytest.mark.parametrize("provider", ["tmux", "process"])

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from gc_polecat.store import Store
+from gc_polecat.beads.store import Store
 
 from .conftest import Cli, assert_clean, git
 
@@ -569,7 +569,8 @@ def test_a_molecule_the_way_gc_builds_it(gc: Gc, repo: Path) -> None:
 
 def test_layout_constants_read_without_the_store_match_it() -> None:
     """The click-free read path opens the catalog by these names; they must be the store's."""
-    from gc_polecat import catalog, execprovider, store
+    from gc_polecat.beads import catalog, store
+    from gc_polecat.interop import gc_exec as execprovider
 
     assert execprovider.CONFIG_PATH == store.CONFIG_PATH
     assert execprovider.STATE_DIR == store.STATE_DIR

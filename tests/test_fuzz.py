@@ -34,19 +34,20 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gc_polecat import bdhooks, githooks
-from gc_polecat import session as sessions
-from gc_polecat.bead import STATUSES, dump, load, normalize
-from gc_polecat.config import MAX_DURATION, load_config
+import gc_polecat.refinery.githooks as githooks
+from gc_polecat.beads.bead import STATUSES, dump, load, normalize
+from gc_polecat.beads.config import MAX_DURATION, load_config
+from gc_polecat.beads.git import read_head
+from gc_polecat.beads.store import Store
 from gc_polecat.errors import BadInput, InvalidBead, NotFound
-from gc_polecat.git import read_head
-from gc_polecat.pool import parse_pools
-from gc_polecat.providers import get_providers
-from gc_polecat.refinery import parse_refinery
-from gc_polecat.store import Store
-from gc_polecat.verdict import FAILURE_TYPES as VERDICT_FAILURES
-from gc_polecat.verdict import OUTCOMES, submit
-from gc_polecat.wait import at
+from gc_polecat.interop import bd_hooks_in as bdhooks
+from gc_polecat.lifecycle import session as sessions
+from gc_polecat.lifecycle.providers import get_providers
+from gc_polecat.lifecycle.verdict import FAILURE_TYPES as VERDICT_FAILURES
+from gc_polecat.lifecycle.verdict import OUTCOMES, submit
+from gc_polecat.lifecycle.wait import at
+from gc_polecat.pool.config import parse_pools
+from gc_polecat.refinery.config import parse_refinery
 
 from .conftest import Cli, run_cli
 

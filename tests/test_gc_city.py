@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat.bead import GASCITY_TYPES, TYPES
-from gc_polecat.exec_client import socket_path
+from gc_polecat.beads.bead import GASCITY_TYPES, TYPES
+from gc_polecat.beads.store import Store
+from gc_polecat.interop.gc_exec_client import socket_path
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
 
 from .conftest import assert_clean, git
 from .gc_exec_store import (  # noqa: F401 - gc_path is a fixture
@@ -326,10 +326,10 @@ def test_the_warm_server_answers_as_a_cold_call_would(city: City) -> None:
     assert city.city_store().list_open() == []  # the server kept the scopes apart
     traced = {**s.env, "PYTHONPROFILEIMPORTTIME": "1"}
     served = run_script(traced, city.path, ["get", warm["id"]])
-    assert served.returncode == 0 and b"gc_polecat.execprovider" not in served.stderr
+    assert served.returncode == 0 and b"gc_polecat.interop.gc_exec" not in served.stderr
     city.lifecycle("stop")
     cold = run_script(traced, city.path, ["get", warm["id"]])
-    assert cold.stdout == served.stdout and b"gc_polecat.execprovider" in cold.stderr
+    assert cold.stdout == served.stdout and b"gc_polecat.interop.gc_exec" in cold.stderr
     assert not sock.exists()
     assert s.get(warm["id"])["title"] == "warm"  # cold, the same store
     assert [b["id"] for b in s.ready()] == [warm["id"]]
@@ -341,8 +341,8 @@ def test_start_replaces_a_server_running_other_code(
 ) -> None:
     """After an upgrade, gc's next `start` must not keep the old server: `start` asks the one
     that answers which code it runs and replaces it when that is not this code."""
-    from gc_polecat import exec_server
-    from gc_polecat.exec_client import connect
+    from gc_polecat.interop import gc_exec_server as exec_server
+    from gc_polecat.interop.gc_exec_client import connect
 
     city.start()
     path = str(socket_path(city_runtime_env(city.root)))

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from gc_polecat import session as sessions
-from gc_polecat import wait as waits
-from gc_polecat.catalog import Query
+from gc_polecat.beads.catalog import Query
+from gc_polecat.beads.store import Store
 from gc_polecat.errors import NotFound
-from gc_polecat.store import Store
+from gc_polecat.lifecycle import session as sessions
+from gc_polecat.lifecycle import wait as waits
 
 from .conftest import git, run_cli, submitted_ids
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from gc_polecat.githooks import MARKER, parse_updates, record_landed, sh_quote
+from gc_polecat.beads.store import Store
+from gc_polecat.lifecycle.providers import get_providers
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.providers import get_providers
-from gc_polecat.store import Store
+from gc_polecat.refinery.githooks import MARKER, parse_updates, record_landed, sh_quote
 
 from .conftest import Cli, git, submitted_ids
 

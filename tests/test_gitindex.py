@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat import gitindex
-from gc_polecat.gitindex import (
+from gc_polecat.beads import gitindex
+from gc_polecat.beads.gitindex import (
     IndexFormatError,
     IndexLockedError,
     read_entries,
@@ -364,7 +364,7 @@ def test_the_lock_of_a_dead_gc_polecat_writer_is_removed(git_env: None, tmp_path
 HOLD_AND_EXIT = """
 import os, sys
 from pathlib import Path
-from gc_polecat.locks import OwnLock
+from gc_polecat.beads.locks import OwnLock
 OwnLock(Path(sys.argv[1]) / "index.lock", 1.0, "test", Path(sys.argv[1]) / "gc-polecat" / "tmp")
 print(os.getpid())
 """
@@ -688,7 +688,7 @@ def test_racily_clean_entry_is_smudged_from_cached_state(
 OTHER_WRITER = """
 import json, sys
 sys.path.insert(0, {root!r})
-from gc_polecat import gitindex
+from gc_polecat.beads import gitindex
 gitindex.MAX_SPLIT_ENTRIES = int(sys.argv[2])
 changes = {{p: v and (bytes.fromhex(v[0]), v[1]) for p, v in json.loads(sys.argv[3]).items()}}
 gitindex.update_index(sys.argv[1], sys.argv[1] + "/.git", changes)
@@ -752,7 +752,7 @@ def test_cache_is_bounded_and_releases_its_files(
 CHILD = """
 import contextlib, os, sys
 sys.path.insert(0, {root!r})
-from gc_polecat import gitindex
+from gc_polecat.beads import gitindex
 gitindex.MAX_SPLIT_ENTRIES = 4
 repo, sha, start = sys.argv[1], bytes.fromhex(sys.argv[2]), int(sys.argv[3])
 for i in range(start, start + 100000):

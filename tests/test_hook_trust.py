@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat.beadhooks import fire, runnable_hooks
+from gc_polecat.interop.bd_hooks_out import fire, runnable_hooks
 
 BEAD = {"id": "gp-1", "title": "t", "status": "open"}
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gc_polecat import ids
+from gc_polecat.beads import ids
 from gc_polecat.errors import BadInput
 
 BD_IDS = [

@@ -1,4 +1,4 @@
-"""bd JSONL export and import (gc_polecat/jsonl.py), on real repositories with real git.
+"""bd JSONL export and import (gc_polecat/interop/bd_jsonl.py), on real repositories with real git.
 
 The real 704-line export of the beads project (`../shared/data/bd-issues.jsonl`) is the oracle
 for bd's shape: it must import in one commit, export back record for record (same JSON object,
@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from gc_polecat import bead, jsonl
+from gc_polecat.beads import bead
+from gc_polecat.beads.ids import id_path
+from gc_polecat.beads.store import Store
 from gc_polecat.cli import make_cli
 from gc_polecat.errors import InvalidBead
-from gc_polecat.ids import id_path
+from gc_polecat.interop import bd_jsonl as jsonl
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
 
 from .conftest import ROOT, Cli, assert_clean, git, run_cli
 

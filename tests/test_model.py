@@ -65,20 +65,20 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from gc_polecat import cleanup
-from gc_polecat import polecat as polecats
-from gc_polecat import session as sessions
-from gc_polecat import wait as waits
-from gc_polecat.catalog import Query
-from gc_polecat.controller import reconcile as controller_pass
+from gc_polecat.beads.catalog import Query
+from gc_polecat.beads.store import Store
 from gc_polecat.errors import BadInput
+from gc_polecat.lifecycle import cleanup
+from gc_polecat.lifecycle import polecat as polecats
+from gc_polecat.lifecycle import session as sessions
+from gc_polecat.lifecycle import wait as waits
+from gc_polecat.lifecycle.controller import reconcile as controller_pass
+from gc_polecat.lifecycle.providers import get_providers
+from gc_polecat.lifecycle.verdict import ESCALATED_LABEL, SUBMISSION_LABEL, record_verdict, submit
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.pool import init_pool
-from gc_polecat.providers import get_providers
-from gc_polecat.reconcile import reconcile as pool_reconcile
-from gc_polecat.sling import sling
-from gc_polecat.store import Store
-from gc_polecat.verdict import ESCALATED_LABEL, SUBMISSION_LABEL, record_verdict, submit
+from gc_polecat.pool.config import init_pool
+from gc_polecat.pool.reconcile import reconcile as pool_reconcile
+from gc_polecat.pool.sling import sling
 
 from .conftest import code_origin, configure, git
 
@@ -647,7 +647,7 @@ def test_a_drain_never_stops_a_waiter_and_cancels_an_uncollected_verdict(
     session with a pending wait (a waiter) could be drained by a stale plan, and a drained
     session's uncollected (ready) wait stayed open for a stopped session. docs/pool.md: "A
     stopped or drained session's waits are cancelled in the same commit"."""
-    from gc_polecat.reconcile import Action, apply
+    from gc_polecat.pool.reconcile import Action, apply
 
     city = _City(tmp_path)
     try:

@@ -24,11 +24,11 @@ import pytest
 from click.testing import CliRunner, Result
 from filelock import FileLock, Timeout
 
+from gc_polecat.beads.ids import id_path
+from gc_polecat.beads.store import CommitResult, Store
 from gc_polecat.cli import AppContext, make_cli
 from gc_polecat.hookspecs import hookimpl
-from gc_polecat.ids import id_path
 from gc_polecat.plugins import DEFAULT_PLUGINS, make_plugin_manager
-from gc_polecat.store import CommitResult, Store
 
 from .conftest import assert_clean, git, run_cli
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gc_polecat.errors import BadInput
-from gc_polecat.pool import parse_pools
+from gc_polecat.pool.config import parse_pools
 
 from .conftest import configure, run_cli, submitted_ids
 

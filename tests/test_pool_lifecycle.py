@@ -20,19 +20,19 @@ from typing import Any
 
 import pytest
 
-from gc_polecat import cleanup, sandbox
-from gc_polecat import polecat as polecats
-from gc_polecat import session as sessions
-from gc_polecat import wait as waits
-from gc_polecat.audit import audit, session_leaks
-from gc_polecat.catalog import Query
-from gc_polecat.controller import reconcile as controller_pass
+from gc_polecat.beads.catalog import Query
+from gc_polecat.beads.store import Store
+from gc_polecat.demo.audit import audit, session_leaks
+from gc_polecat.lifecycle import cleanup, sandbox
+from gc_polecat.lifecycle import polecat as polecats
+from gc_polecat.lifecycle import session as sessions
+from gc_polecat.lifecycle import wait as waits
+from gc_polecat.lifecycle.controller import reconcile as controller_pass
+from gc_polecat.lifecycle.providers import get_providers
+from gc_polecat.lifecycle.verdict import SUBMISSION_LABEL, record_verdict
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.providers import get_providers
-from gc_polecat.reconcile import reconcile
-from gc_polecat.sling import sling
-from gc_polecat.store import Store
-from gc_polecat.verdict import SUBMISSION_LABEL, record_verdict
+from gc_polecat.pool.reconcile import reconcile
+from gc_polecat.pool.sling import sling
 
 from .conftest import ROOT, assert_clean, code_origin, configure, git, wait_for
 
@@ -138,7 +138,7 @@ class City:
         return "\n".join(lines)
 
     def audit(self) -> None:
-        """No leaked worktree, branch, session, wait or finalizer (gc_polecat.audit reads git,
+        """No leaked worktree, branch, session, wait or finalizer (gc_polecat.demo.audit reads git,
         /proc and tmux). A session stopped from inside (a retired polecat's own cleanup) exits
         by itself when its `next` returns 20: give it a moment first."""
         wait_for(
@@ -352,6 +352,6 @@ def test_reuse_is_branch_only_in_the_same_tmux_backed_worktree(city: City) -> No
 
 
 def _init(city: City, size: int) -> list[polecats.Polecat]:
-    from gc_polecat.pool import init_pool
+    from gc_polecat.pool.config import init_pool
 
     return init_pool(city.store, "cats", size)

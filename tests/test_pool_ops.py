@@ -14,17 +14,17 @@ from typing import Any
 
 import pytest
 
-from gc_polecat import polecat as polecats
-from gc_polecat import sandbox
-from gc_polecat import session as sessions
-from gc_polecat.cleanup import CLEANUP_LABEL
+from gc_polecat.beads.store import Store
+from gc_polecat.lifecycle import polecat as polecats
+from gc_polecat.lifecycle import sandbox
+from gc_polecat.lifecycle import session as sessions
+from gc_polecat.lifecycle.cleanup import CLEANUP_LABEL
+from gc_polecat.lifecycle.providers import get_providers
+from gc_polecat.lifecycle.verdict import record_verdict, submit
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.pool import init_pool
-from gc_polecat.providers import get_providers
-from gc_polecat.reconcile import reconcile
-from gc_polecat.sling import sling
-from gc_polecat.store import Store
-from gc_polecat.verdict import record_verdict, submit
+from gc_polecat.pool.config import init_pool
+from gc_polecat.pool.reconcile import reconcile
+from gc_polecat.pool.sling import sling
 
 from .conftest import Cli, assert_clean, code_origin, configure, git, wait_for
 
@@ -98,13 +98,13 @@ class Pool:
             ).routed
 
     def finalizers(self) -> list[dict[str, Any]]:
-        from gc_polecat.catalog import Query
+        from gc_polecat.beads.catalog import Query
 
         self.store.catalog.refresh()
         return self.store.catalog.list(Query(labels=(CLEANUP_LABEL,), include_closed=False))
 
     def stop_all(self) -> None:
-        from gc_polecat.catalog import Query
+        from gc_polecat.beads.catalog import Query
 
         self.store.catalog.refresh()
         for bead in self.store.catalog.list(Query(labels=(sessions.SESSION_LABEL,))):
@@ -427,7 +427,7 @@ def test_next_reports_work_a_stopped_session_and_a_timeout(pool: Pool) -> None:
 
 def test_the_audit_sees_each_kind_of_leak(pool: Pool) -> None:
     """The audit the demo and the cycle tests rely on must fail on every leak it promises."""
-    from gc_polecat.audit import audit
+    from gc_polecat.demo.audit import audit
 
     (furiosa,) = init_pool(pool.store, "cats", 1)
     assert audit(pool.store, pool.providers) == []

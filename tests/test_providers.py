@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from gc_polecat.hookspecs import hookimpl
-from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.providers import (
+from gc_polecat.lifecycle.providers import (
     Handle,
     ProcessProvider,
     ProviderError,
@@ -29,6 +28,7 @@ from gc_polecat.providers import (
     get_providers,
     process_start_time,
 )
+from gc_polecat.plugins import make_plugin_manager
 
 PLUGIN = "gc_polecat.builtin.providers_plugin"
 SESSION_ENV = {
@@ -143,7 +143,7 @@ def test_process_environment_reaches_the_child_exactly(
 def test_process_child_survives_its_starter_exiting(tmp_path: Path, stopper) -> None:
     starter = (
         "import json, sys; from pathlib import Path\n"
-        "from gc_polecat.providers import ProcessProvider\n"
+        "from gc_polecat.lifecycle.providers import ProcessProvider\n"
         "p = Path(sys.argv[1])\n"
         "h = ProcessProvider().start('polecat-1', ['sleep', '60'], {'PATH': sys.argv[2]},"
         " p, p / 'session.log')\n"

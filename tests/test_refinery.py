@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat.pool import init_pool
-from gc_polecat.refinery import Refinery, queue
-from gc_polecat.sling import sling
+from gc_polecat.pool.config import init_pool
+from gc_polecat.pool.sling import sling
+from gc_polecat.refinery.queue import Refinery, queue
 
 from .conftest import assert_clean, configure, git
 from .test_pool_ops import Pool

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat import sandbox as sb
-from gc_polecat.sandbox import SandboxError
+from gc_polecat.lifecycle import sandbox as sb
+from gc_polecat.lifecycle.sandbox import SandboxError
 
 from .conftest import git
 

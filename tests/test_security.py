@@ -22,13 +22,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gc_polecat import beadhooks
+from gc_polecat.beads.ids import ID_RE, file_name, id_path, parse_id, path_id
+from gc_polecat.beads.store import Store
 from gc_polecat.errors import BadInput
-from gc_polecat.ids import ID_RE, file_name, id_path, parse_id, path_id
+from gc_polecat.interop import bd_hooks_out as beadhooks
+from gc_polecat.lifecycle.providers import ProviderError, TmuxProvider
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.providers import ProviderError, TmuxProvider
-from gc_polecat.refinery import run_gate
-from gc_polecat.store import Store
+from gc_polecat.refinery.queue import run_gate
 
 from .conftest import (
     Cli,
@@ -350,7 +350,7 @@ def test_git_hook_scripts_quote_every_path(tmp_path: Path, code: dict[str, Path]
 def test_sandbox_git_never_takes_bead_content_for_an_option(tmp_path: Path) -> None:
     """Branch names from bead metadata reach git only behind `refs/...` prefixes or on stdin;
     `submit` refuses a branch that starts with '-' (ids.check_ref)."""
-    from gc_polecat import sandbox
+    from gc_polecat.lifecycle import sandbox
 
     sentinel = tmp_path / "pwned"
     origin, clone = tmp_path / "origin.git", tmp_path / "clone"

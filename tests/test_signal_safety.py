@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from gc_polecat.providers import process_start_time
+from gc_polecat.lifecycle.providers import process_start_time
 
 from .conftest import code_origin, configure, submitted_ids, wait_for
 
@@ -401,7 +401,7 @@ def test_the_process_provider_never_writes_an_inbox_through_a_symlink(tmp_path: 
     """Below the record check: the provider itself opens the inbox with O_NOFOLLOW, both when
     it creates it at start and when it nudges, so a symlink planted in the inbox's place
     (between the check and the write) is never followed."""
-    from gc_polecat.providers import ProcessProvider, ProviderError
+    from gc_polecat.lifecycle.providers import ProcessProvider, ProviderError
 
     provider, outside = ProcessProvider(), tmp_path / "outside"
     log = tmp_path / "s" / "x.log"
@@ -424,7 +424,7 @@ def test_the_process_provider_never_writes_an_inbox_through_a_symlink(tmp_path: 
 def test_an_inherited_inbox_variable_never_becomes_a_sessions_inbox(tmp_path: Path) -> None:
     """A launcher that is itself a session carries its own $GC_POLECAT_INBOX: the child's
     inbox is still its own, beside its log, and the launcher's inbox is left alone."""
-    from gc_polecat.providers import ProcessProvider
+    from gc_polecat.lifecycle.providers import ProcessProvider
 
     provider, theirs = ProcessProvider(), tmp_path / "launcher.inbox"
     theirs.write_text("unread\n")
@@ -491,7 +491,7 @@ def test_sling_nudges_an_idle_polecat_through_its_record_only(
 def test_the_signals_log_stays_bounded_with_whole_lines(tmp_path: Path) -> None:
     """A controller re-delivering to a session without a record notes it on every pass: the
     log keeps its last half once it passes 256 KiB, cut at a line boundary, mode 0600."""
-    from gc_polecat.session import note_withheld
+    from gc_polecat.lifecycle.session import note_withheld
 
     for i in range(4000):
         note_withheld(tmp_path, "gc-abc", "nudge", f"{i:05d} " + "x" * 100)

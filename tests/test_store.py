@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat import bead as beadmod
+from gc_polecat.beads import bead as beadmod
+from gc_polecat.beads.store import Store
 from gc_polecat.errors import BadInput, NotFound
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
 
 from .conftest import assert_clean, git
 
@@ -114,7 +114,7 @@ def test_author_is_the_acting_agent(
 
 
 def _ids(store: Store) -> list[str]:
-    from gc_polecat.catalog import Query
+    from gc_polecat.beads.catalog import Query
 
     store.catalog.refresh()
     return [b["id"] for b in store.catalog.list(Query())]
@@ -196,7 +196,7 @@ def test_hand_edited_bead_committed_with_git_is_read(store: Store, repo: Path) -
     path.write_text(path.read_text().replace("title: x", "title: edited by hand"))
     git(repo, "commit", "-qam", "hand edit")
     assert store.get(bid)["title"] == "edited by hand"
-    from gc_polecat.catalog import Query
+    from gc_polecat.beads.catalog import Query
 
     store.catalog.refresh()
     assert store.catalog.list(Query())[0]["title"] == "edited by hand"
@@ -237,7 +237,7 @@ def test_observers_see_each_commit(repo: Path) -> None:
 
 
 def test_catalog_is_derived_and_rebuildable(store: Store, repo: Path) -> None:
-    from gc_polecat.catalog import Query
+    from gc_polecat.beads.catalog import Query
 
     with store.transaction() as tx:
         for i in range(5):

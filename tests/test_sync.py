@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from gc_polecat import wake
-from gc_polecat.catalog import Query
+from gc_polecat.beads.catalog import Query
+from gc_polecat.beads.ids import id_path
+from gc_polecat.beads.store import CommitResult, Store
+from gc_polecat.beads.sync import merge_beads, resolve_remote, sync
 from gc_polecat.errors import BadInput, GcPolecatError
 from gc_polecat.hookspecs import hookimpl
-from gc_polecat.ids import id_path
+from gc_polecat.lifecycle import doorbell as wake
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import CommitResult, Store
-from gc_polecat.sync import merge_beads, resolve_remote, sync
 
 from .conftest import ROOT, Cli, assert_clean, git, run_cli, submitted_ids
 
@@ -473,8 +473,8 @@ def test_a_remote_that_keeps_moving_gives_up_with_the_merge_kept(world: World) -
 WORKER = """
 import sys
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
-from gc_polecat.sync import sync
+from gc_polecat.beads.store import Store
+from gc_polecat.beads.sync import sync
 
 store = Store(sys.argv[1], pm=make_plugin_manager(load_entrypoints=False))
 name, cycles = sys.argv[2], int(sys.argv[3])

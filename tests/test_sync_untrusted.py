@@ -20,7 +20,7 @@ import pytest
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
-from gc_polecat.layout import name_problem
+from gc_polecat.beads.layout import name_problem
 
 from .conftest import assert_clean, git, run_cli
 from .test_sync import World, world  # noqa: F401 - the two-clone fixture

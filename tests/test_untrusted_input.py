@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from gc_polecat import bead, safejson
+from gc_polecat.beads import bead, safejson
+from gc_polecat.beads.ids import id_path
+from gc_polecat.beads.store import Store
 from gc_polecat.errors import BadInput, InvalidBead
-from gc_polecat.ids import id_path
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
 
 from .conftest import git, run_cli
 

@@ -1,4 +1,5 @@
-"""The slim waiter (`gc_polecat/waiter.py`, issue 17): a blocked `await` execs into a small
+"""The slim waiter (`gc_polecat/lifecycle/waiter.py`, issue 17): a blocked `await` execs into a
+small
 script and back, keeping its PID, and answers exactly as the full command line does.
 
 Real processes throughout: `gc-polecat await` started with `python -m gc_polecat`, the real
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from gc_polecat.beads.store import Store
+from gc_polecat.lifecycle.waiter import wait_state
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
-from gc_polecat.waiter import wait_state
 
 from .conftest import Cli, git, submitted_ids, wait_for
 
@@ -235,8 +236,8 @@ def test_the_daemon_refuses_what_is_not_a_settling_request(
     """Bad requests get an `error` answer (the waiter then falls back), never a crash."""
     import socket
 
-    from gc_polecat import waiterd
-    from gc_polecat.store import Store
+    from gc_polecat.beads.store import Store
+    from gc_polecat.lifecycle import waiterd
 
     store = Store(repo)
     work = cli("bead", "create", "not a wait").output.strip()
@@ -279,7 +280,8 @@ def test_a_repository_with_a_long_path_settles_through_the_daemon_in_tmp(tmp_pat
     """AF_UNIX paths hold 107 bytes: a deep repository's daemon listens in the private wake root
     in /tmp (wake.py's rule, made private by whichever of the waiter and the daemon comes first),
     and the waiter gets its answer from the daemon, never from the full command line."""
-    from gc_polecat import waiter, wake
+    from gc_polecat.lifecycle import doorbell as wake
+    from gc_polecat.lifecycle import waiter
 
     repo = tmp_path / ("d" * 60) / "beads"
     Store.init(repo, prefix="gc", pm=make_plugin_manager(load_entrypoints=False))

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat import wake
 from gc_polecat.errors import BadInput
-from gc_polecat.wake import MAX_PAYLOAD, Doorbell, UnsafeWakeDir, ring, validate_key
+from gc_polecat.lifecycle import doorbell as wake
+from gc_polecat.lifecycle.doorbell import MAX_PAYLOAD, Doorbell, UnsafeWakeDir, ring, validate_key
 
 from .conftest import ROOT
 
@@ -70,7 +70,7 @@ def first_line(proc: subprocess.Popen[str]) -> str:
 # and prints what it received.
 WAITER = """
 import json, sys
-from gc_polecat.wake import Doorbell
+from gc_polecat.lifecycle.doorbell import Doorbell
 with Doorbell(sys.argv[1], sys.argv[2:]) as bell:
     print(json.dumps([str(p) for p in bell.paths]), flush=True)
     print(json.dumps(bell.wait(60.0)), flush=True)
@@ -79,7 +79,7 @@ with Doorbell(sys.argv[1], sys.argv[2:]) as bell:
 # A child that opens argv[2] doorbells on key argv[3], reports, then waits on each in turn.
 MANY_WAITERS = """
 import json, sys
-from gc_polecat.wake import Doorbell
+from gc_polecat.lifecycle.doorbell import Doorbell
 bells = [Doorbell(sys.argv[1], [sys.argv[3]]) for _ in range(int(sys.argv[2]))]
 print("ready", flush=True)
 print(json.dumps([bell.wait(60.0) for bell in bells]), flush=True)
@@ -88,7 +88,7 @@ print(json.dumps([bell.wait(60.0) for bell in bells]), flush=True)
 # A child that listens, reports its socket path, then sleeps until it is killed.
 SLEEPER = """
 import sys, time
-from gc_polecat.wake import Doorbell
+from gc_polecat.lifecycle.doorbell import Doorbell
 bell = Doorbell(sys.argv[1], [sys.argv[2]])
 print(bell.paths[0], flush=True)
 time.sleep(60)
@@ -96,7 +96,7 @@ time.sleep(60)
 
 RINGER = """
 import sys
-from gc_polecat.wake import ring
+from gc_polecat.lifecycle.doorbell import ring
 print(ring(sys.argv[1], sys.argv[2], sys.argv[3]), flush=True)
 """
 

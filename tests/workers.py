@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from gc_polecat.beads.store import Store
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.store import Store
 
 
 def _store(repo: str) -> Store:

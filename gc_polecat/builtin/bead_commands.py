@@ -15,10 +15,10 @@ from typing import Any
 
 import click
 
-from ..bead import Bead
-from ..cli import AppContext, echo, emit_json, json_option
-from ..errors import BadInput, InvalidBead, NotFound
-from ..hookspecs import hookimpl
+from gc_polecat.beads.bead import Bead
+from gc_polecat.cli import AppContext, echo, emit_json, json_option
+from gc_polecat.errors import BadInput, InvalidBead, NotFound
+from gc_polecat.hookspecs import hookimpl
 
 DURATION_RE = re.compile(r"^([0-9]{1,19})(ns|us|ms|s|m|h|d)?$")
 MAX_NS = 2**63 - 1  # bd stores a gate timeout as a Go int64 of nanoseconds
@@ -77,7 +77,7 @@ def _split_csv(values: tuple[str, ...]) -> list[str]:
 
 
 def _validate_ids(bead_ids: Any) -> None:
-    from ..ids import validate_id
+    from gc_polecat.beads.ids import validate_id
 
     for bead_id in bead_ids:
         if bead_id is not None:
@@ -88,7 +88,7 @@ def _validate_ids(bead_ids: Any) -> None:
 
 
 def _read(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
-    from ..ids import id_path
+    from gc_polecat.beads.ids import id_path
 
     _validate_ids(bead_ids)
     store = app.store()
@@ -111,7 +111,7 @@ def _read(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
 def _all_beads(app: AppContext, query: Any = None) -> tuple[list[Bead], int]:
     """Every readable bead at HEAD (or those `query` selects) and the exit status: 2 when a
     bead file is unreadable (each is named on stderr; the readable beads still count)."""
-    from ..catalog import Query
+    from gc_polecat.beads.catalog import Query
 
     catalog = app.store().catalog
     catalog.refresh()
@@ -270,7 +270,7 @@ def show_command(
         raise BadInput("give at least one ID")
     beads, status = _read(app, wanted), 0
     if children:
-        from ..bead_ops import parent_of
+        from gc_polecat.interop.bd_verbs import parent_of
 
         every, status = _all_beads(app)
         beads = [b for p in beads for b in every if parent_of(b) == p["id"]]
@@ -282,7 +282,7 @@ def _when(stamp: str, local: bool) -> str:
     """A comment's time as bd prints it: minutes, in UTC (or local with --local-time)."""
     import datetime as _dt
 
-    from ..bead_ops import instant
+    from gc_polecat.interop.bd_verbs import instant
 
     at = instant(stamp)
     if at is None:
@@ -291,7 +291,7 @@ def _when(stamp: str, local: bool) -> str:
 
 
 def _print_comments(bead: Bead, indent: str = "", local: bool = False) -> None:
-    from ..bead_ops import comments_of
+    from gc_polecat.interop.bd_verbs import comments_of
 
     comments = comments_of(bead)
     if not indent:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..hookspecs import hookimpl
+from gc_polecat.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from ..store import CommitResult, Store
+    from gc_polecat.beads.store import CommitResult, Store
 
 
 @hookimpl
 def gc_polecat_bead_committed(store: Store, result: CommitResult) -> None:
-    from .. import beadhooks
+    from gc_polecat.interop import bd_hooks_out as beadhooks
 
     events = [
         (c.id, c.event, c.after)

@@ -3,7 +3,7 @@ dep, with bd's flags (gastownhall/beads `cmd/bd/*.go`; `docs/interop.md`, "bd's 
 
 They load on first use (`bead_commands.LazyGroup`), so `bead show`, the hot path, and every other
 command's start-up pay nothing for their hundred-odd options. The rules they apply live in
-`gc_polecat/bead_ops.py`; these adapters parse flags and print.
+`gc_polecat/interop/bd_verbs.py`; these adapters parse flags and print.
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ from typing import Any
 
 import click
 
-from ..bead import AWAIT_TYPES, STATUSES, TYPES, Bead, ready_statuses
-from ..bead_ops import READY_SORTS, SORT_FIELDS, TYPE_ALIASES, canonical_types
-from ..cli import AppContext, echo, emit_json, json_option
-from ..errors import BadInput
-from .bead_commands import (
+from gc_polecat.beads.bead import AWAIT_TYPES, STATUSES, TYPES, Bead, ready_statuses
+from gc_polecat.builtin.bead_commands import (
     Duration,
     KeyValue,
     Priority,
@@ -29,6 +26,9 @@ from .bead_commands import (
     _split_csv,
     _validate_ids,
 )
+from gc_polecat.cli import AppContext, echo, emit_json, json_option
+from gc_polecat.errors import BadInput
+from gc_polecat.interop.bd_verbs import READY_SORTS, SORT_FIELDS, TYPE_ALIASES, canonical_types
 
 # --- bd's text options (cmd/bd/flags.go registerCommonIssueFlags) ---------------------------
 
@@ -84,7 +84,7 @@ def text_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _description(opts: dict[str, Any]) -> tuple[str | None, bool]:
     """The description from whichever one of bd's spellings was given, and whether it came
     from a file or stdin (bd refuses to blank a description from those by accident)."""
-    from ..bead_ops import read_text_arg
+    from gc_polecat.interop.bd_verbs import read_text_arg
 
     given = {
         flag: opts.pop(key)
@@ -112,7 +112,7 @@ def _description(opts: dict[str, Any]) -> tuple[str | None, bool]:
 def _text_changes(opts: dict[str, Any], current_notes: str = "") -> tuple[Bead, bool]:
     """bd's text flags as bead fields (popped from `opts`), plus whether the description was
     read from a file or stdin."""
-    from ..bead_ops import read_text_arg
+    from gc_polecat.interop.bd_verbs import read_text_arg
 
     fields: Bead = {}
     description, from_file = _description(opts)
@@ -148,7 +148,7 @@ def _text_changes(opts: dict[str, Any], current_notes: str = "") -> tuple[Bead, 
 def _with_counts(beads: list[Bead], every: list[Bead], parent: bool = True) -> list[dict]:
     """bd's IssueWithCounts records (`bd ready --json`, `bd search --json`): the bead plus
     dependency_count, dependent_count, comment_count (and parent, for ready)."""
-    from ..jsonl import dependency_counts, to_bd
+    from gc_polecat.interop.bd_jsonl import dependency_counts, to_bd
 
     dependents = dependency_counts(every)
     records = [to_bd(b, dependents[b["id"]]) for b in beads]
@@ -232,8 +232,8 @@ def create_command(
 
     bd: cmd/bd/create.go.
     """
-    from ..bead_ops import parse_metadata_json
-    from ..ids import id_path
+    from gc_polecat.beads.ids import id_path
+    from gc_polecat.interop.bd_verbs import parse_metadata_json
 
     if title is not None and title_flag is not None and title != title_flag:
         raise BadInput("give the title once: the argument and --title differ")
@@ -316,7 +316,7 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _filter(statuses: tuple[str, ...] = (), **opts: Any) -> Any:
     """A bead_ops.Filter from the parsed filter flags (popped from `opts`)."""
-    from ..bead_ops import Filter, parse_time_flag
+    from gc_polecat.interop.bd_verbs import Filter, parse_time_flag
 
     def span(field: str) -> tuple[Any, Any]:
         return tuple(  # type: ignore[return-value]
@@ -410,8 +410,8 @@ def list_command(
     that cannot be read is named on stderr and the exit status is 2; the readable beads are
     still listed.
     """
-    from ..bead_ops import ready, sort_beads
-    from ..catalog import Query
+    from gc_polecat.beads.catalog import Query
+    from gc_polecat.interop.bd_verbs import ready, sort_beads
 
     statuses_t, types_t = tuple(_split_csv(statuses)), canonical_types(_split_csv(types))
     opts["title_contains"] = opts["title_contains"] or title_search
@@ -480,7 +480,7 @@ def update_command(app: AppContext, bead_ids: tuple[str, ...], **opts: Any) -> N
 
     bd: cmd/bd/update.go.
     """
-    from ..bead_ops import parse_metadata_json
+    from gc_polecat.interop.bd_verbs import parse_metadata_json
 
     _validate_ids(bead_ids)
     _validate_ids((opts["parent"] or None,))
@@ -504,7 +504,7 @@ def update_command(app: AppContext, bead_ids: tuple[str, ...], **opts: Any) -> N
 
 def _update_one(tx: Any, bead_id: str, opts: dict[str, Any], merge: dict | None) -> Bead:
     """One bead's share of `bead update`, staged in the caller's transaction."""
-    from ..bead_ops import claim
+    from gc_polecat.interop.bd_verbs import claim
 
     current = tx.require(bead_id)
     if opts.pop("claim"):
@@ -586,7 +586,7 @@ def close_command(
 
     bd: cmd/bd/close.go.
     """
-    from ..bead_ops import close_beads, read_text_arg
+    from gc_polecat.interop.bd_verbs import close_beads, read_text_arg
 
     _validate_ids(bead_ids)
     reason = reason or resolution or message or comment
@@ -660,7 +660,7 @@ def ready_command(
 
     bd: cmd/bd/ready.go; JSON as `bd ready --json`.
     """
-    from ..bead_ops import Filter, ready
+    from gc_polecat.interop.bd_verbs import Filter, ready
 
     if claim and opts["assignee"]:
         raise BadInput("--claim cannot be combined with --assignee")
@@ -694,7 +694,7 @@ def ready_command(
 
 def _claim_first(app: AppContext, candidates: list[Bead]) -> int:
     """`ready --claim`: claim the first candidate; prints `[]` / a note when there is none."""
-    from ..bead_ops import claim
+    from gc_polecat.interop.bd_verbs import claim
 
     if not candidates:
         emit_json([]) if app.json else click.echo("no ready work to claim")
@@ -745,7 +745,7 @@ def search_command(
     Beads whose title or ID holds QUERY (bd: cmd/bd/search.go); closed ones only with
     --status closed or all.
     """
-    from ..bead_ops import search, sort_beads
+    from gc_polecat.interop.bd_verbs import search, sort_beads
 
     text = " ".join(words) or query or ""
     if not text:
@@ -797,7 +797,7 @@ def comments_group() -> None:
 @click.pass_obj
 def comments_list(app: AppContext, bead_id: str, local_time: bool) -> None:
     """List a bead's comments, oldest first (JSON: bd's comment objects)."""
-    from ..bead_ops import comments_of
+    from gc_polecat.interop.bd_verbs import comments_of
 
     (bead,) = _read(app, (bead_id,))
     if app.json:
@@ -819,7 +819,7 @@ def comments_add(
     app: AppContext, bead_id: str, text: str | None, text_file: str | None, author: str | None
 ) -> None:
     """Add a comment to a bead, in one commit."""
-    from ..bead_ops import add_comment, read_text_arg
+    from gc_polecat.interop.bd_verbs import add_comment, read_text_arg
 
     _validate_ids((bead_id,))
     if text_file is not None:
@@ -841,7 +841,7 @@ def label_group() -> None:
 
 def _label_change(app: AppContext, args: tuple[str, ...], add: bool) -> None:
     """`label add|remove ID... LABEL` (bd's argument order: the label last)."""
-    from ..bead_ops import change_label
+    from gc_polecat.interop.bd_verbs import change_label
 
     if len(args) < 2:
         raise BadInput("give at least one ID and a label")
@@ -936,8 +936,8 @@ def dep_group() -> None:
 @click.pass_obj
 def dep_add_command(app: AppContext, bead_id: str, depends_on: str, dep_type: str) -> None:
     """Record that ID depends on DEPENDS_ON."""
-    from ..bead import DEP_TYPE_RE
-    from ..ids import validate_id
+    from gc_polecat.beads.bead import DEP_TYPE_RE
+    from gc_polecat.beads.ids import validate_id
 
     validate_id(bead_id)
     validate_id(depends_on)
@@ -958,7 +958,7 @@ def dep_remove_command(
     app: AppContext, bead_id: str, depends_on: str, dep_type: str | None
 ) -> None:
     """Remove ID's dependency on DEPENDS_ON."""
-    from ..ids import validate_id
+    from gc_polecat.beads.ids import validate_id
 
     validate_id(bead_id)
     validate_id(depends_on)

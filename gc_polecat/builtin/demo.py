@@ -1,4 +1,4 @@
-"""`gc-polecat demo`: the whole story on a temporary city (gc_polecat/demo.py)."""
+"""`gc-polecat demo`: the whole story on a temporary city (gc_polecat/demo/city.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import shutil
 
 import click
 
-from ..hookspecs import hookimpl
+from gc_polecat.hookspecs import hookimpl
 
 
 @click.command("demo")
@@ -16,7 +16,7 @@ def demo_command(keep: bool) -> None:
     merge, a conflict and a test failure each fixed by the same session, and a polecat killed
     while it waits whose work a fresh session finishes. Prints the timeline, the evidence and
     a leak audit; exits 0 only if all of it holds, within 60 s."""
-    from ..demo import main
+    from gc_polecat.demo.city import main
 
     if shutil.which("git") is None:
         raise click.ClickException("the demo needs git on PATH")

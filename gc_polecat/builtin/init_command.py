@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..cli import AppContext, emit_json, json_option
-from ..hookspecs import hookimpl
+from gc_polecat.cli import AppContext, emit_json, json_option
+from gc_polecat.hookspecs import hookimpl
 
 
 @click.command("init")
@@ -21,7 +21,7 @@ from ..hookspecs import hookimpl
 def init_command(app: AppContext, path: str | None, prefix: str | None) -> None:
     """Make PATH (default: the current directory) a beads repository; runs git init if needed.
     Idempotent: on a clone of a beads repository it only sets this clone's git options."""
-    from ..store import Store
+    from gc_polecat.beads.store import Store
 
     store = Store.init(path or app.repo or ".", prefix=prefix, pm=app.pm)
     settings = store.settings_name()

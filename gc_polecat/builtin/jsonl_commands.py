@@ -1,4 +1,4 @@
-"""`gc-polecat export` / `gc-polecat import`: bd JSONL in and out (gc_polecat/jsonl.py).
+"""`gc-polecat export` / `gc-polecat import`: bd JSONL in and out (gc_polecat/interop/bd_jsonl.py).
 
 `export [--jsonl FILE]` writes every bead as one line `bd import` accepts (stdout by default or
 with `-`; a file is replaced atomically). `import FILE` (or `-` for stdin) upserts bd's export in
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from ..cli import AppContext, emit_json, json_option
-from ..errors import BadInput, GcPolecatError
-from ..hookspecs import hookimpl
+from gc_polecat.cli import AppContext, emit_json, json_option
+from gc_polecat.errors import BadInput, GcPolecatError
+from gc_polecat.hookspecs import hookimpl
 
 STDIO = "-"
 
@@ -32,7 +32,7 @@ STDIO = "-"
 @click.pass_obj
 def export_command(app: AppContext, target: str) -> None:
     """Write every bead as bd JSONL (one object per line, sorted by ID)."""
-    from ..jsonl import export_text, read_all, read_memories
+    from gc_polecat.interop.bd_jsonl import export_text, read_all, read_memories
 
     store = app.store()
     beads = read_all(store)
@@ -45,7 +45,7 @@ def export_command(app: AppContext, target: str) -> None:
         raise BadInput(f"--jsonl {target}: is a directory")
     if not path.parent.is_dir():
         raise BadInput(f"--jsonl {target}: no such directory {path.parent}")
-    from ..git import atomic_write
+    from gc_polecat.beads.git import atomic_write
 
     try:
         atomic_write(path, text.encode("utf-8"), path.parent)
@@ -63,7 +63,7 @@ def export_command(app: AppContext, target: str) -> None:
 @click.pass_obj
 def import_command(app: AppContext, source: str) -> None:
     """Upsert bd JSONL from FILE ('-' is stdin): one commit, or none if nothing differs."""
-    from ..jsonl import import_jsonl
+    from gc_polecat.interop.bd_jsonl import import_jsonl
 
     if source == STDIO:
         data, name = sys.stdin.buffer.read(), "stdin"

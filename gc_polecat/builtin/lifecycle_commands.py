@@ -8,25 +8,25 @@ from typing import Any
 
 import click
 
-from ..cli import AppContext, Seconds, echo, emit_json, json_option
-from ..hookspecs import hookimpl
+from gc_polecat.cli import AppContext, Seconds, echo, emit_json, json_option
+from gc_polecat.hookspecs import hookimpl
 
 
 def _providers(app: AppContext) -> dict[str, Any]:
-    from ..providers import get_providers
+    from gc_polecat.lifecycle.providers import get_providers
 
     return get_providers(app.pm)
 
 
 def _caller(session_opt: str | None) -> tuple[str | None, int | None]:
-    from ..session import caller_identity
+    from gc_polecat.lifecycle.session import caller_identity
 
     sid, epoch = caller_identity()
     return session_opt or sid, epoch
 
 
 def _validate(*bead_ids: str | None) -> None:
-    from ..ids import validate_id
+    from gc_polecat.beads.ids import validate_id
 
     for bead_id in bead_ids:
         if bead_id is not None:
@@ -83,7 +83,7 @@ def session_start(
     argv: tuple[str, ...],
 ) -> None:
     """Launch a session whose environment carries its identity (GC_SESSION_ID, ...)."""
-    from .. import session as sessions
+    from gc_polecat.lifecycle import session as sessions
 
     started = sessions.start(
         app.store(),
@@ -110,7 +110,7 @@ def session_start(
 @click.pass_obj
 def session_register(app: AppContext, pool: str, name: str | None, pid: int | None) -> None:
     """Register an already running process (e.g. the agent calling this) as a session."""
-    from .. import session as sessions
+    from gc_polecat.lifecycle import session as sessions
 
     store = app.store()
     target = pid or os.getppid()
@@ -149,8 +149,8 @@ def session_list(
     app: AppContext, pool: str | None, state: str | None, include_closed: bool, quiet: bool
 ) -> None:
     """List sessions with their state and whether their process is alive."""
-    from .. import session as sessions
-    from ..catalog import Query
+    from gc_polecat.beads.catalog import Query
+    from gc_polecat.lifecycle import session as sessions
 
     store = app.store()
     catalog = store.catalog
@@ -181,7 +181,7 @@ def session_list(
 @click.pass_obj
 def session_show(app: AppContext, session_id: str) -> None:
     """One session, with liveness checked now."""
-    from .. import session as sessions
+    from gc_polecat.lifecycle import session as sessions
 
     _validate(session_id)
     s = sessions.get(app.store(), session_id)
@@ -221,26 +221,12 @@ def _how_to_look(handle: dict[str, str]) -> str | None:
 @click.pass_obj
 def session_stop(app: AppContext, session_id: str, reason: str) -> None:
     """Stop a session: its process ends, its waits are cancelled, its work goes to the pool."""
-    from .. import session as sessions
-    from .. import wait as waits
-    from ..controller import fall_back, open_waits
+    from gc_polecat.lifecycle.routing import stop_session
 
     _validate(session_id)
-    store = app.store()
-    target = sessions.get(store, session_id)
-    # only the process this machine's record names, never the one the bead's handle names;
-    # a session gc started is gc's runtime: gc stops it, not us
-    why = "" if target.gc_owned else sessions.stop_process(store, target, _providers(app))
-    if why and why not in (sessions.NOT_HERE, sessions.REGISTERED):
+    why = stop_session(app.store(), session_id, reason, _providers(app))
+    if why:
         click.echo(f"warning: {session_id}: process not signalled ({why})", err=True)
-    mine = [w for w in open_waits(store) if w["metadata"].get("session_id") == session_id]
-    with store.transaction(f"{session_id}: stopped ({reason})") as tx:
-        for wait in mine:
-            current = tx.require(wait["id"])
-            if current["status"] != "closed":
-                waits.cancel(tx, current, "session-closed")
-                fall_back(tx, current["metadata"].get("work", ""), session_id, "session-closed")
-        sessions.set_state(tx, sessions.get(tx, session_id), "stopped", stop_reason=reason)
     click.echo(f"stopped {session_id}")
 
 
@@ -249,9 +235,9 @@ def session_stop(app: AppContext, session_id: str, reason: str) -> None:
 
 def _default_ttl(store: Any, session_id: str | None) -> float:
     """The session's pool's wait_ttl, else the repository's."""
-    from .. import session as sessions
-    from ..errors import GcPolecatError
-    from ..pool import get_pool
+    from gc_polecat.errors import GcPolecatError
+    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.pool.config import get_pool
 
     try:
         pool = get_pool(store, sessions.get(store, session_id).pool) if session_id else None
@@ -281,8 +267,8 @@ def submit_command(
     session_opt: str | None,
 ) -> None:
     """Polecat: submit attempt N of WORK to the refinery and create the wait (one commit)."""
-    from ..config import parse_duration
-    from ..verdict import submit
+    from gc_polecat.beads.config import parse_duration
+    from gc_polecat.lifecycle.verdict import submit
 
     session_id, epoch = _caller(session_opt)
     _validate(work_id, session_id)
@@ -351,8 +337,8 @@ def verdict_command(
     merge_commit: str | None,
 ) -> None:
     """Refinery: record the verdict on SUBMISSION and route its work (one commit)."""
-    from ..errors import BadInput
-    from ..verdict import record_verdict
+    from gc_polecat.errors import BadInput
+    from gc_polecat.lifecycle.verdict import record_verdict
 
     _validate(submission_id)
     if outcome is None:
@@ -403,11 +389,11 @@ def await_command(
     verdict for this session, 30 still pending at --timeout."""
     import time
 
-    from ..cli import OWN_PROCESS
-    from ..ids import id_path
-    from ..session import caller_identity
-    from ..wait import await_verdict, find_wait, state
-    from ..waiter import hand_over, slim_allowed, start_daemon
+    from gc_polecat.beads.ids import id_path
+    from gc_polecat.cli import OWN_PROCESS
+    from gc_polecat.lifecycle.session import caller_identity
+    from gc_polecat.lifecycle.wait import await_verdict, find_wait, state
+    from gc_polecat.lifecycle.waiter import hand_over, slim_allowed, start_daemon
 
     _validate(wait_id, work_id)
     session_id, epoch = caller_identity()
@@ -445,8 +431,8 @@ def wait_group() -> None:
 @click.pass_obj
 def wait_list(app: AppContext, state: str | None, session_id: str | None) -> None:
     """WAIT SESSION STATE KIND NOTE."""
-    from ..wait import list_waits
-    from ..wait import state as state_of
+    from gc_polecat.lifecycle.wait import list_waits
+    from gc_polecat.lifecycle.wait import state as state_of
 
     catalog = app.store().catalog
     catalog.refresh()
@@ -468,7 +454,7 @@ def wait_list(app: AppContext, state: str | None, session_id: str | None) -> Non
 @click.pass_obj
 def wait_inspect(app: AppContext, wait_id: str) -> None:
     """Every field of one wait."""
-    from .bead_commands import _read, _report
+    from gc_polecat.builtin.bead_commands import _read, _report
 
     _validate(wait_id)
     _report(app, _read(app, (wait_id,)), single=True)
@@ -483,9 +469,9 @@ def wait_inspect(app: AppContext, wait_id: str) -> None:
 def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
     """Cancel a wait (`last_error` says why); its work falls back to the pool. A wait that
     already ended is left as it ended: exit 0, no write (as gc's `wait cancel` succeeds)."""
-    from .. import wait as waits
-    from ..controller import fall_back
-    from ..errors import BadInput
+    from gc_polecat.errors import BadInput
+    from gc_polecat.lifecycle import wait as waits
+    from gc_polecat.lifecycle.routing import end_wait_and_fall_back
 
     _validate(wait_id)
     with app.store().transaction(f"{wait_id}: canceled ({reason})") as tx:
@@ -495,9 +481,7 @@ def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
         if wait["status"] == "closed":
             click.echo(f"{wait_id} already {waits.state(wait)}: left as it is")
             return
-        waits.cancel(tx, wait, reason)
-        meta = wait.get("metadata", {})
-        fall_back(tx, meta.get("work", ""), meta.get("session_id", ""), "wait-canceled")
+        end_wait_and_fall_back(tx, wait, reason, fall_back_why="wait-canceled")
     click.echo(f"canceled {wait_id}")
 
 
@@ -507,9 +491,9 @@ def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
 def wait_ready(app: AppContext, wait_id: str) -> None:
     """Trigger a pending wait by hand; ready it again (a re-delivery) if it is ready; on a
     closed wait, make a new one (delivery_attempt + 1), as gc's `wait ready`."""
-    from .. import wait as waits
-    from ..errors import BadInput
-    from .wake_plugin import wake
+    from gc_polecat.errors import BadInput
+    from gc_polecat.lifecycle import wait as waits
+    from gc_polecat.lifecycle.wakeup import wake
 
     _validate(wait_id)
     store = app.store()
@@ -576,7 +560,7 @@ def controller_run(
 
     Prints `HH:MM:SS SUBJECT WHAT` (UTC) per repair; a running controller also prints a start
     line and a heartbeat (passes, repairs, the last repair)."""
-    from ..controller import run
+    from gc_polecat.lifecycle.controller import run
 
     run(
         app.store(),

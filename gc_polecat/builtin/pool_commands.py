@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from ..cli import AppContext, Seconds, echo, emit_json, json_option
-from ..hookspecs import hookimpl
-from .lifecycle_commands import _providers, _validate
+from gc_polecat.builtin.lifecycle_commands import _providers, _validate
+from gc_polecat.cli import AppContext, Seconds, echo, emit_json, json_option
+from gc_polecat.hookspecs import hookimpl
 
 
 @click.group("pool")
@@ -48,11 +48,11 @@ def pool_status(app: AppContext, pool: str | None, watch: bool, interval: float)
 
 
 def _status_rows(app: AppContext, pool: str | None) -> list[dict[str, Any]]:
-    from ..pool import status
+    from gc_polecat.pool.config import status
 
     rows = [r for r in status(app.store(), _providers(app)) if pool in (None, r["pool"])]
     if pool is not None and not rows:
-        from ..errors import NotFound
+        from gc_polecat.errors import NotFound
 
         raise NotFound(f"no pool {pool!r}")
     return rows
@@ -115,7 +115,7 @@ def _age(stamp: str, now: Any) -> str:
 @click.pass_obj
 def pool_init(app: AppContext, pool: str, size: int) -> None:
     """Create SIZE persistent polecats (identity and worktree each), idle; idempotent."""
-    from ..pool import init_pool
+    from gc_polecat.pool.config import init_pool
 
     made = init_pool(app.store(), pool, size)
     if app.json:
@@ -132,8 +132,8 @@ def pool_init(app: AppContext, pool: str, size: int) -> None:
 @click.pass_obj
 def pool_reconcile(app: AppContext, pools: tuple[str, ...], dry_run: bool) -> None:
     """Bring pools to their desired state (all configured pools by default)."""
-    from ..pool import require_pool
-    from ..reconcile import reconcile
+    from gc_polecat.pool.config import require_pool
+    from gc_polecat.pool.reconcile import reconcile
 
     store = app.store()
     for name in pools:
@@ -162,7 +162,7 @@ def pool_reconcile(app: AppContext, pools: tuple[str, ...], dry_run: bool) -> No
 def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
     """Give WORK to an idle polecat of the pool, or a new one under max_active (one commit);
     with no capacity, queue it in the pool for `pool reconcile`."""
-    from ..sling import sling
+    from gc_polecat.pool.sling import sling
 
     _validate(work_id)
     done = sling(app.store(), _providers(app), work_id, pool_name)
@@ -183,9 +183,9 @@ def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
 def next_command(app: AppContext, timeout: float | None, session_opt: str | None) -> int:
     """Polecat: block until work is slung to this session; exit 0 with the work ID, 20 when
     the session has ended, 30 at --timeout."""
-    from ..errors import BadInput
-    from ..session import caller_identity
-    from ..sling import await_work
+    from gc_polecat.errors import BadInput
+    from gc_polecat.lifecycle.session import caller_identity
+    from gc_polecat.pool.sling import await_work
 
     session_id = session_opt or caller_identity()[0]
     if not session_id:
@@ -208,8 +208,8 @@ def cleanup_command(app: AppContext, finalizer_id: str | None, run_all: bool) ->
     """Sync the sandbox to the target, delete the branch, verify, and close the finalizer.
     Without FINALIZER: the calling session's polecat's pending cleanup. Exit 1 if a check
     fails (the finalizer stays open and says why)."""
-    from .. import cleanup
-    from ..errors import GcPolecatError, NotFound
+    from gc_polecat.errors import GcPolecatError, NotFound
+    from gc_polecat.lifecycle import cleanup
 
     _validate(finalizer_id)
     store = app.store()
@@ -233,10 +233,10 @@ def cleanup_command(app: AppContext, finalizer_id: str | None, run_all: bool) ->
 
 
 def _own_finalizer(store: Any) -> str:
-    from .. import cleanup
-    from .. import polecat as polecats
-    from ..errors import BadInput, NotFound
-    from ..session import caller_identity
+    from gc_polecat.errors import BadInput, NotFound
+    from gc_polecat.lifecycle import cleanup
+    from gc_polecat.lifecycle import polecat as polecats
+    from gc_polecat.lifecycle.session import caller_identity
 
     session_id = caller_identity()[0]
     if not session_id:
@@ -257,3 +257,29 @@ def _own_finalizer(store: Any) -> str:
 def gc_polecat_register_commands(cli: click.Group) -> None:
     for command in (pool_group, sling_command, next_command, cleanup_command):
         cli.add_command(command)
+
+
+def _parse_pools(raw: Any, where: str) -> Any:
+    from gc_polecat.pool.config import parse_pools  # lazy: start-up (read with the settings)
+
+    return parse_pools(raw, where)
+
+
+@hookimpl
+def gc_polecat_settings_sections() -> dict[str, Any]:
+    """The `pools` section of the settings file, parsed by pool/config.py."""
+    return {"pools": _parse_pools}
+
+
+@hookimpl
+def gc_polecat_controller_pass(store: Any, providers: Any) -> list[tuple[str, str]]:
+    """Each controller pass brings every configured pool to its desired state."""
+    if not store.config()["pools"]:
+        return []
+    from gc_polecat.pool.reconcile import reconcile  # lazy: start-up
+
+    return [
+        (action.target, f"{outcome} ({action.kind}: {action.why})")
+        for action, outcome in reconcile(store, providers)
+        if outcome and not outcome.startswith("skipped")
+    ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..hookspecs import hookimpl
-from ..providers import ProcessProvider, SessionProvider, TmuxProvider
+from gc_polecat.hookspecs import hookimpl
+from gc_polecat.lifecycle.providers import ProcessProvider, SessionProvider, TmuxProvider
 
 
 @hookimpl

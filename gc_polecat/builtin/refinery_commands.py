@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..cli import AppContext, Seconds, echo, emit_json, json_option
-from ..hookspecs import hookimpl
-from .lifecycle_commands import _providers
+from gc_polecat.builtin.lifecycle_commands import _providers
+from gc_polecat.cli import AppContext, Seconds, echo, emit_json, json_option
+from gc_polecat.hookspecs import hookimpl
 
 
 @click.group("refinery")
@@ -22,7 +22,7 @@ def refinery_group() -> None:
 @click.pass_obj
 def refinery_queue(app: AppContext, quiet: bool) -> None:
     """Open submissions in the order the refinery takes them (priority + retry penalty, age)."""
-    from ..refinery import queue
+    from gc_polecat.refinery.queue import queue
 
     subs = queue(app.store())
     if app.json:
@@ -59,7 +59,7 @@ def refinery_queue(app: AppContext, quiet: bool) -> None:
 @click.pass_obj
 def refinery_process(app: AppContext, once: bool, interval: float, clone: str | None) -> None:
     """Claim, rebase, run the gates, push and record a verdict for each open submission."""
-    from ..refinery import run
+    from gc_polecat.refinery.queue import run
 
     outcomes = run(
         app.store(),
@@ -76,3 +76,15 @@ def refinery_process(app: AppContext, once: bool, interval: float, clone: str | 
 @hookimpl
 def gc_polecat_register_commands(cli: click.Group) -> None:
     cli.add_command(refinery_group)
+
+
+def _parse_refinery(raw: object, where: str) -> object:
+    from gc_polecat.refinery.config import parse_refinery  # lazy: start-up (read with settings)
+
+    return parse_refinery(raw, f"{where} ")
+
+
+@hookimpl
+def gc_polecat_settings_sections() -> dict[str, object]:
+    """The `refinery` section of the settings file, parsed by refinery/config.py."""
+    return {"refinery": _parse_refinery}

@@ -11,10 +11,10 @@ import os
 
 import click
 
-from gc_polecat.catalog import Query
+from gc_polecat.beads.catalog import Query
+from gc_polecat.beads.store import CommitResult, Store
 from gc_polecat.cli import AppContext
 from gc_polecat.hookspecs import hookimpl
-from gc_polecat.store import CommitResult, Store
 
 
 @click.command("hello")

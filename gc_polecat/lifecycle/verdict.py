@@ -1,0 +1,352 @@
+"""Submissions and verdicts: the polecat/refinery handoff, each side one atomic commit.
+
+`submit` records attempt N of a work item (a `merge-request` bead), the wait that pins the
+session to it (a `gate` bead, see wait.py), the session's `awaiting_verdict` state and the
+work's resume metadata, all in one commit. `record_verdict` writes the verdict receipt (a
+`decision` bead, closed at birth), closes the submission, readies the wait and routes the work
+in one commit too, so the work is never left judged but unrouted (gascity #3383).
+
+Routing after a verdict (docs/lifecycle.md):
+- merged: the work is closed; the waiter is told so it can clean up;
+- fix needed, attempt below the cap, live waiter: the work stays with the same session;
+- fix needed, attempt at the cap: the work escalates (status blocked, label gc:escalated);
+- fix needed, no live waiter: the work returns to the session's pool with every resume field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gc_polecat.beads.bead import Bead, meta_int
+from gc_polecat.beads.ids import check_ref, check_sha
+from gc_polecat.errors import BadInput, NotFound
+from gc_polecat.lifecycle import cleanup, routing
+from gc_polecat.lifecycle import polecat as polecats
+from gc_polecat.lifecycle import session as sessions
+from gc_polecat.lifecycle import wait as waits
+from gc_polecat.lifecycle.routing import ESCALATED_LABEL  # noqa: F401 - part of this API
+
+if TYPE_CHECKING:
+    from gc_polecat.beads.store import Transaction
+    from gc_polecat.lifecycle.providers import SessionProvider
+
+SUBMISSION_LABEL = "gc:submission"
+VERDICT_LABEL = "gc:verdict"
+OUTCOMES = ("merged", "fix_needed")
+FAILURE_TYPES = ("conflict", "tests", "build", "review")
+LOG_EXCERPT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Submitted:
+    submission: Bead
+    wait: Bead
+    attempt: int
+
+
+def _meta(bead: Bead) -> dict[str, str]:
+    return dict(bead.get("metadata", {}))
+
+
+def open_submission(tx: Transaction, work: Bead) -> Bead | None:
+    """The work's current submission if it is still waiting for a verdict."""
+    sid = _meta(work).get("gc.submission")
+    if not sid:
+        return None
+    sub = tx.get(sid)
+    return sub if sub is not None and sub["status"] != "closed" else None
+
+
+def submit(
+    tx: Transaction,
+    work_id: str,
+    *,
+    session_id: str | None,
+    epoch: int | None,
+    branch: str,
+    commit: str,
+    target: str,
+    ttl: float,
+    worktree: str,
+    note: str = "",
+) -> Submitted:
+    """Attempt N+1 of `work_id` by the calling session; refused (exit 2) when the caller is not
+    the assignee, its epoch is stale, or the work already has an open submission."""
+    if session_id is None:
+        raise BadInput("submit needs the calling session: set GC_SESSION_ID (or --session)")
+    check_ref(branch, "branch")
+    check_ref(target, "target")
+    check_sha(commit, "--commit")
+    session = sessions.get(tx, session_id)
+    if session.state not in sessions.LIVE_STATES:
+        raise BadInput(f"session {session.id} is {session.state}; it cannot submit")
+    if epoch is not None and epoch != session.epoch:
+        raise BadInput(
+            f"stale epoch: the caller is epoch {epoch}, session {session.id} is at {session.epoch}"
+        )
+    work = tx.require(work_id)
+    if work.get("assignee") != session.id:
+        raise BadInput(
+            f"{work_id} is assigned to {work.get('assignee') or 'nobody'}, "
+            f"not to session {session.id}"
+        )
+    if work["status"] == "closed":
+        raise BadInput(f"{work_id} is closed")
+    pending = open_submission(tx, work)
+    if pending is not None:
+        raise BadInput(f"{work_id} already has an open submission {pending['id']}")
+    meta = _meta(work)
+    attempt = meta_int(work, "gc.attempt", 0) + 1
+    cap = tx.store.config()["max_attempts"]
+    if attempt > cap:
+        raise BadInput(
+            f"{work_id} has used its {cap} attempts; it must be escalated, not resubmitted"
+        )
+    previous = tx.get(meta["gc.wait"]) if meta.get("gc.wait") else None
+    if (
+        previous is not None
+        and waits.state(previous) == "ready"
+        and _meta(previous).get("session_id") == session.id
+        and _meta(previous).get("registered_epoch") == str(session.epoch)
+    ):  # the fix-needed verdict it answers reached it (a nudge) without an `await`
+        waits.deliver(tx, previous, f"{session.id} (resubmitted)")
+    sub = tx.create(
+        {
+            "title": f"Merge: {work_id} (attempt {attempt})",
+            "issue_type": "merge-request",
+            "labels": [SUBMISSION_LABEL],
+            "metadata": {
+                "work": work_id,
+                "session": session.id,
+                "epoch": str(session.epoch),
+                "attempt": str(attempt),
+                "branch": branch,
+                "commit": commit,
+                "target": target,
+                "worktree": worktree,
+                "pool": session.pool,
+            },
+        }
+    )
+    wait = waits.create(tx, session, sub["id"], work_id, ttl, note)
+    sub = tx.update(sub["id"], {"metadata": {**_meta(sub), "wait": wait["id"]}})
+    sessions.set_state(tx, session, "awaiting_verdict", work=work_id)
+    polecat = polecats.of_session(tx, session.bead)
+    if polecat is not None and polecat.work == work_id:
+        polecats.update(tx, polecat, "awaiting_verdict", bump=("attempts",))
+    meta.update(
+        {
+            "gc.submission": sub["id"],
+            "gc.wait": wait["id"],
+            "gc.attempt": str(attempt),
+            "gc.session": session.id,
+            "branch": branch,
+            "target": target,
+            "work_dir": worktree,
+        }
+    )
+    deps = list(work.get("dependencies", []))
+    deps.append(
+        {
+            "issue_id": work_id,
+            "depends_on_id": sub["id"],
+            "type": "blocks",
+            "created_at": tx.now,
+            "created_by": session.id,
+        }
+    )
+    tx.update(work_id, {"status": "in_progress", "metadata": meta, "dependencies": deps})
+    routing.hold_to_cap(tx, session.pool, wait)
+    return Submitted(sub, wait, attempt)
+
+
+@dataclass(frozen=True)
+class Judged:
+    verdict: Bead
+    routed: str  # session | pool | closed | escalated
+    noop: bool = False
+
+
+def _excerpt(log: Path | None) -> str:
+    if log is None:
+        return ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - LOG_EXCERPT_BYTES))
+            data = f.read()
+    except OSError as exc:
+        raise BadInput(f"cannot read --log {log}: {exc.strerror}") from None
+    text = data.decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() or c in "\n\t" else "?" for c in text)
+    return (
+        f"[last {LOG_EXCERPT_BYTES} bytes of {size}]\n" if size > LOG_EXCERPT_BYTES else ""
+    ) + text
+
+
+def record_verdict(
+    tx: Transaction,
+    submission_id: str,
+    outcome: str,
+    *,
+    providers: Mapping[str, SessionProvider],
+    failure_type: str | None = None,
+    reason: str = "",
+    log: Path | None = None,
+    commit: str | None = None,
+    merge_commit: str | None = None,
+    refinery: str = "",
+) -> Judged:
+    """The refinery's verdict on one submission attempt, with the work routed in the same commit."""
+    if outcome not in OUTCOMES:
+        raise BadInput(f"outcome must be one of {', '.join(OUTCOMES)}")
+    if outcome == "fix_needed" and failure_type not in FAILURE_TYPES:
+        raise BadInput(f"--fix-needed needs --type {'|'.join(FAILURE_TYPES)}")
+    if outcome == "fix_needed" and not reason.strip():
+        raise BadInput("--fix-needed needs --reason")
+    for value, what in ((commit, "--commit"), (merge_commit, "--merge-commit")):
+        if value is not None:
+            check_sha(value, what)
+    sub = tx.get(submission_id)
+    if sub is None or SUBMISSION_LABEL not in sub.get("labels", []):
+        raise NotFound(f"no submission {submission_id}")
+    meta = _meta(sub)
+    if commit is not None and not meta.get("commit", "").startswith(commit):
+        raise BadInput(f"{submission_id} submitted commit {meta.get('commit')}, not {commit}")
+    if sub["status"] == "closed":
+        return _repeat(tx, sub, outcome, failure_type, merge_commit)
+    work = tx.require(meta["work"])
+    if _meta(work).get("gc.submission") != submission_id:
+        raise BadInput(
+            f"{submission_id} is a superseded attempt of {work['id']} "
+            f"(current: {_meta(work).get('gc.submission') or 'none'})"
+        )
+    wait = tx.get(meta.get("wait", "")) if meta.get("wait") else None
+    session = _maybe_session(tx, meta.get("session", ""))
+    live = _live_waiter(wait, session, providers)
+    attempt = meta_int(sub, "attempt", 1)
+    cap = tx.store.config()["max_attempts"]
+    if outcome == "merged":
+        routed = "closed"
+    elif attempt >= cap:
+        routed = "escalated"
+    else:
+        routed = "session" if live else "pool"
+    verdict = tx.create(
+        {
+            "title": f"verdict: {outcome} for {work['id']} attempt {attempt}",
+            "issue_type": "decision",
+            "status": "closed",
+            "close_reason": outcome,
+            "labels": [VERDICT_LABEL],
+            "description": reason,
+            "notes": _excerpt(log),
+            "metadata": {
+                k: v
+                for k, v in {
+                    "outcome": outcome,
+                    "failure_type": failure_type or "",
+                    "submission": submission_id,
+                    "work": work["id"],
+                    "session": meta.get("session", ""),
+                    "attempt": str(attempt),
+                    "commit": meta.get("commit", ""),
+                    "target": meta.get("target", ""),
+                    "branch": meta.get("branch", ""),
+                    "merge_commit": merge_commit or "",
+                    "refinery": refinery,
+                    "routed": routed,
+                    "wait": meta.get("wait", ""),
+                }.items()
+                if v
+            },
+        }
+    )
+    tx.update(
+        submission_id,
+        {
+            "status": "closed",
+            "close_reason": outcome,
+            "metadata": {**meta, "verdict": verdict["id"]},
+        },
+    )
+    routing.route_after_verdict(tx, work, sub, verdict, routed, reason, failure_type, merge_commit)
+    _settle_wait_and_session(tx, wait, session, verdict, routed, live)
+    _settle_polecat(tx, sub, routed)
+    return Judged(verdict, routed)
+
+
+def _settle_polecat(tx: Transaction, sub: Bead, routed: str) -> None:
+    """The submitting polecat's side of the verdict: back to work on a fix, or `done` with a
+    cleanup finalizer when the work left it (merged, escalated, or gone to the pool)."""
+    meta = _meta(sub)
+    session_id, work_id = meta.get("session", ""), meta.get("work", "")
+    if routed == "session":
+        session = tx.get(session_id)
+        polecat = polecats.of_session(tx, session) if session else None
+        if polecat is not None and polecat.work == work_id:
+            polecats.update(tx, polecat, "working", bump=("fix_cycles",))
+        return
+    reason = {"closed": "merged", "escalated": "escalated", "pool": "released"}[routed]
+    also = meta.get("commit", "") if routed == "closed" else ""
+    cleanup.begin(tx, session_id, work_id, reason, also=also, wait=meta.get("wait", ""))
+
+
+def _repeat(
+    tx: Transaction, sub: Bead, outcome: str, failure_type: str | None, merge_commit: str | None
+) -> Judged:
+    """A verdict for a judged submission: the same one again is a no-op, another is refused."""
+    verdict = tx.get(_meta(sub).get("verdict", "")) if _meta(sub).get("verdict") else None
+    if verdict is None:
+        why = sub.get("close_reason") or "closed"
+        raise BadInput(f"{sub['id']} was {why} without a verdict; it cannot be judged")
+    vm = _meta(verdict)
+    same = vm.get("outcome") == outcome and vm.get("failure_type", "") == (failure_type or "")
+    if same and merge_commit and vm.get("merge_commit") not in (None, "", merge_commit):
+        same = False
+    if not same:
+        raise BadInput(
+            f"{sub['id']} was already judged {vm.get('outcome')}"
+            f"{' (' + vm['failure_type'] + ')' if vm.get('failure_type') else ''}"
+            f" by {verdict['id']}; a different verdict is refused"
+        )
+    return Judged(verdict, vm.get("routed", ""), noop=True)
+
+
+def _maybe_session(tx: Transaction, session_id: str) -> sessions.Session | None:
+    try:
+        return sessions.get(tx, session_id) if session_id else None
+    except (NotFound, BadInput):
+        return None
+
+
+def _live_waiter(
+    wait: Bead | None, session: sessions.Session | None, providers: Mapping[str, SessionProvider]
+) -> bool:
+    """A waiter that can take the work back: pending wait, same epoch, process alive."""
+    if wait is None or session is None or waits.state(wait) != "pending":
+        return False
+    if str(session.epoch) != _meta(wait).get("registered_epoch"):
+        return False
+    return sessions.is_alive(session, providers)
+
+
+def _settle_wait_and_session(
+    tx: Transaction,
+    wait: Bead | None,
+    session: sessions.Session | None,
+    verdict: Bead,
+    routed: str,
+    live: bool,
+) -> None:
+    if wait is not None and waits.state(wait) == "pending":
+        if live or routed in ("closed", "escalated"):
+            waits.make_ready(tx, wait, verdict["id"])
+        else:
+            waits.cancel(tx, wait, "no-live-waiter")
+    if session is not None and session.state == "awaiting_verdict" and live:
+        sessions.set_state(tx, session, "active")

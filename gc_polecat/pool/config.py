@@ -1,0 +1,336 @@
+"""Pools: their configuration in the settings file (`Store.settings_path`), and what they hold now.
+
+```yaml
+pools:
+  polecats:
+    min_active: 0          # sessions kept even without work
+    max_active: 4          # sessions at most, waiting ones included
+    max_waiting: 2         # sessions that may wait on the refinery at once (default max_active)
+    wait_ttl: 2h           # default lifetime of this pool's waits (else the global wait_ttl)
+    names: [furiosa, nux, toast, slit]   # the name pool for persistent polecats
+    worktree_root: ../polecats           # where their sandboxes live (relative to the repo)
+    idle_timeout: 30m      # an idle session older than this may be drained
+    repo: ../code          # the code clone whose worktrees are the sandboxes
+    target: main           # the branch sandboxes sync to between assignments
+    command: [sh, agent.sh]  # argv of a polecat session (never run through a shell)
+    provider: tmux         # session provider for the pool's sessions
+```
+
+Every key is optional except `max_active`; an unknown key or a bad value is an error naming its
+path (`pools.polecats.max_waiting`). Waiting sessions are owners of their work: a shrink below
+them never drains them (docs/pool.md). `max_waiting` bounds how many may wait at once, on its
+own (a pool shrunk to `max_active: 1` may keep three waiters if `max_waiting` is 3); past it
+the oldest waiter is released through the fallback, so waiting never becomes dead capacity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gc_polecat.errors import BadInput
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from gc_polecat.beads.bead import Bead
+    from gc_polecat.beads.store import Store
+    from gc_polecat.lifecycle.providers import SessionProvider
+
+POOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_./-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+KEYS = (
+    "min_active",
+    "max_active",
+    "max_waiting",
+    "wait_ttl",
+    "names",
+    "worktree_root",
+    "idle_timeout",
+    "repo",
+    "target",
+    "command",
+    "provider",
+)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    name: str
+    max_active: int
+    min_active: int = 0
+    max_waiting: int | None = None  # None: up to max_active
+    wait_ttl: float | None = None  # None: the repository's wait_ttl
+    names: tuple[str, ...] = ()
+    worktree_root: str | None = None
+    idle_timeout: float | None = None
+    repo: str | None = None
+    target: str = "main"
+    command: tuple[str, ...] = ()
+    provider: str = "tmux"
+
+    def code_repo(self, root: Path) -> Path:
+        """The code clone, resolved against the beads repository; an error when unset."""
+        if not self.repo:
+            raise BadInput(f"pools.{self.name}.repo is not set: sandboxes need a code repository")
+        return (root / self.repo).resolve()
+
+    def sandbox_root(self, root: Path) -> Path:
+        """Where sandboxes live: worktree_root, else `polecats/<pool>` beside the code clone."""
+        if self.worktree_root:
+            return (root / self.worktree_root).resolve()
+        return self.code_repo(root).parent / "polecats" / self.name.replace("/", "-")
+
+    @property
+    def waiting_cap(self) -> int:
+        return self.max_active if self.max_waiting is None else self.max_waiting
+
+
+def _int(where: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise BadInput(f"{where} must be an integer >= {lo}, not {value!r}")
+    return value
+
+
+def parse_pool(name: str, raw: Any, where: str) -> PoolConfig:
+    """One pool's settings, checked key by key."""
+    from gc_polecat.beads.config import parse_duration
+
+    if not POOL_NAME_RE.fullmatch(str(name)) or ".." in str(name):
+        raise BadInput(f"{where}: invalid pool name {name!r}")
+    if not isinstance(raw, dict):
+        raise BadInput(f"{where} must be a mapping of settings")
+    unknown = sorted(set(raw) - set(KEYS), key=str)  # keys may be numbers, lists, ...
+    if unknown:
+        raise BadInput(f"{where}.{unknown[0]}: unknown setting (known: {', '.join(KEYS)})")
+    if "max_active" not in raw:
+        raise BadInput(f"{where}.max_active is required")
+    max_active = _int(f"{where}.max_active", raw["max_active"], 1)
+    min_active = _int(f"{where}.min_active", raw.get("min_active", 0), 0)
+    if min_active > max_active:
+        raise BadInput(f"{where}.min_active ({min_active}) is above max_active ({max_active})")
+    max_waiting = None
+    if "max_waiting" in raw:
+        max_waiting = _int(f"{where}.max_waiting", raw["max_waiting"], 0)
+    names = raw.get("names", [])
+    if not isinstance(names, list) or not all(
+        isinstance(n, str) and NAME_RE.fullmatch(n) for n in names
+    ):
+        raise BadInput(f"{where}.names must be a list of names matching [A-Za-z0-9_-]{{1,64}}")
+    if len(set(names)) != len(names):
+        raise BadInput(f"{where}.names lists a name twice")
+    root = raw.get("worktree_root")
+    if root is not None and (not isinstance(root, str) or not root.strip() or "\0" in root):
+        raise BadInput(f"{where}.worktree_root must be a path")
+    repo = raw.get("repo")
+    if repo is not None and (not isinstance(repo, str) or not repo.strip() or "\0" in repo):
+        raise BadInput(f"{where}.repo must be a path")
+    target = raw.get("target", "main")
+    if not isinstance(target, str):
+        raise BadInput(f"{where}.target must be a branch name")
+    from gc_polecat.beads.ids import check_ref
+
+    try:
+        check_ref(target, "branch")
+    except BadInput:
+        raise BadInput(f"{where}.target: invalid branch name {target!r}") from None
+    command = raw.get("command", [])
+    if not isinstance(command, list) or not all(
+        isinstance(a, str) and "\0" not in a for a in command
+    ):
+        raise BadInput(f"{where}.command must be a list of strings (argv; no shell is used)")
+    provider = raw.get("provider", "tmux")
+    if not isinstance(provider, str) or not NAME_RE.fullmatch(provider):
+        raise BadInput(f"{where}.provider must be a provider name such as tmux or process")
+    durations = {
+        k: parse_duration(raw[k], f"{where}.{k}") for k in ("wait_ttl", "idle_timeout") if k in raw
+    }
+    return PoolConfig(
+        name,
+        max_active,
+        min_active,
+        max_waiting,
+        durations.get("wait_ttl"),
+        tuple(names),
+        root,
+        durations.get("idle_timeout"),
+        repo,
+        target,
+        tuple(command),
+        provider,
+    )
+
+
+def parse_pools(raw: Any, where: str) -> dict[str, PoolConfig]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadInput(f"{where}.pools must be a mapping of pool name to settings")
+    return {str(n): parse_pool(str(n), v, f"{where}.pools.{n}") for n, v in raw.items()}
+
+
+def get_pool(store: Store, name: str) -> PoolConfig | None:
+    return store.config()["pools"].get(name)
+
+
+def require_pool(store: Store, name: str) -> PoolConfig:
+    cfg = get_pool(store, name)
+    if cfg is None:
+        known = ", ".join(sorted(store.config()["pools"])) or "none"
+        raise BadInput(f"unknown pool {name!r} (configured in {store.settings_name()}: {known})")
+    return cfg
+
+
+def blocked_by(catalog: Any, work: Bead) -> list[str]:
+    """The open beads this one waits for through a blocking dependency."""
+    from gc_polecat.beads.bead import BLOCKING_DEP_TYPES
+
+    found = []
+    for dep in work.get("dependencies", []):
+        if dep["type"] in BLOCKING_DEP_TYPES and dep["depends_on_id"] != work["id"]:
+            other = catalog.get(dep["depends_on_id"])
+            if other is None or other["status"] != "closed":
+                found.append(dep["depends_on_id"])
+    return found
+
+
+def routed_work(store: Store, pool: str) -> tuple[list[Bead], list[Bead]]:
+    """(ready, blocked): open, unassigned work routed to the pool (`gc.routed_to`)."""
+    from gc_polecat.beads.catalog import Query
+
+    store.catalog.refresh()
+    ready, blocked = [], []
+    for work in store.catalog.list(Query(statuses=("open",), meta=(("gc.routed_to", pool),))):
+        if not work.get("assignee"):
+            (blocked if blocked_by(store.catalog, work) else ready).append(work)
+    return ready, blocked
+
+
+def init_pool(store: Store, name: str, size: int) -> list[Any]:
+    """Create persistent polecats (identity + worktree) until the pool has `size` of them;
+    sandboxes of existing ones that went missing are recreated. One commit for the identities."""
+    from gc_polecat.lifecycle import polecat as polecats
+    from gc_polecat.lifecycle import sandbox
+
+    cfg = require_pool(store, name)
+    if not 1 <= size <= cfg.max_active:
+        raise BadInput(f"--size must be 1..{cfg.max_active} (pools.{name}.max_active)")
+    repo = cfg.code_repo(store.root)
+    if not (repo / ".git").exists() and not (repo / "HEAD").exists():
+        raise BadInput(f"pools.{name}.repo: {repo} is not a git repository")
+    existing = [p for p in polecats.of_pool(store, name) if not p.ephemeral]
+    for p in existing:
+        sandbox.create(repo, Path(p.sandbox), cfg.target)
+    taken = {p.name for p in polecats.of_pool(store, name)}
+    names = [n for n in cfg.names if n not in taken]
+    base, n = name.replace("/", "-"), 1
+    while len(names) < size - len(existing):
+        if f"{base}-{n}" not in taken:
+            names.append(f"{base}-{n}")
+        n += 1
+    names = names[: max(0, size - len(existing))]
+    root = cfg.sandbox_root(store.root)
+    for new in names:
+        sandbox.create(repo, root / new, cfg.target)
+    if names:
+        with store.transaction(f"pool {name}: init {len(names)} polecats") as tx:
+            for new in names:
+                tx.create(polecats.fields(new, name, str(root / new), ephemeral=False))
+    return sorted(
+        (p for p in polecats.of_pool(store, name) if not p.ephemeral), key=lambda p: (p.name, p.id)
+    )
+
+
+def health(
+    polecat: Any, alive: bool, finalizer: Bead | None, grace: float, now: dt.datetime
+) -> str:
+    """The patrol's verdict on one polecat (seed 002's states, plus Gas Town's waiting one):
+    working, awaiting_verdict (healthy, never a zombie), stalled (session dead, work
+    unfinished: restart first), cleanup (work gone, cleanup pending), zombie (work gone,
+    cleanup failed or overdue), idle, retired."""
+    state = polecat.state
+    if state in ("working", "awaiting_verdict"):
+        return state if alive else "stalled"
+    if state == "done":
+        if finalizer is None or finalizer.get("metadata", {}).get("last_error"):
+            return "zombie"
+        from gc_polecat.beads.bead import parse_time
+
+        born = parse_time(finalizer["created_at"])  # any stored time: imports keep sub-seconds
+        return "zombie" if (now - born).total_seconds() > 10 * grace else "cleanup"
+    return state
+
+
+def status(store: Store, providers: Mapping[str, SessionProvider]) -> list[dict[str, Any]]:
+    """Each pool at a glance: polecats and their health, sessions, waiters against the cap,
+    work routed to the pool, pending cleanups."""
+    from gc_polecat.beads.catalog import Query
+    from gc_polecat.lifecycle import cleanup
+    from gc_polecat.lifecycle import polecat as polecats
+    from gc_polecat.lifecycle import session as sessions
+
+    catalog = store.catalog
+    catalog.refresh()
+    configured = store.config()["pools"]
+    grace = store.config()["delivery_timeout"]
+    now = dt.datetime.now(dt.UTC)
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(name: str) -> dict[str, Any]:
+        if name not in rows:
+            cfg = configured.get(name)
+            ready, blocked = routed_work(store, name)
+            rows[name] = {
+                "pool": name,
+                "configured": cfg is not None,
+                "max_active": cfg.max_active if cfg else None,
+                "min_active": cfg.min_active if cfg else None,
+                "max_waiting": cfg.waiting_cap if cfg else None,
+                "polecats": {},
+                "sessions": {},
+                "alive": 0,
+                "waiting": 0,
+                "work_ready": len(ready),
+                "work_blocked": len(blocked),
+                "queue": [w["id"] for w in ready],
+                "cleanups": 0,
+            }
+        return rows[name]
+
+    for name in configured:
+        row(name)
+    alive_of: dict[str, bool] = {}
+    for bead in catalog.list(Query(labels=(sessions.SESSION_LABEL,), include_closed=False)):
+        s = sessions.Session.of(bead, store.state_dir)
+        r = row(s.pool)
+        alive = alive_of[s.id] = sessions.is_alive(s, providers)
+        r["sessions"][s.id] = {"state": s.state, "alive": alive, "name": s.name}
+        r["alive"] += alive
+        r["waiting"] += s.state == "awaiting_verdict"
+    finalizers = {f["metadata"].get("polecat"): f for f in cleanup.pending(store)}
+    for bead in catalog.list(Query(labels=(polecats.POLECAT_LABEL,), include_closed=False)):
+        p = polecats.Polecat.of(bead)
+        fin = finalizers.get(p.id)
+        alive = alive_of.get(p.session, False)
+        r = row(p.pool)
+        r["cleanups"] += fin is not None
+        r["polecats"][p.id] = {
+            "name": p.name,
+            "state": p.state,
+            "health": health(p, alive, fin, grace, now),
+            "ephemeral": p.ephemeral,
+            "session": p.session,
+            "alive": alive,
+            "work": p.work,
+            "branch": p.branch,
+            "sandbox": p.sandbox,
+            "cleanup": fin["id"] if fin else "",
+            "record": {c: p.count(c) for c in polecats.COUNTERS},
+            "since": bead.get("updated_at", ""),
+        }
+    for r in rows.values():  # by name, as a person scans them
+        r["polecats"] = dict(sorted(r["polecats"].items(), key=lambda kv: (kv[1]["name"], kv[0])))
+    return [rows[n] for n in sorted(rows)]
