@@ -201,7 +201,7 @@ PHASES = (
     ("gitindex.py", "update_index", "    split index update"),
     ("git.py", "move", "  ref move (the commit point)"),
     ("store.py", "_update_catalog", "  catalog update"),
-    ("store.py", "_notify", "observers (plugins, bead hooks)"),
+    ("store.py", "notify", "observers (plugins, bead hooks)"),
     ("object_store.py", "add_object", "dulwich add_object, all objects"),
     ("config.py", "from_file", "dulwich config file parses"),
     ("~", "<built-in method posix.open>", "os.open (file creation mostly)"),

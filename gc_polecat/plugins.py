@@ -12,8 +12,13 @@ those (an empty value loads none), which is how to rule a broken plugin out.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import sys
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
 
 import pluggy
 
@@ -71,3 +76,44 @@ def get_plugin_manager() -> pluggy.PluginManager:
     if _pm is None:
         _pm = make_plugin_manager()
     return _pm
+
+
+# What the observers are being told about, for the warning an isolated observer prints.
+_OBSERVED: ContextVar[str] = ContextVar("gc_polecat_observed", default="")
+
+
+def _isolated(function: Callable[..., Any], plugin_name: str) -> Callable[..., Any]:
+    """`function` as an observer that reports its own failure instead of raising it."""
+
+    @functools.wraps(function)
+    def observer(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception as exc:  # noqa: BLE001 - what it observes is done; report and go on
+            print(
+                f"gc-polecat: warning: plugin {plugin_name} failed {_OBSERVED.get()}: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return None
+
+    observer.gc_polecat_isolated = True  # type: ignore[attr-defined]
+    return observer
+
+
+def call_observers(hook: pluggy.HookCaller, what: str, **kwargs: Any) -> None:
+    """Call an observer hook through pluggy, so hook wrappers and pluggy's order hold, with
+    each observer on its own: one that raises is reported on stderr (naming `what`) and
+    skipped, and can neither fail what it observes nor starve the observers after it."""
+    for impl in hook.get_hookimpls():
+        if not (impl.hookwrapper or impl.wrapper) and not hasattr(
+            impl.function, "gc_polecat_isolated"
+        ):
+            impl.function = _isolated(impl.function, impl.plugin_name)
+    token = _OBSERVED.set(what)
+    try:
+        hook(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - a failing hook wrapper: the same rule
+        print(f"gc-polecat: warning: a hook wrapper failed {what}: {exc}", file=sys.stderr)
+    finally:
+        _OBSERVED.reset(token)

@@ -371,7 +371,7 @@ class Store:
                 result = self._commit(tx)
         if result is not None:
             tx.result = result
-            self._notify(result)
+            self.notify(result)
 
     def _commit(self, tx: Transaction) -> CommitResult:
         self._refuse_links(tx.files)
@@ -389,7 +389,7 @@ class Store:
         for _ in range(CAS_RETRIES):
             crash_point("objects-written")
             reflog = f"gc-polecat: {message}"
-            if self._publish(tx.ref, base, commit, list(blobs), reflog, contents):
+            if self.publish(tx.ref, base, commit, list(blobs), reflog, contents):
                 break
             # Someone outside gc-polecat moved the branch (a person's `git commit`): rebase our
             # files onto it unless they touched the same paths.
@@ -406,7 +406,7 @@ class Store:
         self._update_catalog(tx.base if base == tx.base else None, commit, tx, blobs)
         return CommitResult(commit.decode(), message, tuple(tx.changes()))
 
-    def _publish(
+    def publish(
         self,
         ref: bytes,
         old: bytes | None,
@@ -415,7 +415,8 @@ class Store:
         reflog: str,
         contents: dict[bytes, bytes] | None = None,
     ) -> bool:
-        """Make `new` the branch, with its files in the work tree and the index, or change
+        """The one write path, for ordinary commits (`transaction`) and sync's integrations
+        alike: make `new` the branch, with its files in the work tree and the index, or change
         nothing (False: the branch is no longer at `old`). Lock order, as git's `commit`:
         `.git/index.lock`, then `<ref>.lock`; the work tree and the index are written while both
         are held and BEFORE the ref moves, so a `git commit` racing with us either fails on
@@ -749,21 +750,17 @@ class Store:
         with contextlib.suppress(Exception):  # derived data: a failure only costs a later refresh
             self.catalog.apply_commit(base, commit, tx, blobs)
 
-    def _notify(self, result: CommitResult) -> None:
-        """Tell every observer, each on its own: one that raises is reported and skipped, so a
-        broken plugin can neither fail a committed write nor starve the observers after it."""
-        import sys
+    def notify(self, result: CommitResult) -> None:
+        """Tell every observer of `gc_polecat_bead_committed` (plugins.call_observers: through
+        pluggy, each on its own), after a commit or a sync that changed beads."""
+        from gc_polecat.plugins import call_observers  # lazy: start-up (pluggy)
 
-        for impl in reversed(self.pm.hook.gc_polecat_bead_committed.get_hookimpls()):
-            try:
-                kwargs = {"store": self, "result": result}
-                impl.function(*(kwargs[name] for name in impl.argnames))  # as pluggy calls it
-            except Exception as exc:  # noqa: BLE001 - the write is durable; report and go on
-                print(
-                    f"gc-polecat: warning: plugin {impl.plugin_name} failed after commit "
-                    f"{result.commit[:12]}: {type(exc).__name__}: {exc}",
-                    file=sys.stderr,
-                )
+        call_observers(
+            self.pm.hook.gc_polecat_bead_committed,
+            f"after commit {result.commit[:12]}",
+            store=self,
+            result=result,
+        )
 
 
 _CRASH_AT = os.environ.get("GC_POLECAT_TEST_CRASH_AT")

@@ -606,7 +606,7 @@ def integrate(
             paths = [path for path, _ in git.changed_paths(old_tree, new_tree)]
             layout.check_worktree(store.root, git, old_tree, new_tree, paths)
             # the store's write protocol (locks, journal, work tree, index, then the ref)
-            if not store._publish(ref, local, done.new, paths, f"gc-polecat: sync {label}"):
+            if not store.publish(ref, local, done.new, paths, f"gc-polecat: sync {label}"):
                 continue  # someone moved the branch with plain git: plan again
         done.moved = (old_tree, new_tree, paths)
         if announce:
@@ -631,7 +631,7 @@ def announce_changes(store: Store, done: Integration, label: str) -> None:
     if done.changes:
         count = len(done.changes)
         message = f"sync: {count} bead{'s' * (count != 1)} changed by {label}"
-        store._notify(CommitResult(done.new.decode(), message, tuple(done.changes)))
+        store.notify(CommitResult(done.new.decode(), message, tuple(done.changes)))
 
 
 # --- the whole sync ----------------------------------------------------------------------------
