@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gc_polecat.lifecycle import keys
+
 GATE = """#!/bin/sh
 # the code repository's test gate: fails while a file named BROKEN-tests exists
 if [ -e BROKEN-tests ]; then echo "FAIL: test_app (BROKEN-tests is present)"; exit 1; fi
@@ -188,9 +190,9 @@ def run(root: Path, say: Callable[[str], None]) -> list[str]:
 
 def _attempt_open(store: Any, work: str, attempt: int) -> dict[str, Any] | None:
     meta = store.get(work).get("metadata", {})
-    if meta.get("gc.attempt") != str(attempt) or not meta.get("gc.submission"):
+    if meta.get(keys.ATTEMPT) != str(attempt) or not meta.get(keys.SUBMISSION):
         return None
-    sub = store.get(meta["gc.submission"])
+    sub = store.get(meta[keys.SUBMISSION])
     return sub if sub["status"] != "closed" else None
 
 
@@ -203,7 +205,7 @@ def _drive(city: City, store: Any, refinery: Any, waits: Any) -> None:
             return
         if time.monotonic() - city.started > DEADLINE:
             raise DemoFailed("the work did not finish within the demo's time limit")
-        if not all(store.get(city.works[k]).get("metadata", {}).get("gc.attempt")
+        if not all(store.get(city.works[k]).get("metadata", {}).get(keys.ATTEMPT)
                    for k in first_round):  # fmt: skip
             time.sleep(0.2)  # let the first three submit, so item 1 lands before item 2
             continue

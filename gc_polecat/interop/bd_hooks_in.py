@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gc_polecat.errors import BadInput
+from gc_polecat.lifecycle import keys
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 HOOKS = ("on_create", "on_update", "on_close")
 BEGIN, END = "# --- BEGIN GC-POLECAT v1 ---", "# --- END GC-POLECAT ---"
 _SECTION_RE = re.compile(r"# --- BEGIN GC-POLECAT v\d+ ---\n.*?# --- END GC-POLECAT ---\n?", re.S)
-VERDICT_KEYS = ("gc.verdict", "merge_result", "rejection_reason")
+VERDICT_KEYS = (keys.VERDICT, "merge_result", "rejection_reason")
 FAILURE_TYPES = ("conflict", "tests", "build", "review")
 
 
@@ -155,12 +156,12 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 def verdict_of(meta: Mapping[str, str]) -> tuple[str, str | None, str, str | None] | None:
     """(outcome, failure type, reason, merge commit) read from bd metadata, or None."""
-    said = str(meta.get("gc.verdict", "")).strip().lower().replace("-", "_")
+    said = str(meta.get(keys.VERDICT, "")).strip().lower().replace("-", "_")
     reason = str(meta.get("rejection_reason", "")).strip()
     if said == "merged" or str(meta.get("merge_result", "")).lower() == "merged":
         return "merged", None, "", str(meta.get("merged_sha", "")) or None
     if said == "fix_needed" or (reason and not said):
-        failure = str(meta.get("gc.failure_type", "")).strip().lower()
+        failure = str(meta.get(keys.FAILURE_TYPE, "")).strip().lower()
         if failure not in FAILURE_TYPES:
             failure = "conflict" if reason.lower().startswith("conflict") else "review"
         return "fix_needed", failure, reason or f"{failure} failed (recorded with bd)", None
@@ -191,7 +192,7 @@ def ingest(
     else:
         work_id = meta.get("work") or meta.get("source_issue") or bead_id
         work = store.catalog.get(validate_id(str(work_id))) if store.exists(str(work_id)) else None
-        sub_id = (work or {}).get("metadata", {}).get("gc.submission", "")
+        sub_id = (work or {}).get("metadata", {}).get(keys.SUBMISSION, "")
     sub = store.catalog.get(sub_id) if sub_id else None
     if sub is None or sub["status"] == "closed":
         return None

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gc_polecat.beads.bead import Bead, parse_time
+from gc_polecat.lifecycle import keys
 from gc_polecat.lifecycle import polecat as polecats
 
 if TYPE_CHECKING:
@@ -115,9 +116,9 @@ def _remote_only(tx: Transaction, session: Bead | None, work_id: str, also: str)
     finalizer without a polecat or sandbox does (`_git_steps`)."""
     work = tx.get(work_id) if work_id else None
     meta = (work or {}).get("metadata", {})
-    pool = meta.get("gc.routed_to") or (session or {}).get("metadata", {}).get("pool", "")
+    pool = meta.get(keys.ROUTED_TO) or (session or {}).get("metadata", {}).get("pool", "")
     cfg = tx.store.config()["pools"].get(pool)
-    if not also or not meta.get("gc.polecat") or cfg is None or not cfg.repo:
+    if not also or not meta.get(keys.POLECAT) or cfg is None or not cfg.repo:
         return None
     return tx.create(
         {

@@ -34,7 +34,7 @@ from gc_polecat.beads.sync import ControllerSync
 from gc_polecat.lifecycle import routing, wakeup
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
-from gc_polecat.lifecycle.verdict import SUBMISSION_LABEL
+from gc_polecat.lifecycle.verdict import SUBMISSION_LABEL, Submission
 
 if TYPE_CHECKING:
     from gc_polecat.beads.bead import Bead
@@ -74,9 +74,9 @@ def _repair(
         wait = tx.get(wait_id)
         if wait is None or wait["status"] == "closed":
             return None
-        meta = wait.get("metadata", {})
-        st = waits.state(wait)
-        session = routing.find_session(tx, meta.get("session_id", ""))
+        view = waits.Wait.of(wait)
+        st = view.state
+        session = routing.find_session(tx, view.session_id)
         if st == "pending" and waits.expired(wait, now):
             routing.end_wait_and_fall_back(tx, wait, "wait-expired", expire=True)
             if session is not None and session.state == "awaiting_verdict":
@@ -92,10 +92,10 @@ def _repair(
                 sessions.set_state(tx, session, "dead")
             done = f"canceled ({why})"
         elif st == "pending":
-            sub = tx.get(meta.get("submission", "")) if meta.get("submission") else None
-            verdict_id = (sub or {}).get("metadata", {}).get("verdict")
-            if sub is not None and sub["status"] == "closed" and verdict_id:
-                waits.make_ready(tx, wait, verdict_id)
+            found = tx.get(view.submission) if view.submission else None
+            sub = Submission.of(found) if found is not None else None
+            if sub is not None and not sub.open and sub.verdict:
+                waits.make_ready(tx, wait, sub.verdict)
                 done = "made ready"
         elif st == "ready":
             redeliver = wakeup.redeliver_if_overdue(tx, wait, delivery_timeout, now)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gc_polecat.errors import BadInput, NotFound
-from gc_polecat.lifecycle import cleanup
+from gc_polecat.lifecycle import cleanup, keys
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
 
@@ -48,9 +48,9 @@ def find_session(tx: Transaction, session_id: str) -> sessions.Session | None:
 def pool_fields(work: Bead, meta: dict[str, str], pool: str) -> Bead:
     """The fallback: unassigned, routed to the pool, every resume field kept. Readiness stays
     governed by the work's dependencies: a pending submission still blocks it."""
-    meta["gc.routed_to"] = pool
+    meta[keys.ROUTED_TO] = pool
     if work.get("assignee"):
-        meta["gc.previous_session"] = work["assignee"]
+        meta[keys.PREVIOUS_SESSION] = work["assignee"]
     return {"status": "open", "assignee": "", "metadata": meta}
 
 
@@ -60,13 +60,13 @@ def fall_back(tx: Transaction, work_id: str, session_id: str, reason: str) -> bo
     if work is None or work["status"] == "closed" or work.get("assignee") != session_id:
         return False
     meta = dict(work.get("metadata", {}))
-    meta["gc.fallback_reason"] = reason
+    meta[keys.FALLBACK_REASON] = reason
     pool = ""
     found = find_session(tx, session_id)
     if found is not None:
         pool = found.pool
-    tx.update(work_id, pool_fields(work, meta, pool or meta.get("gc.routed_to", "")))
-    cleanup.begin(tx, session_id, work_id, "released", wait=meta.get("gc.wait", ""))
+    tx.update(work_id, pool_fields(work, meta, pool or meta.get(keys.ROUTED_TO, "")))
+    cleanup.begin(tx, session_id, work_id, "released", wait=meta.get(keys.WAIT, ""))
     return True
 
 
@@ -80,20 +80,19 @@ def end_wait_and_fall_back(
 ) -> None:
     """End a wait that will get no verdict (cancelled with `why`, or expired) and take its work
     back from its session to the pool (`gc.fallback_reason`: `fall_back_why`, else `why`)."""
+    view = waits.Wait.of(wait)
     if expire:
         waits.expire(tx, wait)
     else:
         waits.cancel(tx, wait, why)
-    meta = wait.get("metadata", {})
-    fall_back(tx, meta.get("work", ""), meta.get("session_id", ""), fall_back_why or why)
+    fall_back(tx, view.work, view.session_id, fall_back_why or why)
 
 
 def release_for_capacity(tx: Transaction, wait: Bead) -> None:
     """Release a pending waiter for capacity: its wait is cancelled (`released-capacity`) and
     its work falls back to the pool with its resume fields; the submission stays open."""
-    meta = wait.get("metadata", {})
     end_wait_and_fall_back(tx, wait, "released-capacity")
-    session = tx.get(meta.get("session_id", ""))
+    session = tx.get(waits.Wait.of(wait).session_id)
     if session is not None and sessions.state_of(session) == "awaiting_verdict":
         sessions.set_state(tx, sessions.Session.of(session), "active")
 
@@ -136,7 +135,7 @@ def route_after_verdict(
     """Where the work goes with its verdict: closed (merged), escalated (blocked, unassigned),
     back to the pool with its resume fields, or kept by the session (in progress)."""
     meta = _meta(work)
-    meta["gc.verdict"] = verdict["id"]
+    meta[keys.VERDICT] = verdict["id"]
     deps = [d for d in work.get("dependencies", []) if d["depends_on_id"] != sub["id"]]
     changes: Bead = {"dependencies": deps, "metadata": meta}
     if routed == "closed":
@@ -148,13 +147,13 @@ def route_after_verdict(
         meta.update(
             {
                 "rejection_reason": reason,
-                "gc.failure_type": failure_type or "",
-                "gc.failed_commit": _meta(sub).get("commit", ""),
+                keys.FAILURE_TYPE: failure_type or "",
+                keys.FAILED_COMMIT: _meta(sub).get("commit", ""),
             }
         )
         if routed == "escalated":
             labels = [*work.get("labels", []), ESCALATED_LABEL]
-            meta["gc.escalated"] = f"attempt cap reached at attempt {_meta(sub).get('attempt')}"
+            meta[keys.ESCALATED] = f"attempt cap reached at attempt {_meta(sub).get('attempt')}"
             changes.update({"status": "blocked", "assignee": "", "labels": labels})
         elif routed == "pool":
             changes.update(pool_fields(work, meta, _meta(sub).get("pool", "")))

@@ -23,6 +23,7 @@ from typing import Any
 from gc_polecat.beads import bead as beadmod
 from gc_polecat.beads import ids
 from gc_polecat.errors import InvalidBead, NotFound
+from gc_polecat.lifecycle import keys
 
 Bead = dict[str, Any]
 
@@ -149,9 +150,9 @@ def _work_events(before: Bead | None, after: Bead) -> list[tuple[str, str, Any]]
     who, had = after.get("assignee", ""), before.get("assignee", "")
     if who and who != had:
         branch = m.get("branch", "")
-        previous = m.get("gc.previous_session", "")
-        if previous and previous != who and m.get("gc.fallback_reason"):
-            why = m.get("gc.failure_type") or m.get("gc.fallback_reason")
+        previous = m.get(keys.PREVIOUS_SESSION, "")
+        if previous and previous != who and m.get(keys.FALLBACK_REASON):
+            why = m.get(keys.FAILURE_TYPE) or m.get(keys.FALLBACK_REASON)
             out.append(
                 (
                     "resumed",
@@ -162,16 +163,16 @@ def _work_events(before: Bead | None, after: Bead) -> list[tuple[str, str, Any]]
             )
         else:
             out.append(("slung", f"slung to session {who} on {branch or '-'}", {"session": who}))
-    elif had and not who and m.get("gc.fallback_reason") != was.get("gc.fallback_reason", ""):
+    elif had and not who and m.get(keys.FALLBACK_REASON) != was.get(keys.FALLBACK_REASON, ""):
         out.append(
             (
                 "fell back",
                 f"fell back to pool {m.get('gc.routed_to', '?')}: session "
                 f"{had} {m.get('gc.fallback_reason')}",
-                {"reason": m.get("gc.fallback_reason", ""), "session": had},
+                {"reason": m.get(keys.FALLBACK_REASON, ""), "session": had},
             )
         )
-    elif not who and m.get("gc.routed_to") and m.get("gc.routed_to") != was.get("gc.routed_to"):
+    elif not who and m.get(keys.ROUTED_TO) and m.get(keys.ROUTED_TO) != was.get(keys.ROUTED_TO):
         out.append(("queued", f"queued in pool {m['gc.routed_to']}", {}))
     if after.get("status") == "closed" and before.get("status") != "closed":
         out.append(

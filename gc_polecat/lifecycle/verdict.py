@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from gc_polecat.beads.bead import Bead, meta_int
 from gc_polecat.beads.ids import check_ref, check_sha
 from gc_polecat.errors import BadInput, NotFound
-from gc_polecat.lifecycle import cleanup, routing
+from gc_polecat.lifecycle import cleanup, keys, routing
 from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
@@ -41,6 +41,77 @@ LOG_EXCERPT_BYTES = 4096
 
 
 @dataclass(frozen=True)
+class Submission:
+    """A submission bead (one attempt at a work item), read as the fields the lifecycle needs."""
+
+    id: str
+    work: str
+    session: str
+    epoch: str
+    attempt: int
+    branch: str
+    commit: str
+    target: str
+    worktree: str
+    pool: str
+    wait: str
+    verdict: str
+    bead: Bead
+
+    @classmethod
+    def of(cls, bead: Bead) -> Submission:
+        if SUBMISSION_LABEL not in bead.get("labels", []):
+            raise BadInput(f"{bead['id']} is not a submission")
+        meta = bead.get("metadata", {})
+        return cls(
+            id=bead["id"],
+            attempt=meta_int(bead, "attempt", 1),
+            bead=bead,
+            **{
+                name: meta.get(name, "")
+                for name in ("work", "session", "epoch", "branch", "commit", "target")
+                + ("worktree", "pool", "wait", "verdict")
+            },
+        )
+
+    @property
+    def open(self) -> bool:
+        return self.bead["status"] != "closed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict bead, the durable receipt of one judged submission."""
+
+    id: str
+    outcome: str  # merged | fix_needed
+    failure_type: str
+    submission: str
+    work: str
+    session: str
+    attempt: int
+    routed: str  # session | pool | closed | escalated
+    merge_commit: str
+    bead: Bead
+
+    @classmethod
+    def of(cls, bead: Bead) -> Verdict:
+        if VERDICT_LABEL not in bead.get("labels", []):
+            raise BadInput(f"{bead['id']} is not a verdict")
+        meta = bead.get("metadata", {})
+        return cls(
+            id=bead["id"],
+            attempt=meta_int(bead, "attempt", 1),
+            bead=bead,
+            **{
+                name: meta.get(name, "")
+                for name in ("outcome", "failure_type", "submission", "work", "session")
+                + ("routed", "merge_commit")
+            },
+        )
+
+
+@dataclass(frozen=True)
 class Submitted:
     submission: Bead
     wait: Bead
@@ -53,7 +124,7 @@ def _meta(bead: Bead) -> dict[str, str]:
 
 def open_submission(tx: Transaction, work: Bead) -> Bead | None:
     """The work's current submission if it is still waiting for a verdict."""
-    sid = _meta(work).get("gc.submission")
+    sid = _meta(work).get(keys.SUBMISSION)
     if not sid:
         return None
     sub = tx.get(sid)
@@ -99,13 +170,13 @@ def submit(
     if pending is not None:
         raise BadInput(f"{work_id} already has an open submission {pending['id']}")
     meta = _meta(work)
-    attempt = meta_int(work, "gc.attempt", 0) + 1
+    attempt = meta_int(work, keys.ATTEMPT, 0) + 1
     cap = tx.store.config()["max_attempts"]
     if attempt > cap:
         raise BadInput(
             f"{work_id} has used its {cap} attempts; it must be escalated, not resubmitted"
         )
-    previous = tx.get(meta["gc.wait"]) if meta.get("gc.wait") else None
+    previous = tx.get(meta[keys.WAIT]) if meta.get(keys.WAIT) else None
     if (
         previous is not None
         and waits.state(previous) == "ready"
@@ -139,10 +210,10 @@ def submit(
         polecats.update(tx, polecat, "awaiting_verdict", bump=("attempts",))
     meta.update(
         {
-            "gc.submission": sub["id"],
-            "gc.wait": wait["id"],
-            "gc.attempt": str(attempt),
-            "gc.session": session.id,
+            keys.SUBMISSION: sub["id"],
+            keys.WAIT: wait["id"],
+            keys.ATTEMPT: str(attempt),
+            keys.SESSION: session.id,
             "branch": branch,
             "target": target,
             "work_dir": worktree,
@@ -220,7 +291,7 @@ def record_verdict(
     if sub["status"] == "closed":
         return _repeat(tx, sub, outcome, failure_type, merge_commit)
     work = tx.require(meta["work"])
-    if _meta(work).get("gc.submission") != submission_id:
+    if _meta(work).get(keys.SUBMISSION) != submission_id:
         raise BadInput(
             f"{submission_id} is a superseded attempt of {work['id']} "
             f"(current: {_meta(work).get('gc.submission') or 'none'})"
@@ -300,21 +371,22 @@ def _repeat(
     tx: Transaction, sub: Bead, outcome: str, failure_type: str | None, merge_commit: str | None
 ) -> Judged:
     """A verdict for a judged submission: the same one again is a no-op, another is refused."""
-    verdict = tx.get(_meta(sub).get("verdict", "")) if _meta(sub).get("verdict") else None
-    if verdict is None:
+    found = Submission.of(sub).verdict
+    bead = tx.get(found) if found else None
+    if bead is None:
         why = sub.get("close_reason") or "closed"
         raise BadInput(f"{sub['id']} was {why} without a verdict; it cannot be judged")
-    vm = _meta(verdict)
-    same = vm.get("outcome") == outcome and vm.get("failure_type", "") == (failure_type or "")
-    if same and merge_commit and vm.get("merge_commit") not in (None, "", merge_commit):
+    verdict = Verdict.of(bead)
+    same = verdict.outcome == outcome and verdict.failure_type == (failure_type or "")
+    if same and merge_commit and verdict.merge_commit not in ("", merge_commit):
         same = False
     if not same:
         raise BadInput(
-            f"{sub['id']} was already judged {vm.get('outcome')}"
-            f"{' (' + vm['failure_type'] + ')' if vm.get('failure_type') else ''}"
-            f" by {verdict['id']}; a different verdict is refused"
+            f"{sub['id']} was already judged {verdict.outcome}"
+            f"{' (' + verdict.failure_type + ')' if verdict.failure_type else ''}"
+            f" by {verdict.id}; a different verdict is refused"
         )
-    return Judged(verdict, vm.get("routed", ""), noop=True)
+    return Judged(bead, verdict.routed, noop=True)
 
 
 def _maybe_session(tx: Transaction, session_id: str) -> sessions.Session | None:
@@ -328,9 +400,10 @@ def _live_waiter(
     wait: Bead | None, session: sessions.Session | None, providers: Mapping[str, SessionProvider]
 ) -> bool:
     """A waiter that can take the work back: pending wait, same epoch, process alive."""
-    if wait is None or session is None or waits.state(wait) != "pending":
+    if wait is None or session is None:
         return False
-    if str(session.epoch) != _meta(wait).get("registered_epoch"):
+    view = waits.Wait.of(wait)
+    if view.state != "pending" or str(session.epoch) != view.registered_epoch:
         return False
     return sessions.is_alive(session, providers)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gc_polecat.beads import bead as beadmod
 from gc_polecat.beads.bead import Bead
 from gc_polecat.errors import BadInput, NotFound
+from gc_polecat.lifecycle import keys
 
 if TYPE_CHECKING:
     from gc_polecat.beads.store import Store, Transaction
@@ -57,6 +58,42 @@ def is_wait(bead: Bead) -> bool:
         WAIT_LABEL in labels
         or (LEGACY_WAIT_LABEL in labels and "submission" in bead.get("metadata", {}))
     )
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A wait bead, read as the fields the lifecycle needs (its metadata is gc's wait shape)."""
+
+    id: str
+    state: str  # pending | ready | delivered | canceled | expired | failed
+    session_id: str
+    work: str
+    submission: str
+    registered_epoch: str
+    verdict: str
+    expires_at: str
+    bead: Bead
+
+    @classmethod
+    def of(cls, bead: Bead) -> Wait:
+        if not is_wait(bead):
+            raise BadInput(f"{bead['id']} is not a wait")
+        meta = bead.get("metadata", {})
+        return cls(
+            id=bead["id"],
+            state=state(bead),
+            session_id=meta.get("session_id", ""),
+            work=meta.get("work", ""),
+            submission=meta.get("submission", ""),
+            registered_epoch=meta.get("registered_epoch", ""),
+            verdict=meta.get("verdict", ""),
+            expires_at=meta.get("expires_at", ""),
+            bead=bead,
+        )
+
+    @property
+    def open(self) -> bool:
+        return self.bead["status"] != "closed"
 
 
 def session_label(session_id: str) -> str:
@@ -309,7 +346,7 @@ def find_wait(
         return found
     if work_id:
         work = store.get(work_id)
-        wid = work.get("metadata", {}).get("gc.wait")
+        wid = work.get("metadata", {}).get(keys.WAIT)
         if not wid:
             raise NotFound(f"{work_id} has no wait (was it submitted?)")
         return store.get(wid)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gc_polecat.errors import BadInput
+from gc_polecat.lifecycle import keys
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -203,7 +204,7 @@ def routed_work(store: Store, pool: str) -> tuple[list[Bead], list[Bead]]:
 
     store.catalog.refresh()
     ready, blocked = [], []
-    for work in store.catalog.list(Query(statuses=("open",), meta=(("gc.routed_to", pool),))):
+    for work in store.catalog.list(Query(statuses=("open",), meta=((keys.ROUTED_TO, pool),))):
         if not work.get("assignee"):
             (blocked if blocked_by(store.catalog, work) else ready).append(work)
     return ready, blocked

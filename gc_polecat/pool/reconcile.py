@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from gc_polecat.beads.catalog import Query
 from gc_polecat.errors import GcPolecatError
-from gc_polecat.lifecycle import cleanup, routing, sandbox
+from gc_polecat.lifecycle import cleanup, keys, routing, sandbox
 from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
@@ -279,7 +279,7 @@ def _restart(store: Store, polecat_id: str, cfg: PoolConfig, providers: Any) -> 
             return "idle (no work)"
         if old is not None and old.state in sessions.LIVE_STATES:
             sessions.set_state(tx, old, "dead")
-        restarts = int(work.get("metadata", {}).get("gc.restarts", "0") or 0)
+        restarts = int(work.get("metadata", {}).get(keys.RESTARTS, "0") or 0)
         if restarts >= MAX_RESTARTS or not cfg.command:
             why = "restart-limit" if cfg.command else "no-command"
             routing.fall_back(tx, work["id"], p.session, f"session-dead ({why})")
@@ -287,7 +287,7 @@ def _restart(store: Store, polecat_id: str, cfg: PoolConfig, providers: Any) -> 
             return f"fell back ({why})"
         new = launch_for(tx, providers, cfg, p, work=work["id"])
         launched.append(new)
-        meta = {**work.get("metadata", {}), "gc.session": new.id, "gc.restarts": str(restarts + 1)}
+        meta = {**work.get("metadata", {}), keys.SESSION: new.id, keys.RESTARTS: str(restarts + 1)}
         tx.update(work["id"], {"assignee": new.id, "metadata": meta})
         polecats.update(tx, p, session=new.id)
         tx.message = f"pool {cfg.name}: polecat {p.name} restarted as {new.id} on {work['id']}"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from gc_polecat.beads.bead import NOT_READY_TYPES, Bead
 from gc_polecat.errors import BadInput, Conflict
+from gc_polecat.lifecycle import keys
 from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
 
@@ -86,7 +87,7 @@ def choose(
     """(an idle polecat, None), or (None, a name for a new one), or (None, None): no capacity."""
     pool = polecats.of_pool(store, cfg.name)
     idle = [p for p in pool if p.state == "idle"]
-    previous = work.get("metadata", {}).get("gc.polecat")
+    previous = work.get("metadata", {}).get(keys.POLECAT)
     for p in idle:
         if p.id == previous:
             return p, None
@@ -141,7 +142,7 @@ def sling(
 def _queue(store: Store, work_id: str, cfg: PoolConfig) -> Slung:
     with store.transaction(f"{work_id}: queued in pool {cfg.name} (no idle polecat)") as tx:
         work = tx.require(work_id)
-        meta = {**work.get("metadata", {}), "gc.routed_to": cfg.name}
+        meta = {**work.get("metadata", {}), keys.ROUTED_TO: cfg.name}
         if (work["status"], work.get("assignee", ""), work.get("metadata")) != ("open", "", meta):
             tx.update(work_id, {"status": "open", "assignee": "", "metadata": meta})
     return Slung(work_id, cfg.name)
@@ -248,9 +249,9 @@ def _hand_over(
     meta = dict(work.get("metadata", {}))
     meta.update(
         {
-            "gc.routed_to": cfg.name,
-            "gc.polecat": polecat.id,
-            "gc.session": session_id,
+            keys.ROUTED_TO: cfg.name,
+            keys.POLECAT: polecat.id,
+            keys.SESSION: session_id,
             "branch": branch,
             "work_dir": str(path),
         }
@@ -291,7 +292,7 @@ def assigned_work(store: Store, session_id: str) -> Bead | None:
     for work in store.catalog.list(Query(assignee=session_id, include_closed=False)):
         if work.get("issue_type") in NOT_READY_TYPES:
             continue
-        sub_id = work.get("metadata", {}).get("gc.submission")
+        sub_id = work.get("metadata", {}).get(keys.SUBMISSION)
         sub = store.catalog.get(sub_id) if sub_id else None
         if sub is None or sub["status"] == "closed":
             return work
