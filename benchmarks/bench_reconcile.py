@@ -5,7 +5,7 @@ when there is nothing to do is the pool's standing overhead. The scenario is the
 template plus one pool, `bench` (max_active 1000, max_waiting 1000), holding 1,000 polecats that
 all await a verdict, each with: a live session (every handle names one `sleep` process this
 script starts, so each liveness check reads /proc as in production), its work bead assigned
-and in progress, a merge-request submission and a pending wait (made by `verdict.submit`).
+and in progress, a merge-request submission and a pending wait (made by `submit.submit`).
 That adds 5,000 beads (work, polecat, session, submission, wait) in 2 commits. The pool sits
 exactly at its caps with every session an owner, so its desired state is its current state
 and the plan is empty.
@@ -42,8 +42,9 @@ from gc_polecat.beads.store import Store
 from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import verdict as verdicts
-from gc_polecat.lifecycle.providers import SessionProvider, get_providers, process_start_time
+from gc_polecat.lifecycle.providers import SessionProvider, get_providers
 from gc_polecat.pool.reconcile import reconcile
+from gc_polecat.procs import process_start_time
 
 SIZE = 10_000  # template beads
 POOL = "bench"

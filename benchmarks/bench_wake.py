@@ -16,7 +16,7 @@ Scenarios, each in a fresh beads repository:
 
 Set-up goes through the Store API: sessions via `session.start` (provider `process`, one
 `sleep 600` each: a live process, so the verdict routes the work back to its session), work beads
-assigned to them, and `verdict.submit`. An await counts as blocked once its doorbell socket
+assigned to them, and `submit.submit`. An await counts as blocked once its doorbell socket
 exists and the kernel shows it sleeping in poll().
 
 Also printed: the verdict command's wall time; the memory of one blocked await (VmRSS, VmHWM,

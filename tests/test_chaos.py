@@ -5,7 +5,7 @@ repository with pool `cats`: 2 persistent polecats, `max_active` 3 so ephemeral 
 `max_waiting` 2, sessions running `sleep` through the process provider) lives through a series
 of small randomized runs; the work items of one run carry over into the next. The test acts as
 the polecats with the library calls the CLI makes (commit and push in the sandbox,
-`verdict.submit`, `wait.await_verdict`, `cleanup.run`) and as a refinery (`record_verdict`).
+`submit.submit`, `wait.await_verdict`, `cleanup.run`) and as a refinery (`record_verdict`).
 Each run gives 0-2 new work items to the pool, takes 0-3 random lifecycle steps (submit,
 verdict, await, cleanup, a wait's expiry, a controller pass) and, at one or two random points
 among them, kills something with SIGKILL:
@@ -77,10 +77,12 @@ from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
 from gc_polecat.lifecycle.controller import reconcile as controller_pass
 from gc_polecat.lifecycle.providers import get_providers
-from gc_polecat.lifecycle.verdict import ESCALATED_LABEL, SUBMISSION_LABEL, record_verdict, submit
+from gc_polecat.lifecycle.routing import ESCALATED_LABEL
+from gc_polecat.lifecycle.submit import SUBMISSION_LABEL, submit
+from gc_polecat.lifecycle.verdict import record_verdict
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.pool.config import init_pool
 from gc_polecat.pool.sling import sling
+from gc_polecat.pool.status import init_pool
 from gc_polecat.refinery.queue import Refinery
 
 from .conftest import code_origin
@@ -1150,7 +1152,7 @@ def test_a_late_merge_of_released_work_deletes_its_branches_on_origin(city: City
         os.killpg(int(s.handle["pgid"]), signal.SIGKILL)
         _wait_for(lambda s=s: not sessions.is_alive(s, city.providers), "the kill")
         with city.store.transaction() as tx:  # the controller's fallback, without its cleanup
-            from gc_polecat.lifecycle.controller import fall_back
+            from gc_polecat.lifecycle.routing import fall_back
 
             wait = tx.require(city.get(sub)["metadata"]["wait"])
             waits.cancel(tx, wait, "session-dead")

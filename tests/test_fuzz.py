@@ -43,8 +43,9 @@ from gc_polecat.errors import BadInput, InvalidBead, NotFound
 from gc_polecat.interop import bd_hooks_in as bdhooks
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle.providers import get_providers
+from gc_polecat.lifecycle.submit import submit
 from gc_polecat.lifecycle.verdict import FAILURE_TYPES as VERDICT_FAILURES
-from gc_polecat.lifecycle.verdict import OUTCOMES, submit
+from gc_polecat.lifecycle.verdict import OUTCOMES
 from gc_polecat.lifecycle.wait import at
 from gc_polecat.pool.config import parse_pools
 from gc_polecat.refinery.config import parse_refinery

@@ -74,11 +74,13 @@ from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
 from gc_polecat.lifecycle.controller import reconcile as controller_pass
 from gc_polecat.lifecycle.providers import get_providers
-from gc_polecat.lifecycle.verdict import ESCALATED_LABEL, SUBMISSION_LABEL, record_verdict, submit
+from gc_polecat.lifecycle.routing import ESCALATED_LABEL
+from gc_polecat.lifecycle.submit import SUBMISSION_LABEL, submit
+from gc_polecat.lifecycle.verdict import record_verdict
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.pool.config import init_pool
 from gc_polecat.pool.reconcile import reconcile as pool_reconcile
 from gc_polecat.pool.sling import sling
+from gc_polecat.pool.status import init_pool
 
 from .conftest import code_origin, configure, git
 

@@ -29,7 +29,8 @@ from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
 from gc_polecat.lifecycle.controller import reconcile as controller_pass
 from gc_polecat.lifecycle.providers import get_providers
-from gc_polecat.lifecycle.verdict import SUBMISSION_LABEL, record_verdict
+from gc_polecat.lifecycle.submit import SUBMISSION_LABEL
+from gc_polecat.lifecycle.verdict import record_verdict
 from gc_polecat.plugins import make_plugin_manager
 from gc_polecat.pool.reconcile import reconcile
 from gc_polecat.pool.sling import sling
@@ -352,6 +353,6 @@ def test_reuse_is_branch_only_in_the_same_tmux_backed_worktree(city: City) -> No
 
 
 def _init(city: City, size: int) -> list[polecats.Polecat]:
-    from gc_polecat.pool.config import init_pool
+    from gc_polecat.pool.status import init_pool
 
     return init_pool(city.store, "cats", size)

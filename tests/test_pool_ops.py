@@ -20,11 +20,12 @@ from gc_polecat.lifecycle import sandbox
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle.cleanup import CLEANUP_LABEL
 from gc_polecat.lifecycle.providers import get_providers
-from gc_polecat.lifecycle.verdict import record_verdict, submit
+from gc_polecat.lifecycle.submit import submit
+from gc_polecat.lifecycle.verdict import record_verdict
 from gc_polecat.plugins import make_plugin_manager
-from gc_polecat.pool.config import init_pool
 from gc_polecat.pool.reconcile import reconcile
 from gc_polecat.pool.sling import sling
+from gc_polecat.pool.status import init_pool
 
 from .conftest import Cli, assert_clean, code_origin, configure, git, wait_for
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gc_polecat.pool.config import init_pool
 from gc_polecat.pool.sling import sling
+from gc_polecat.pool.status import init_pool
 from gc_polecat.refinery.queue import Refinery, queue
 
 from .conftest import assert_clean, configure, git

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from gc_polecat.lifecycle.providers import process_start_time
+from gc_polecat.procs import process_start_time
 
 from .conftest import code_origin, configure, submitted_ids, wait_for
 

@@ -13,7 +13,8 @@ import pytest
 from gc_polecat.beads.store import Store
 from gc_polecat.errors import BadInput
 from gc_polecat.lifecycle import keys
-from gc_polecat.lifecycle.verdict import Submission, Verdict
+from gc_polecat.lifecycle.submit import Submission
+from gc_polecat.lifecycle.verdict import Verdict
 from gc_polecat.lifecycle.wait import Wait
 
 from .conftest import Cli, submitted_ids

@@ -268,7 +268,7 @@ def submit_command(
 ) -> None:
     """Polecat: submit attempt N of WORK to the refinery and create the wait (one commit)."""
     from gc_polecat.beads.config import parse_duration
-    from gc_polecat.lifecycle.verdict import submit
+    from gc_polecat.lifecycle.submit import submit
 
     session_id, epoch = _caller(session_opt)
     _validate(work_id, session_id)
@@ -356,11 +356,6 @@ def verdict_command(
             commit=commit_sha,
             merge_commit=merge_commit,
             refinery=store.actor(),
-        )
-        tx.message = (
-            f"{submission_id}: verdict {outcome}"
-            f"{' (' + failure_type + ')' if failure_type else ''}, "
-            f"work routed to {judged.routed}"
         )
     if app.json:
         emit_json({"verdict": judged.verdict, "routed": judged.routed, "noop": judged.noop})

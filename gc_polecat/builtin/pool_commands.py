@@ -48,7 +48,7 @@ def pool_status(app: AppContext, pool: str | None, watch: bool, interval: float)
 
 
 def _status_rows(app: AppContext, pool: str | None) -> list[dict[str, Any]]:
-    from gc_polecat.pool.config import status
+    from gc_polecat.pool.status import status
 
     rows = [r for r in status(app.store(), _providers(app)) if pool in (None, r["pool"])]
     if pool is not None and not rows:
@@ -115,7 +115,7 @@ def _age(stamp: str, now: Any) -> str:
 @click.pass_obj
 def pool_init(app: AppContext, pool: str, size: int) -> None:
     """Create SIZE persistent polecats (identity and worktree each), idle; idempotent."""
-    from gc_polecat.pool.config import init_pool
+    from gc_polecat.pool.status import init_pool
 
     made = init_pool(app.store(), pool, size)
     if app.json:

@@ -27,7 +27,7 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def beads_left_open(store: Store) -> list[str]:
     from gc_polecat.beads.catalog import Query
     from gc_polecat.lifecycle.cleanup import CLEANUP_LABEL
-    from gc_polecat.lifecycle.verdict import SUBMISSION_LABEL
+    from gc_polecat.lifecycle.submit import SUBMISSION_LABEL
     from gc_polecat.lifecycle.wait import LEGACY_WAIT_LABEL, WAIT_LABEL
 
     store.catalog.refresh()

@@ -173,7 +173,8 @@ def ingest(
 ) -> str | None:
     """Record our verdict for what a bd write says; returns the verdict ID, or None."""
     from gc_polecat.beads.ids import validate_id
-    from gc_polecat.lifecycle.verdict import SUBMISSION_LABEL, record_verdict
+    from gc_polecat.lifecycle.submit import SUBMISSION_LABEL
+    from gc_polecat.lifecycle.verdict import record_verdict
 
     if not isinstance(payload, dict) or not isinstance(payload.get("metadata", {}), dict):
         raise BadInput("the hook payload is not a bd issue object")
@@ -201,10 +202,6 @@ def ingest(
     with store.transaction() as tx:
         judged = record_verdict(
             tx, sub_id, outcome, providers=providers, failure_type=failure, reason=reason,
-            merge_commit=merged_sha, refinery="bd-hook",
+            merge_commit=merged_sha, refinery="bd-hook", via=f"a bd write on {bead_id}",
         )  # fmt: skip
-        tx.message = (
-            f"{sub_id}: verdict {outcome} from a bd write on {bead_id}, "
-            f"work routed to {judged.routed}"
-        )
     return judged.verdict["id"]

@@ -34,7 +34,7 @@ from gc_polecat.beads.sync import ControllerSync
 from gc_polecat.lifecycle import routing, wakeup
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
-from gc_polecat.lifecycle.verdict import SUBMISSION_LABEL, Submission
+from gc_polecat.lifecycle.submit import SUBMISSION_LABEL, Submission
 
 if TYPE_CHECKING:
     from gc_polecat.beads.bead import Bead

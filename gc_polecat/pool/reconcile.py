@@ -44,8 +44,8 @@ from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
 from gc_polecat.lifecycle.controller import open_waits
-from gc_polecat.pool.config import routed_work
 from gc_polecat.pool.sling import launch_for, sling
+from gc_polecat.pool.status import routed_work
 
 if TYPE_CHECKING:
     from gc_polecat.beads.bead import Bead

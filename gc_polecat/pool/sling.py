@@ -52,7 +52,7 @@ class Slung:
 
 
 def _check_work(store: Store, work: Bead, providers: Mapping[str, SessionProvider]) -> None:
-    from gc_polecat.pool.config import blocked_by
+    from gc_polecat.pool.status import blocked_by
 
     wid = work["id"]
     if work["status"] == "closed":

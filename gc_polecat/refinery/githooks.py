@@ -308,7 +308,8 @@ def record_landed(
     `updates` now contains, one commit each; returns the verdict IDs recorded now. A submission
     judged meanwhile (or superseded) is skipped."""
     from gc_polecat.beads.catalog import Query
-    from gc_polecat.lifecycle.verdict import SUBMISSION_LABEL, record_verdict
+    from gc_polecat.lifecycle.submit import SUBMISSION_LABEL
+    from gc_polecat.lifecycle.verdict import record_verdict
 
     landed: dict[str, str] = {}
     for _old, new, ref in updates:
@@ -328,9 +329,8 @@ def record_landed(
             commit = sub.get("metadata", {}).get("commit", "")
             if not _SHA.fullmatch(commit) or not _is_ancestor(code_repo, commit, new):
                 continue
-            message = f"{sub['id']}: merged by {target} at {new[:12]} (git hook {hook})"
             try:
-                with store.transaction(message) as tx:
+                with store.transaction() as tx:
                     judged = record_verdict(
                         tx,
                         sub["id"],
@@ -338,6 +338,7 @@ def record_landed(
                         providers=providers,
                         merge_commit=new,
                         refinery=f"git-hook:{hook}",
+                        via=f"git hook {hook}: {target} at {new[:12]}",
                     )
             except BadInput:
                 continue  # judged otherwise, superseded or gone since the catalog read

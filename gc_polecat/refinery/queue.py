@@ -299,11 +299,8 @@ class Refinery:
                 judged = record_verdict(
                     tx, sub_id, outcome, providers=self.providers, failure_type=failure,
                     reason=reason, log=log, merge_commit=merge_commit, refinery=self.who,
+                    via="refinery",
                 )  # fmt: skip
-                tx.message = (
-                    f"{sub_id}: verdict {outcome}{' (' + failure + ')' if failure else ''}, "
-                    f"work routed to {judged.routed} (refinery)"
-                )
         except BadInput as exc:  # judged meanwhile (a git hook, a person), or superseded
             return Outcome(sub_id, "lost", str(exc))
         return Outcome(sub_id, outcome, reason, judged.verdict["id"])
