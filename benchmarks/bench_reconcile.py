@@ -1,6 +1,6 @@
 """Pool reconcile at 1,000 sessions, 1,000 waits and 10,000 beads: the cost of a quiet pass.
 
-The controller runs `pool reconcile` on every pass (controller.reconcile), so what a pass costs
+The controller runs `pool reconcile` on every pass (controller.one_pass), so what a pass costs
 when there is nothing to do is the pool's standing overhead. The scenario is the 10,000-bead
 template plus one pool, `bench` (max_active 1000, max_waiting 1000), holding 1,000 polecats that
 all await a verdict, each with: a live session (every handle names one `sleep` process this

@@ -23,7 +23,7 @@ The CLI processes run the real click command. Most are forked from the test (an 
 start-up is what would not fit 200 runs in the test's time budget); about one in seven is a fresh
 `python -m gc_polecat`. Either way a separate process dies at an arbitrary instruction.
 
-Then the controller restarts: `controller.reconcile` passes, with in-process refinery passes for
+Then the controller restarts: `controller.one_pass` passes, with in-process refinery passes for
 open submissions, until nothing changes. After convergence every work item is merged, held by a
 live session whose polecat holds it (the very session that held it before, if that one is
 alive, unless its wait was released for capacity or expired: resumed by its own session),
@@ -75,7 +75,7 @@ from gc_polecat.lifecycle import cleanup
 from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
-from gc_polecat.lifecycle.controller import reconcile as controller_pass
+from gc_polecat.lifecycle.controller import one_pass as controller_pass
 from gc_polecat.lifecycle.providers import get_providers
 from gc_polecat.lifecycle.routing import ESCALATED_LABEL
 from gc_polecat.lifecycle.submit import SUBMISSION_LABEL, submit

@@ -14,7 +14,7 @@ every step is one operation, calling the library the way the CLI does:
 - kill: SIGKILL to a session's process group;
 - expire: a pending wait's `expires_at` moved into the past (a transaction);
 - a session's continuation epoch bumped (its next incarnation: its older waits are stale);
-- `controller.reconcile`; the pool's own `reconcile.reconcile`;
+- `controller.one_pass`; the pool's own `reconcile.reconcile`;
 - resize: the pool's `max_active` / `min_active` / `max_waiting` changed with plain git, as a
   person would (a shrink below the waiters, or a growth).
 
@@ -72,7 +72,7 @@ from gc_polecat.lifecycle import cleanup
 from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
-from gc_polecat.lifecycle.controller import reconcile as controller_pass
+from gc_polecat.lifecycle.controller import one_pass as controller_pass
 from gc_polecat.lifecycle.providers import get_providers
 from gc_polecat.lifecycle.routing import ESCALATED_LABEL
 from gc_polecat.lifecycle.submit import SUBMISSION_LABEL, submit

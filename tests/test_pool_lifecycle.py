@@ -27,7 +27,7 @@ from gc_polecat.lifecycle import cleanup, sandbox
 from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import wait as waits
-from gc_polecat.lifecycle.controller import reconcile as controller_pass
+from gc_polecat.lifecycle.controller import one_pass as controller_pass
 from gc_polecat.lifecycle.providers import get_providers
 from gc_polecat.lifecycle.submit import SUBMISSION_LABEL
 from gc_polecat.lifecycle.verdict import record_verdict

@@ -106,7 +106,7 @@ def _repair(
     return done
 
 
-def reconcile(store: Store, providers: Mapping[str, SessionProvider]) -> list[tuple[str, str]]:
+def one_pass(store: Store, providers: Mapping[str, SessionProvider]) -> list[tuple[str, str]]:
     """One level-triggered pass over every open wait; returns (wait, action) for each change."""
     timeout = store.config()["delivery_timeout"]
     now = dt.datetime.now(dt.UTC)
@@ -185,7 +185,7 @@ def run(
     while True:
         if syncer is not None:
             syncer()
-        actions = reconcile(store, providers)
+        actions = one_pass(store, providers)
         for subject, done in actions:
             say(f"{subject} {done}")
             last = f"{subject} {done}"
