@@ -1,4 +1,4 @@
-"""`gc-polecat exec-beads OP [ARGS...]`: Gas City's exec beads provider (`execprovider.py`).
+"""`gc-polecat exec-beads OP [ARGS...]`: Gas City's exec beads provider (`interop/gc_exec.py`).
 
 Gas City runs `<script> <op> [args]`; the pack's `scripts/gc-beads-polecat` is `exec gc-polecat
 exec-beads "$@"`. Every failure exits 1 (never 2: gc reads 2 as "unknown operation, fine"), so

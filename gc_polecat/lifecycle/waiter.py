@@ -41,7 +41,7 @@ DAEMON_TIMEOUT = 30.0  # an answer from the settling daemon takes milliseconds; 
 
 def daemon_address(state_dir: str) -> str:
     """Where the settling daemon (waiterd.py) listens: in the state directory, or, when that
-    path is too long for AF_UNIX, in the user's private wake root in /tmp (as wake.py does)."""
+    path is too long for AF_UNIX, in the user's private wake root in /tmp (as doorbell.py does)."""
     direct = os.path.join(state_dir, "waiterd.sock")
     if len(os.fsencode(direct)) <= _MAX_SOCKET_PATH:
         return direct
