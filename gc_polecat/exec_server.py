@@ -147,6 +147,13 @@ def owner_lock(path: str) -> int | None:
             time.sleep(0.05)
 
 
+def keep_views() -> None:
+    """This process lives on: `ready` keeps each store's `ReadyView` between calls."""
+    from . import execprovider
+
+    execprovider.WARM = True
+
+
 def serve(path: str, idle: float = IDLE_SECONDS) -> None:
     """Listen on `path` until `stop` or `idle` seconds without a call; return at once when
     another server owns the socket."""
@@ -156,6 +163,8 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
     import dulwich.repo  # noqa: F401 - loaded once here instead of in every write
 
     from . import catalog, store  # noqa: F401
+
+    keep_views()
 
     if not private_dir(Path(path).parent):
         return

@@ -668,6 +668,10 @@ class Provider:
 
         ready_states = tuple(ready_statuses(self.store().config()))  # open + custom `active`
         db = self.db()
+        if WARM:  # the warm server: from its view, changed beads re-read only
+            answer = _ready_from_view(self, db, ready_states)
+            if answer is not None:
+                return answer
         excluded = ",".join("?" * len(READY_EXCLUDED_TYPES))
         states = ",".join("?" * len(ready_states))
         candidates = db.execute(
@@ -963,6 +967,160 @@ def _foreign(provider: Provider, target: str) -> bool:
         return provider.is_foreign(target)
     except GcPolecatError:  # not an ID at all (a hand edit): nothing to look up
         return False
+
+
+# --- the warm server's view for `ready` --------------------------------------------------------
+
+# Set by the warm server (`exec_server.serve`): only a long-lived process keeps `ReadyView`s;
+# a cold call would pay a full scan to build one it never reuses.
+WARM = False
+_READY_VIEWS: dict[str, ReadyView] = {}
+_READY_VIEWS_MAX = 16  # stores (city, rigs) one server answers for
+_VIEW_COLUMNS = (
+    f"id, path, blob, status, issue_type, priority, created_at,"
+    f" COALESCE(json_extract(json, '$.{CREATED_NS}'), 0)"
+)
+_VIEW_EDGES = (
+    "SELECT b.id, json_extract(d.value, '$.depends_on_id'), json_extract(d.value, '$.type')"
+    " FROM beads b, json_each(b.json, '$.dependencies') d WHERE"
+    " json_extract(d.value, '$.type') IN ('blocks', 'conditional-blocks', 'waits-for',"
+    " 'parent-child')"
+)
+
+
+def _sql_key(value: Any) -> tuple[int, Any]:
+    """A sort key that orders values as SQLite does (NULL, numbers, text, blobs), so the view
+    lists in exactly the order of `op_ready`'s ORDER BY."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)
+    return (3, bytes(value))
+
+
+class ReadyView:
+    """What `ready` needs of every bead of one store (status, type, order, blocking edges),
+    kept by the warm server and brought to the catalog's commit on each call by a tree diff
+    (only the changed beads are re-read), so a `ready` after a write does not scan 10,000 rows
+    and parse every open bead's dependencies again. Keyed by the commit the catalog snapshot
+    of the call says it is at: what it answers is exactly what that snapshot holds."""
+
+    def __init__(self, root: Path) -> None:
+        from .git import Git
+
+        self.git = Git(root)
+        self.reset()
+
+    def reset(self) -> None:
+        self.commit: str | None = None
+        self.rows: dict[str, tuple[str, str, str, str, tuple[Any, ...]]] = {}
+        self.paths: dict[str, str] = {}  # path -> id
+        self.edges: dict[str, list[tuple[str, str]]] = {}  # of beads not closed
+        self.order: dict[tuple[str, ...], list[str]] = {}  # ready states -> sorted candidates
+
+    def catch_up(self, db: Any, commit: str) -> None:
+        """Bring the view to `commit` (the catalog's, in `db`'s snapshot)."""
+        if commit == self.commit:
+            return
+        changed = self.changed_paths(commit) if self.commit is not None else None
+        if changed is None:
+            self.reset()
+            self.load(db, "", ())
+        else:
+            paths = [p for p in changed if p.startswith(ids.BEADS_DIR + "/")]
+            for path in paths:
+                self.forget(path)
+            for start in range(0, len(paths), 500):
+                chunk = paths[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                self.load(db, f" WHERE b.path IN ({marks})", chunk)
+        self.order.clear()
+        self.commit = commit
+
+    def changed_paths(self, commit: str) -> list[str] | None:
+        """The paths that differ between the view's commit and `commit`; None when that cannot
+        be told (an object gone after a history rewrite): then the view is rebuilt."""
+        try:
+            old = self.git.commit_tree(str(self.commit).encode())
+            new = self.git.commit_tree(commit.encode())
+            return [path for path, _ in self.git.changed_paths(old, new)]
+        except Exception:  # noqa: BLE001 - any doubt means a rebuild, never a stale answer
+            return None
+
+    def forget(self, path: str) -> None:
+        bead_id = self.paths.pop(path, None)
+        if bead_id is not None and self.rows.get(bead_id, ("",))[0] == path:
+            del self.rows[bead_id]
+            self.edges.pop(bead_id, None)
+
+    def load(self, db: Any, where: str, params: Iterable[Any]) -> None:
+        params = tuple(params)
+        columns = _VIEW_COLUMNS.replace("id, path", "b.id, b.path")
+        for bid, path, blob, status, kind, priority, created, ns in db.execute(
+            f"SELECT {columns} FROM beads b{where}", params
+        ):
+            self.rows[bid] = (path, blob, status, kind, (priority, created, ns, bid))
+            self.paths[path] = bid
+            self.edges.pop(bid, None)
+        extra = where.replace(" WHERE", " AND")
+        for bid, target, dep_type in db.execute(_VIEW_EDGES + extra, params):
+            row = self.rows.get(bid)
+            if row is not None and row[2] != "closed":
+                self.edges.setdefault(bid, []).append((target, dep_type))
+
+    def candidates(self, ready_states: tuple[str, ...]) -> list[str]:
+        """Open beads of work types, by priority then creation (`op_ready`'s ORDER BY)."""
+        found = self.order.get(ready_states)
+        if found is None:
+            wanted = [
+                row[4]
+                for row in self.rows.values()
+                if row[2] in ready_states and row[3] not in READY_EXCLUDED_TYPES
+            ]
+            wanted.sort(key=lambda k: (_sql_key(k[0]), _sql_key(k[1]), _sql_key(k[2]), k[3]))
+            found = self.order[ready_states] = [k[3] for k in wanted]
+        return found
+
+
+def _ready_from_view(provider: Provider, db: Any, ready_states: tuple[str, ...]) -> str | None:
+    """`ready`'s answer from the store's `ReadyView`, brought to the catalog's commit first;
+    None when the catalog names no commit (an empty store: the SQL path answers)."""
+    found = db.execute("SELECT value FROM meta WHERE key = 'commit'").fetchone()
+    if not found or not found[0]:
+        return None
+    root = str(provider.store().root)
+    view = _READY_VIEWS.get(root)
+    if view is None:
+        if len(_READY_VIEWS) >= _READY_VIEWS_MAX:
+            _READY_VIEWS.clear()
+        view = _READY_VIEWS[root] = ReadyView(Path(root))
+    view.catch_up(db, str(found[0]))
+    targets = {t for deps in view.edges.values() for t, _ in deps}
+    status = {t: view.rows[t][2] for t in targets if t in view.rows}
+    status.update(
+        provider.foreign_status({t for t in targets - status.keys() if _foreign(provider, t)})
+    )
+    memo: dict[str, bool] = {}
+    listed = [
+        (bid, view.rows[bid][1])
+        for bid in view.candidates(ready_states)
+        if not is_blocked(bid, view.edges, status, memo)
+    ]
+    return _wire_by_id(db, listed)
+
+
+def _wire_by_id(db: Any, listed: list[tuple[str, str]]) -> str:
+    """`wire_array` of (id, blob) pairs, reading from the catalog only the beads whose wire
+    JSON is not cached for that blob."""
+    missing = [bid for bid, blob in listed if _WIRE_CACHE.get(bid, ("",))[0] != blob]
+    raw: dict[str, str] = {}
+    for start in range(0, len(missing), 500):
+        chunk = missing[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        raw.update(db.execute(f"SELECT id, json FROM beads WHERE id IN ({marks})", chunk))
+    return wire_array((bid, blob, raw.get(bid, "")) for bid, blob in listed)
 
 
 # --- entry points ----------------------------------------------------------------------------
