@@ -664,9 +664,7 @@ class Provider:
         for arg in args:  # newer gc asks for wisps too; they are always listed (gc filters)
             if arg != "--include-ephemeral":
                 raise ExecError(f"unexpected argument {arg!r}")
-        from .bead import ready_statuses
-
-        ready_states = tuple(ready_statuses(self.store().config()))  # open + custom `active`
+        ready_states = _ready_states(self)  # open + custom `active`
         db = self.db()
         if WARM:  # the warm server: from its view, changed beads re-read only
             answer = _ready_from_view(self, db, ready_states)
@@ -917,12 +915,17 @@ def wire_array(rows: Iterable[tuple[str, str, str]]) -> str:
         if hit is not None and hit[0] == blob:
             parts.append(hit[1])
             continue
-        text = dumps(to_wire(json.loads(raw)))
-        if len(_WIRE_CACHE) >= _WIRE_CACHE_MAX:
-            _WIRE_CACHE.clear()
-        _WIRE_CACHE[bead_id] = (blob, text)
-        parts.append(text)
+        parts.append(_wire_text(bead_id, blob, raw))
     return "[" + ", ".join(parts) + "]"
+
+
+def _wire_text(bead_id: str, blob: str, raw: str) -> str:
+    """One bead's wire JSON from its catalog JSON, remembered for its blob."""
+    text = dumps(to_wire(json.loads(raw)))
+    if len(_WIRE_CACHE) >= _WIRE_CACHE_MAX:
+        _WIRE_CACHE.clear()
+    _WIRE_CACHE[bead_id] = (blob, text)
+    return text
 
 
 def _select_status(db: Any, wanted: set[str]) -> Iterable[tuple[str, str]]:
@@ -977,8 +980,8 @@ WARM = False
 _READY_VIEWS: dict[str, ReadyView] = {}
 _READY_VIEWS_MAX = 16  # stores (city, rigs) one server answers for
 _VIEW_COLUMNS = (
-    f"id, path, blob, status, issue_type, priority, created_at,"
-    f" COALESCE(json_extract(json, '$.{CREATED_NS}'), 0)"
+    "b.id, b.blob, b.status, b.issue_type, b.priority, b.created_at,"
+    f" COALESCE(json_extract(b.json, '$.{CREATED_NS}'), 0)"
 )
 _VIEW_EDGES = (
     "SELECT b.id, json_extract(d.value, '$.depends_on_id'), json_extract(d.value, '$.type')"
@@ -1002,10 +1005,10 @@ def _sql_key(value: Any) -> tuple[int, Any]:
 
 class ReadyView:
     """What `ready` needs of every bead of one store (status, type, order, blocking edges),
-    kept by the warm server and brought to the catalog's commit on each call by a tree diff
-    (only the changed beads are re-read), so a `ready` after a write does not scan 10,000 rows
-    and parse every open bead's dependencies again. Keyed by the commit the catalog snapshot
-    of the call says it is at: what it answers is exactly what that snapshot holds."""
+    kept by the warm server and brought to the catalog's commit on each call by a tree diff:
+    only the changed beads are re-read, and the sorted candidates are patched, so a `ready`
+    after a write neither scans 10,000 rows nor parses every open bead's dependencies again.
+    Keyed by the commit the call's catalog snapshot is at: it answers what that snapshot holds."""
 
     def __init__(self, root: Path) -> None:
         from .git import Git
@@ -1015,73 +1018,81 @@ class ReadyView:
 
     def reset(self) -> None:
         self.commit: str | None = None
-        self.rows: dict[str, tuple[str, str, str, str, tuple[Any, ...]]] = {}
-        self.paths: dict[str, str] = {}  # path -> id
+        self.rows: dict[str, tuple[str, str, str, tuple[Any, ...]]] = {}  # blob, status, type, key
         self.edges: dict[str, list[tuple[str, str]]] = {}  # of beads not closed
-        self.order: dict[tuple[str, ...], list[str]] = {}  # ready states -> sorted candidates
+        self.order: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # states -> sorted keys
 
     def catch_up(self, db: Any, commit: str) -> None:
         """Bring the view to `commit` (the catalog's, in `db`'s snapshot)."""
         if commit == self.commit:
             return
-        changed = self.changed_paths(commit) if self.commit is not None else None
+        changed = self.changed_ids(commit) if self.commit is not None else None
         if changed is None:
             self.reset()
             self.load(db, "", ())
         else:
-            paths = [p for p in changed if p.startswith(ids.BEADS_DIR + "/")]
-            for path in paths:
-                self.forget(path)
-            for start in range(0, len(paths), 500):
-                chunk = paths[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                self.load(db, f" WHERE b.path IN ({marks})", chunk)
-        self.order.clear()
+            old = {bid: self.forget(bid) for bid in changed}
+            for start in range(0, len(changed), 500):
+                chunk = changed[start : start + 500]
+                self.load(db, f" WHERE b.id IN ({','.join('?' * len(chunk))})", chunk)
+            for states, keys in self.order.items():
+                self.patch(states, keys, old)
         self.commit = commit
 
-    def changed_paths(self, commit: str) -> list[str] | None:
-        """The paths that differ between the view's commit and `commit`; None when that cannot
-        be told (an object gone after a history rewrite): then the view is rebuilt."""
+    def changed_ids(self, commit: str) -> list[str] | None:
+        """The beads whose files differ between the view's commit and `commit`; None when that
+        cannot be told (an object gone after a history rewrite): then the view is rebuilt."""
         try:
             old = self.git.commit_tree(str(self.commit).encode())
             new = self.git.commit_tree(commit.encode())
-            return [path for path, _ in self.git.changed_paths(old, new)]
+            paths = [path for path, _ in self.git.changed_paths(old, new)]
         except Exception:  # noqa: BLE001 - any doubt means a rebuild, never a stale answer
             return None
+        found = {ids.path_id(path) for path in paths}  # the catalog holds no other path
+        return sorted(bid for bid in found if bid is not None)
 
-    def forget(self, path: str) -> None:
-        bead_id = self.paths.pop(path, None)
-        if bead_id is not None and self.rows.get(bead_id, ("",))[0] == path:
-            del self.rows[bead_id]
-            self.edges.pop(bead_id, None)
+    def forget(self, bead_id: str) -> tuple[str, str, str, tuple[Any, ...]] | None:
+        self.edges.pop(bead_id, None)
+        return self.rows.pop(bead_id, None)
 
     def load(self, db: Any, where: str, params: Iterable[Any]) -> None:
         params = tuple(params)
-        columns = _VIEW_COLUMNS.replace("id, path", "b.id, b.path")
-        for bid, path, blob, status, kind, priority, created, ns in db.execute(
-            f"SELECT {columns} FROM beads b{where}", params
+        for bid, blob, status, kind, priority, created, ns in db.execute(
+            f"SELECT {_VIEW_COLUMNS} FROM beads b{where}", params
         ):
-            self.rows[bid] = (path, blob, status, kind, (priority, created, ns, bid))
-            self.paths[path] = bid
+            key = (_sql_key(priority), _sql_key(created), _sql_key(ns), bid)
+            self.rows[bid] = (blob, status, kind, key)
             self.edges.pop(bid, None)
         extra = where.replace(" WHERE", " AND")
         for bid, target, dep_type in db.execute(_VIEW_EDGES + extra, params):
             row = self.rows.get(bid)
-            if row is not None and row[2] != "closed":
+            if row is not None and row[1] != "closed":
                 self.edges.setdefault(bid, []).append((target, dep_type))
+
+    def patch(self, states: tuple[str, ...], keys: list[tuple[Any, ...]], old: dict) -> None:
+        """Move the changed beads in one sorted candidate list."""
+        import bisect  # lazy: start-up
+
+        for bid, was in old.items():
+            if was is not None and _is_candidate(was, states):
+                at = bisect.bisect_left(keys, was[3])
+                if at < len(keys) and keys[at] == was[3]:
+                    del keys[at]
+            now = self.rows.get(bid)
+            if now is not None and _is_candidate(now, states):
+                bisect.insort(keys, now[3])
 
     def candidates(self, ready_states: tuple[str, ...]) -> list[str]:
         """Open beads of work types, by priority then creation (`op_ready`'s ORDER BY)."""
-        found = self.order.get(ready_states)
-        if found is None:
-            wanted = [
-                row[4]
-                for row in self.rows.values()
-                if row[2] in ready_states and row[3] not in READY_EXCLUDED_TYPES
-            ]
-            wanted.sort(key=lambda k: (_sql_key(k[0]), _sql_key(k[1]), _sql_key(k[2]), k[3]))
-            found = self.order[ready_states] = [k[3] for k in wanted]
-        return found
+        keys = self.order.get(ready_states)
+        if keys is None:
+            keys = sorted(row[3] for row in self.rows.values() if _is_candidate(row, ready_states))
+            self.order[ready_states] = keys
+        return [key[3] for key in keys]
+
+
+def _is_candidate(row: tuple[str, str, str, tuple[Any, ...]], states: tuple[str, ...]) -> bool:
+    return row[1] in states and row[2] not in READY_EXCLUDED_TYPES
 
 
 def _ready_from_view(provider: Provider, db: Any, ready_states: tuple[str, ...]) -> str | None:
@@ -1098,29 +1109,68 @@ def _ready_from_view(provider: Provider, db: Any, ready_states: tuple[str, ...])
         view = _READY_VIEWS[root] = ReadyView(Path(root))
     view.catch_up(db, str(found[0]))
     targets = {t for deps in view.edges.values() for t, _ in deps}
-    status = {t: view.rows[t][2] for t in targets if t in view.rows}
+    status = {t: view.rows[t][1] for t in targets if t in view.rows}
     status.update(
         provider.foreign_status({t for t in targets - status.keys() if _foreign(provider, t)})
     )
     memo: dict[str, bool] = {}
+    edges, rows = view.edges, view.rows
     listed = [
-        (bid, view.rows[bid][1])
+        (bid, rows[bid][0])
         for bid in view.candidates(ready_states)
-        if not is_blocked(bid, view.edges, status, memo)
+        if bid not in edges or not is_blocked(bid, edges, status, memo)
     ]
     return _wire_by_id(db, listed)
+
+
+_READY_STATES: dict[str, tuple[tuple[Any, ...] | None, tuple[str, ...]]] = {}
+
+
+def _ready_states(provider: Provider) -> tuple[str, ...]:
+    """The statuses `ready` lists (open + custom `active`). The warm server parses the
+    settings again only when their file changes (`Store.config`'s own rule), not per call."""
+    from .bead import ready_statuses
+
+    store = provider.store()
+    if not WARM:
+        return tuple(ready_statuses(store.config()))
+    path = store.settings_path()
+    try:
+        st = path.stat()
+        stamp: tuple[Any, ...] | None = (st.st_mtime_ns, st.st_size, st.st_ino, str(path))
+    except OSError:
+        stamp = None
+    hit = _READY_STATES.get(str(store.root))
+    if stamp is not None and hit is not None and hit[0] == stamp:
+        return hit[1]
+    states = tuple(ready_statuses(store.config()))
+    if len(_READY_STATES) >= _READY_VIEWS_MAX:
+        _READY_STATES.clear()
+    _READY_STATES[str(store.root)] = (stamp, states)
+    return states
 
 
 def _wire_by_id(db: Any, listed: list[tuple[str, str]]) -> str:
     """`wire_array` of (id, blob) pairs, reading from the catalog only the beads whose wire
     JSON is not cached for that blob."""
-    missing = [bid for bid, blob in listed if _WIRE_CACHE.get(bid, ("",))[0] != blob]
+    parts: list[str | None] = []
+    missing: list[str] = []
+    for bid, blob in listed:
+        hit = _WIRE_CACHE.get(bid)
+        if hit is not None and hit[0] == blob:
+            parts.append(hit[1])
+        else:
+            parts.append(None)
+            missing.append(bid)
     raw: dict[str, str] = {}
     for start in range(0, len(missing), 500):
         chunk = missing[start : start + 500]
         marks = ",".join("?" * len(chunk))
         raw.update(db.execute(f"SELECT id, json FROM beads WHERE id IN ({marks})", chunk))
-    return wire_array((bid, blob, raw.get(bid, "")) for bid, blob in listed)
+    for at, (bid, blob) in enumerate(listed):
+        if parts[at] is None:
+            parts[at] = _wire_text(bid, blob, raw[bid])
+    return "[" + ", ".join(parts) + "]"  # type: ignore[arg-type]
 
 
 # --- entry points ----------------------------------------------------------------------------

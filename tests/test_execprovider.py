@@ -707,3 +707,55 @@ def test_warm_ready_and_list_see_a_cli_write_and_a_git_commit(tmp_path: Path) ->
         assert ready_ids() == [before[2]]
     finally:
         call("stop")
+
+
+def test_the_warm_protocol_carries_megabytes_and_refuses_a_short_or_bad_body() -> None:
+    """A warm `ready` answer at 10,000 beads is 1.3 MB: the client receives it into one
+    buffer, byte for byte; a connection that ends early, or a header with a negative size, is
+    a failure (the caller prints one line and exits 1), never a short answer."""
+    import socket
+    import threading
+
+    from gc_polecat.exec_client import receive, send
+
+    body = bytes(range(256)) * 12_000  # 3 MB
+    left, right = socket.socketpair()
+    with left, right:
+        sender = threading.Thread(target=send, args=(left, {"status": 0, "body": len(body)}, body))
+        sender.start()
+        header, got = receive(right)
+        sender.join()
+        assert header["body"] == len(body) and got == body
+        left.sendall(b'{"body": 10}\nshort')
+        left.shutdown(socket.SHUT_WR)
+        with pytest.raises(ConnectionError):
+            receive(right)
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(b'{"body": -5}\n')
+        with pytest.raises(ValueError):
+            receive(right)
+
+
+def test_a_large_answer_widens_the_pipe_gc_reads_and_nothing_else() -> None:
+    """`widen_pipe` asks the kernel for a pipe that holds a large answer (F_SETPIPE_SZ, at
+    most 1 MiB); stdout that is a file, or an answer that fits, is left as it is."""
+    import fcntl
+    import tempfile
+
+    from gc_polecat.exec_client import widen_pipe
+
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", None)
+    if get_size is None:
+        pytest.skip("no F_GETPIPE_SZ here (not Linux)")
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as reader, os.fdopen(write_fd, "wb") as writer:
+        before = fcntl.fcntl(writer.fileno(), get_size)
+        widen_pipe(writer, 1000)
+        assert fcntl.fcntl(writer.fileno(), get_size) == before
+        widen_pipe(writer, 1_300_000)
+        assert fcntl.fcntl(writer.fileno(), get_size) >= 1 << 20 or before >= 1 << 20
+        assert reader.readable()
+    with tempfile.TemporaryFile() as file:
+        widen_pipe(file, 1_300_000)  # not a pipe: no error, nothing changed
+        assert file.tell() == 0
