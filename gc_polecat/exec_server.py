@@ -25,6 +25,7 @@ from .exec_client import connect, receive, safe_dir, send, socket_path
 IDLE_SECONDS = 3600.0
 # The modules whose code answers a call: a server started from other code is replaced by `start`.
 CODE_FILES = ("execprovider.py", "exec_server.py", "store.py", "catalog.py", "bead.py", "ids.py")
+CODE_FILES += ("exec_client.py", "git.py")  # the protocol, and the tree diff of `ReadyView`
 START_WAIT = 10.0
 MAX_SNDBUF = 8 << 20  # the kernel caps it at net.core.wmem_max anyway
 ACTOR_KEYS = ("GC_AGENT", "BD_ACTOR")  # read by the store from os.environ for authorship

@@ -1123,31 +1123,36 @@ def _ready_from_view(provider: Provider, db: Any, ready_states: tuple[str, ...])
     return _wire_by_id(db, listed)
 
 
-_READY_STATES: dict[str, tuple[tuple[Any, ...] | None, tuple[str, ...]]] = {}
+_READY_STATES: dict[str, tuple[tuple[str, bytes | None], tuple[str, ...]]] = {}
 
 
 def _ready_states(provider: Provider) -> tuple[str, ...]:
     """The statuses `ready` lists (open + custom `active`). The warm server parses the
-    settings again only when their file changes (`Store.config`'s own rule), not per call."""
+    settings again only when the file's bytes differ from the ones it parsed (a read of a
+    small file, not a YAML parse and validation per call)."""
     from .bead import ready_statuses
 
     store = provider.store()
     if not WARM:
         return tuple(ready_statuses(store.config()))
     path = store.settings_path()
-    try:
-        st = path.stat()
-        stamp: tuple[Any, ...] | None = (st.st_mtime_ns, st.st_size, st.st_ino, str(path))
-    except OSError:
-        stamp = None
+    seen = (str(path), _file_bytes(path))
     hit = _READY_STATES.get(str(store.root))
-    if stamp is not None and hit is not None and hit[0] == stamp:
+    if hit is not None and hit[0] == seen:
         return hit[1]
     states = tuple(ready_statuses(store.config()))
-    if len(_READY_STATES) >= _READY_VIEWS_MAX:
-        _READY_STATES.clear()
-    _READY_STATES[str(store.root)] = (stamp, states)
+    if _file_bytes(path) == seen[1]:  # unchanged while parsed: these states are its own
+        if len(_READY_STATES) >= _READY_VIEWS_MAX:
+            _READY_STATES.clear()
+        _READY_STATES[str(store.root)] = (seen, states)
     return states
+
+
+def _file_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _wire_by_id(db: Any, listed: list[tuple[str, str]]) -> str:

@@ -759,3 +759,28 @@ def test_a_large_answer_widens_the_pipe_gc_reads_and_nothing_else() -> None:
     with tempfile.TemporaryFile() as file:
         widen_pipe(file, 1_300_000)  # not a pipe: no error, nothing changed
         assert file.tell() == 0
+
+
+def test_warm_ready_sees_a_settings_edit_that_keeps_size_and_mtime(
+    gc: Gc, store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ready` lists custom statuses of category `active` (bd's ready_issues view). The warm
+    server parses the settings only when their bytes change: an in-place edit of the same
+    size with the old mtime put back (which a stamp of size and mtime would miss) is seen."""
+    from gc_polecat import execprovider
+    from gc_polecat.config import settings_path
+
+    monkeypatch.setattr(execprovider, "_READY_STATES", {})
+    path = settings_path(repo)
+    original = path.read_text()
+    path.write_text(original + 'status.custom: "triage:frozen"\n')
+    bid = native(store, title="triaged", status="triage")
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and bid not in warm
+    st = path.stat()
+    with path.open("r+b") as file:  # the same inode, the same size
+        file.write(path.read_bytes().replace(b"triage:frozen", b"triage:active"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and bid in warm
