@@ -1011,10 +1011,14 @@ class ReadyView:
     Keyed by the commit the call's catalog snapshot is at: it answers what that snapshot holds."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
+        self.open_git()
+        self.reset()
+
+    def open_git(self) -> None:
         from .git import Git
 
-        self.git = Git(root)
-        self.reset()
+        self.git = Git(self.root)
 
     def reset(self) -> None:
         self.commit: str | None = None
@@ -1028,6 +1032,8 @@ class ReadyView:
             return
         changed = self.changed_ids(commit) if self.commit is not None else None
         if changed is None:
+            if self.commit is not None:
+                self.open_git()  # the repository may have been repacked or replaced
             self.reset()
             self.load(db, "", ())
         else:
@@ -1115,12 +1121,9 @@ def _ready_from_view(provider: Provider, db: Any, ready_states: tuple[str, ...])
     )
     memo: dict[str, bool] = {}
     edges, rows = view.edges, view.rows
-    listed = [
-        (bid, rows[bid][0])
-        for bid in view.candidates(ready_states)
-        if bid not in edges or not is_blocked(bid, edges, status, memo)
-    ]
-    return _wire_by_id(db, listed)
+    candidates = view.candidates(ready_states)
+    blocked = {bid for bid in candidates if bid in edges and is_blocked(bid, edges, status, memo)}
+    return _wire_by_id(db, [(bid, rows[bid][0]) for bid in candidates if bid not in blocked])
 
 
 _READY_STATES: dict[str, tuple[tuple[str, bytes | None], tuple[str, ...]]] = {}

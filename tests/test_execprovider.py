@@ -784,3 +784,28 @@ def test_warm_ready_sees_a_settings_edit_that_keeps_size_and_mtime(
     assert path.stat().st_size == st.st_size
     warm, cold = _both_answers(gc, monkeypatch, "ready")
     assert warm == cold and bid in warm
+
+
+def test_warm_ready_rebuilds_when_its_commit_is_gone(
+    gc: Gc, store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """History rewritten and the view's commit pruned (`git reset --hard`, then `git gc
+    --prune=now` packs what is left): the tree diff cannot be made, so the view is rebuilt
+    from the catalog, on a freshly opened repository, and answers as a cold call."""
+    from gc_polecat import execprovider
+
+    monkeypatch.setattr(execprovider, "_READY_VIEWS", {})
+    kept = native(store, title="kept")
+    first = head(repo)
+    gone = native(store, title="gone")
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and gone in warm
+    view = next(iter(execprovider._READY_VIEWS.values()))
+    old_git = view.git
+    git(repo, "reset", "-q", "--hard", first)
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    assert git(repo, "cat-file", "-t", view.commit or "", check=False).strip() != "commit"
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and kept in warm and gone not in warm
+    assert view.commit == first and view.git is not old_git
