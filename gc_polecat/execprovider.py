@@ -1103,7 +1103,8 @@ def _is_candidate(row: tuple[str, str, str, tuple[Any, ...]], states: tuple[str,
 
 def _ready_from_view(provider: Provider, db: Any, ready_states: tuple[str, ...]) -> str | None:
     """`ready`'s answer from the store's `ReadyView`, brought to the catalog's commit first;
-    None when the catalog names no commit (an empty store: the SQL path answers)."""
+    None when the catalog names no commit (an empty store) or a bead changed under the call:
+    the SQL path answers."""
     found = db.execute("SELECT value FROM meta WHERE key = 'commit'").fetchone()
     if not found or not found[0]:
         return None
@@ -1158,9 +1159,10 @@ def _file_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _wire_by_id(db: Any, listed: list[tuple[str, str]]) -> str:
+def _wire_by_id(db: Any, listed: list[tuple[str, str]]) -> str | None:
     """`wire_array` of (id, blob) pairs, reading from the catalog only the beads whose wire
-    JSON is not cached for that blob."""
+    JSON is not cached for that blob; None if one changed under the call (a catalog read
+    outside a snapshot): the caller then answers from SQL alone."""
     parts: list[str | None] = []
     missing: list[str] = []
     for bid, blob in listed:
@@ -1171,12 +1173,16 @@ def _wire_by_id(db: Any, listed: list[tuple[str, str]]) -> str:
             parts.append(None)
             missing.append(bid)
     raw: dict[str, str] = {}
+    wanted = dict(listed) if missing else {}
     for start in range(0, len(missing), 500):
         chunk = missing[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        raw.update(db.execute(f"SELECT id, json FROM beads WHERE id IN ({marks})", chunk))
+        found = db.execute(f"SELECT id, blob, json FROM beads WHERE id IN ({marks})", chunk)
+        raw.update((bid, text) for bid, blob, text in found if blob == wanted[bid])
     for at, (bid, blob) in enumerate(listed):
         if parts[at] is None:
+            if bid not in raw:
+                return None
             parts[at] = _wire_text(bid, blob, raw[bid])
     return "[" + ", ".join(parts) + "]"  # type: ignore[arg-type]
 
