@@ -809,3 +809,30 @@ def test_warm_ready_rebuilds_when_its_commit_is_gone(
     warm, cold = _both_answers(gc, monkeypatch, "ready")
     assert warm == cold and kept in warm and gone not in warm
     assert view.commit == first and view.git is not old_git
+
+
+def test_warm_ready_sees_what_a_sync_brings(
+    gc: Gc, cli: Cli, store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another clone creates a bead and blocks an existing one; `gc-polecat sync --no-push`
+    merges that into this store: the next warm `ready` lists the new bead, drops the blocked
+    one, and equals the cold answer byte for byte."""
+    from gc_polecat import execprovider
+    from gc_polecat.plugins import make_plugin_manager
+
+    monkeypatch.setattr(execprovider, "_READY_VIEWS", {})
+    here = native(store, title="here")
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and here in warm
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(repo), str(other))
+    theirs = Store(other, pm=make_plugin_manager(load_entrypoints=False))
+    with theirs.transaction() as tx:
+        new = tx.create({"title": "from the other clone"})["id"]
+        tx.add_dependency(here, new, "blocks")
+    synced = cli("sync", "--no-push", str(other))
+    assert synced.exit_code == 0, synced.output
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold
+    listed = [b["id"] for b in json.loads(warm)]
+    assert new in listed and here not in listed
