@@ -99,6 +99,14 @@ def measure(env: dict[str, str], bead_id: str) -> dict[str, c.Stats]:
     return {label: c.Stats.of(s) for label, s in samples.items()}
 
 
+def same_as_cold(served: bytes, env: dict[str, str]) -> None:
+    """The warm server's `ready` (from its `ReadyView`, after all the writes above) must be
+    byte for byte what a cold process answers from SQL at the same commit."""
+    cold = timed([str(SCRIPT), "ready"], None, env)[1]
+    if served != cold:
+        raise SystemExit(f"FAIL: warm ready differs from cold ({len(served)} / {len(cold)} bytes)")
+
+
 def lifecycle(op: str, env: dict[str, str]) -> None:
     timed([str(SCRIPT), op], None, env)
 
@@ -119,9 +127,13 @@ def run(keep: bool = False) -> list[c.Figure]:
                     lifecycle("start", env)
                 try:
                     results[mode] = measure(env, bead_id)
+                    if mode == "warm":
+                        served = timed([str(SCRIPT), "ready"], None, env)[1]
                 finally:
                     if mode == "warm":
                         lifecycle("stop", env)
+                if mode == "warm":
+                    same_as_cold(served, env)
                 for label, stats in results[mode].items():
                     print(f"  {mode:<4} {label:<25} {stats.line()}")
             for label in (*READS, *WRITES):

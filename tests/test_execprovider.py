@@ -576,3 +576,264 @@ def test_layout_constants_read_without_the_store_match_it() -> None:
     assert execprovider.STATE_DIR == store.STATE_DIR
     assert execprovider.CATALOG_FILE == catalog.FILENAME
     assert execprovider.CATALOG_SCHEMA == catalog.SCHEMA_VERSION
+
+
+# --- the warm server's `ready` view never answers stale ------------------------------------
+
+
+def _plain_commit(repo: Path, path: str, old: str, new: str) -> None:
+    """A hand edit committed with plain git under the store's write lock (as a person or
+    another tool may do): no gc-polecat code runs, the catalog is behind HEAD afterwards."""
+    from filelock import FileLock
+
+    with FileLock(str(repo / ".git" / "gc-polecat" / "write.lock"), timeout=10):
+        file = repo / path
+        text = file.read_text()
+        assert old in text, text
+        file.write_text(text.replace(old, new, 1))
+        git(repo, "add", "-A")
+        git(repo, "-c", "user.name=h", "-c", "user.email=h@x", "commit", "-qm", "by hand")
+
+
+def _both_answers(gc: Gc, monkeypatch: pytest.MonkeyPatch, *call: str) -> tuple[str, str]:
+    """(warm, cold) stdout of one call: through the process-wide `ReadyView` as the warm
+    server keeps it, and through the SQL path a fresh process takes."""
+    from gc_polecat.interop import gc_exec as execprovider
+
+    monkeypatch.setattr(execprovider, "WARM", True)
+    warm = gc(*call)
+    monkeypatch.setattr(execprovider, "WARM", False)
+    cold = gc(*call)
+    assert warm.exit_code == 0 and cold.exit_code == 0, (warm.output, cold.output)
+    return warm.output, cold.output
+
+
+def test_warm_ready_follows_every_kind_of_write(
+    gc: Gc, store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm server's `ReadyView` is brought to the catalog's commit by a tree diff on each
+    call: after writes through the store, a plain `git commit` under the write lock, a file
+    deleted by hand and a history rewrite (`git reset --hard`, as a sync that moves HEAD back),
+    its `ready` is byte for byte the cold one, in the same order (priority, creation, ID)."""
+    from gc_polecat.beads.ids import id_path
+    from gc_polecat.interop import gc_exec as execprovider
+
+    monkeypatch.setattr(execprovider, "_READY_VIEWS", {})
+    with store.transaction() as tx:
+        blocker = tx.create({"title": "blocker", "priority": 3})["id"]
+        blocked = tx.create({"title": "blocked", "priority": 0})["id"]
+        tx.add_dependency(blocked, blocker, "blocks")
+        parent = tx.create({"title": "parent"})["id"]
+        child = tx.create({"title": "child"}, parent=parent)["id"]
+        tx.create({"title": "gate", "issue_type": "gate"})
+        for priority in (2, 1, 2, 0):
+            tx.create({"title": f"p{priority}", "priority": priority})
+    steps: list[str] = []
+
+    def same(label: str) -> list[str]:
+        warm, cold = _both_answers(gc, monkeypatch, "ready")
+        assert warm == cold, label
+        steps.append(label)
+        return [b["id"] for b in json.loads(warm)]
+
+    assert blocked not in same("first call: the view is built")
+    first = head(repo)
+    gc.ok("close", blocker)
+    assert blocked in same("a write through the provider")
+    gc.ok("update", child, stdin='{"priority": 0}')
+    assert child in same("a priority change")[:3]
+    _plain_commit(repo, id_path(child), "status: open", "status: in_progress")
+    assert child not in same("a plain git commit under the write lock")
+    with store.transaction() as tx:
+        tx.add_dependency(parent, blocked, "blocks")
+    before_rm = same("a new dependency")
+    assert parent not in before_rm
+    git(repo, "rm", "-q", id_path(blocked))
+    git(repo, "-c", "user.name=h", "-c", "user.email=h@x", "commit", "-qm", "rm")
+    assert blocked not in same("a bead file deleted by hand")
+    git(repo, "reset", "-q", "--hard", first)
+    assert blocked not in same("history moved back") and child in same("again, unchanged")
+    assert list(execprovider._READY_VIEWS.values())[0].commit == first
+    assert len(steps) == 8
+
+
+def test_warm_ready_and_list_see_a_cli_write_and_a_git_commit(tmp_path: Path) -> None:
+    """Real processes as a city runs them: gc's `start` leaves the warm server; another
+    process writes (the CLI, then a plain `git commit` under the write lock); the very next
+    warm `ready` and `list` through the pack's script see it, byte for byte as a cold call."""
+    from gc_polecat.beads.ids import id_path
+    from gc_polecat.plugins import make_plugin_manager
+
+    from .conftest import run_cli
+    from .gc_exec_store import SCRIPT, city_runtime_env
+
+    repo = tmp_path / "beads"
+    city = tmp_path / "city"
+    city.mkdir()
+    Store.init(repo, prefix="gc", pm=make_plugin_manager(load_entrypoints=False))
+    env = {**os.environ, "GC_POLECAT_REPO": str(repo), "GC_STORE_ROOT": str(city)}
+    env.update(city_runtime_env(city))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cold_env = {k: v for k, v in env.items() if not k.startswith("GC_CITY")}
+
+    def call(*argv: str, cold: bool = False) -> str:
+        proc = subprocess.run(
+            [str(SCRIPT), *argv],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=cold_env if cold else env,
+            timeout=30,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    def ready_ids() -> list[str]:
+        warm, listed = call("ready"), call("list", "--status=open")
+        assert warm == call("ready", cold=True)
+        assert listed == call("list", "--status=open", cold=True)
+        return [b["id"] for b in json.loads(warm)]
+
+    made = [run_cli("--repo", str(repo), "bead", "create", f"t{i}", env=env) for i in range(3)]
+    assert all(p.returncode == 0 for p in made), [p.stderr for p in made]
+    call("start")
+    try:
+        before = ready_ids()
+        assert len(before) == 3
+        closed = run_cli("--repo", str(repo), "bead", "close", before[0], env=env)
+        assert closed.returncode == 0, closed.stderr
+        assert before[0] not in ready_ids()
+        bid = before[1]
+        _plain_commit(repo, id_path(bid), "status: open", "status: in_progress")
+        assert ready_ids() == [before[2]]
+    finally:
+        call("stop")
+
+
+def test_the_warm_protocol_carries_megabytes_and_refuses_a_short_or_bad_body() -> None:
+    """A warm `ready` answer at 10,000 beads is 1.3 MB: the client receives it into one
+    buffer, byte for byte; a connection that ends early, or a header with a negative size, is
+    a failure (the caller prints one line and exits 1), never a short answer."""
+    import socket
+    import threading
+
+    from gc_polecat.interop.gc_exec_client import receive, send
+
+    body = bytes(range(256)) * 12_000  # 3 MB
+    left, right = socket.socketpair()
+    with left, right:
+        sender = threading.Thread(target=send, args=(left, {"status": 0, "body": len(body)}, body))
+        sender.start()
+        header, got = receive(right)
+        sender.join()
+        assert header["body"] == len(body) and got == body
+        left.sendall(b'{"body": 10}\nshort')
+        left.shutdown(socket.SHUT_WR)
+        with pytest.raises(ConnectionError):
+            receive(right)
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(b'{"body": -5}\n')
+        with pytest.raises(ValueError):
+            receive(right)
+
+
+def test_a_large_answer_widens_the_pipe_gc_reads_and_nothing_else() -> None:
+    """`widen_pipe` asks the kernel for a pipe that holds a large answer (F_SETPIPE_SZ, at
+    most 1 MiB); stdout that is a file, or an answer that fits, is left as it is."""
+    import fcntl
+    import tempfile
+
+    from gc_polecat.interop.gc_exec_client import widen_pipe
+
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", None)
+    if get_size is None:
+        pytest.skip("no F_GETPIPE_SZ here (not Linux)")
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as reader, os.fdopen(write_fd, "wb") as writer:
+        before = fcntl.fcntl(writer.fileno(), get_size)
+        widen_pipe(writer, 1000)
+        assert fcntl.fcntl(writer.fileno(), get_size) == before
+        widen_pipe(writer, 1_300_000)
+        assert fcntl.fcntl(writer.fileno(), get_size) >= 1 << 20 or before >= 1 << 20
+        assert reader.readable()
+    with tempfile.TemporaryFile() as file:
+        widen_pipe(file, 1_300_000)  # not a pipe: no error, nothing changed
+        assert file.tell() == 0
+
+
+def test_warm_ready_sees_a_settings_edit_that_keeps_size_and_mtime(
+    gc: Gc, store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ready` lists custom statuses of category `active` (bd's ready_issues view). The warm
+    server parses the settings only when their bytes change: an in-place edit of the same
+    size with the old mtime put back (which a stamp of size and mtime would miss) is seen."""
+    from gc_polecat.beads.config import settings_path
+    from gc_polecat.interop import gc_exec as execprovider
+
+    monkeypatch.setattr(execprovider, "_READY_STATES", {})
+    path = settings_path(repo)
+    original = path.read_text()
+    path.write_text(original + 'status.custom: "triage:frozen"\n')
+    bid = native(store, title="triaged", status="triage")
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and bid not in warm
+    st = path.stat()
+    with path.open("r+b") as file:  # the same inode, the same size
+        file.write(path.read_bytes().replace(b"triage:frozen", b"triage:active"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and bid in warm
+
+
+def test_warm_ready_rebuilds_when_its_commit_is_gone(
+    gc: Gc, store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """History rewritten and the view's commit pruned (`git reset --hard`, then `git gc
+    --prune=now` packs what is left): the tree diff cannot be made, so the view is rebuilt
+    from the catalog, on a freshly opened repository, and answers as a cold call."""
+    from gc_polecat.interop import gc_exec as execprovider
+
+    monkeypatch.setattr(execprovider, "_READY_VIEWS", {})
+    kept = native(store, title="kept")
+    first = head(repo)
+    gone = native(store, title="gone")
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and gone in warm
+    view = next(iter(execprovider._READY_VIEWS.values()))
+    old_git = view.git
+    git(repo, "reset", "-q", "--hard", first)
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    assert git(repo, "cat-file", "-t", view.commit or "", check=False).strip() != "commit"
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and kept in warm and gone not in warm
+    assert view.commit == first and view.git is not old_git
+
+
+def test_warm_ready_sees_what_a_sync_brings(
+    gc: Gc, cli: Cli, store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another clone creates a bead and blocks an existing one; `gc-polecat sync --no-push`
+    merges that into this store: the next warm `ready` lists the new bead, drops the blocked
+    one, and equals the cold answer byte for byte."""
+    from gc_polecat.interop import gc_exec as execprovider
+    from gc_polecat.plugins import make_plugin_manager
+
+    monkeypatch.setattr(execprovider, "_READY_VIEWS", {})
+    here = native(store, title="here")
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold and here in warm
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(repo), str(other))
+    theirs = Store(other, pm=make_plugin_manager(load_entrypoints=False))
+    with theirs.transaction() as tx:
+        new = tx.create({"title": "from the other clone"})["id"]
+        tx.add_dependency(here, new, "blocks")
+    synced = cli("sync", "--no-push", str(other))
+    assert synced.exit_code == 0, synced.output
+    warm, cold = _both_answers(gc, monkeypatch, "ready")
+    assert warm == cold
+    listed = [b["id"] for b in json.loads(warm)]
+    assert new in listed and here not in listed

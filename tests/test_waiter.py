@@ -278,7 +278,8 @@ def test_the_daemon_carries_no_session_identity(
 
 def test_a_repository_with_a_long_path_settles_through_the_daemon_in_tmp(tmp_path: Path) -> None:
     """AF_UNIX paths hold 107 bytes: a deep repository's daemon listens in the private wake root
-    in /tmp (doorbell.py's rule, made private by whichever of the waiter and the daemon comes first),
+    in /tmp (doorbell.py's rule, made private by whichever of the waiter and the daemon comes
+    first),
     and the waiter gets its answer from the daemon, never from the full command line."""
     from gc_polecat.lifecycle import doorbell as wake
     from gc_polecat.lifecycle import waiter

@@ -664,10 +664,12 @@ class Provider:
         for arg in args:  # newer gc asks for wisps too; they are always listed (gc filters)
             if arg != "--include-ephemeral":
                 raise ExecError(f"unexpected argument {arg!r}")
-        from gc_polecat.beads.bead import ready_statuses
-
-        ready_states = tuple(ready_statuses(self.store().config()))  # open + custom `active`
+        ready_states = _ready_states(self)  # open + custom `active`
         db = self.db()
+        if WARM:  # the warm server: from its view, changed beads re-read only
+            answer = _ready_from_view(self, db, ready_states)
+            if answer is not None:
+                return answer
         excluded = ",".join("?" * len(READY_EXCLUDED_TYPES))
         states = ",".join("?" * len(ready_states))
         candidates = db.execute(
@@ -831,7 +833,7 @@ class Provider:
     def op_start(self, args: list[str]) -> str:
         """gc's `start` (every `gc start`): the city's warm server (`exec_server`), so later
         calls skip the interpreter's imports. Failing to start it fails nothing."""
-        from gc_polecat.interop.gc_exec_server import start
+        from gc_polecat.interop.gc_exec_launch import start
 
         warning = start(self.env)
         if warning:
@@ -841,7 +843,7 @@ class Provider:
     def op_stop(self, args: list[str]) -> str:
         """gc's `stop`: ask the city's server, if one answers, to end."""
         from gc_polecat.interop.gc_exec_client import safe_dir, socket_path
-        from gc_polecat.interop.gc_exec_server import ask
+        from gc_polecat.interop.gc_exec_launch import ask
 
         path = socket_path(self.env)
         if path is not None and safe_dir(path):
@@ -913,12 +915,17 @@ def wire_array(rows: Iterable[tuple[str, str, str]]) -> str:
         if hit is not None and hit[0] == blob:
             parts.append(hit[1])
             continue
-        text = dumps(to_wire(json.loads(raw)))
-        if len(_WIRE_CACHE) >= _WIRE_CACHE_MAX:
-            _WIRE_CACHE.clear()
-        _WIRE_CACHE[bead_id] = (blob, text)
-        parts.append(text)
+        parts.append(_wire_text(bead_id, blob, raw))
     return "[" + ", ".join(parts) + "]"
+
+
+def _wire_text(bead_id: str, blob: str, raw: str) -> str:
+    """One bead's wire JSON from its catalog JSON, remembered for its blob."""
+    text = dumps(to_wire(json.loads(raw)))
+    if len(_WIRE_CACHE) >= _WIRE_CACHE_MAX:
+        _WIRE_CACHE.clear()
+    _WIRE_CACHE[bead_id] = (blob, text)
+    return text
 
 
 def _select_status(db: Any, wanted: set[str]) -> Iterable[tuple[str, str]]:
@@ -963,6 +970,221 @@ def _foreign(provider: Provider, target: str) -> bool:
         return provider.is_foreign(target)
     except GcPolecatError:  # not an ID at all (a hand edit): nothing to look up
         return False
+
+
+# --- the warm server's view for `ready` --------------------------------------------------------
+
+# Set by the warm server (`exec_server.serve`): only a long-lived process keeps `ReadyView`s;
+# a cold call would pay a full scan to build one it never reuses.
+WARM = False
+_READY_VIEWS: dict[str, ReadyView] = {}
+_READY_VIEWS_MAX = 16  # stores (city, rigs) one server answers for
+_VIEW_COLUMNS = (
+    "b.id, b.blob, b.status, b.issue_type, b.priority, b.created_at,"
+    f" COALESCE(json_extract(b.json, '$.{CREATED_NS}'), 0)"
+)
+_VIEW_EDGES = (
+    "SELECT b.id, json_extract(d.value, '$.depends_on_id'), json_extract(d.value, '$.type')"
+    " FROM beads b, json_each(b.json, '$.dependencies') d WHERE"
+    " json_extract(d.value, '$.type') IN ('blocks', 'conditional-blocks', 'waits-for',"
+    " 'parent-child')"
+)
+
+
+def _sql_key(value: Any) -> tuple[int, Any]:
+    """A sort key that orders values as SQLite does (NULL, numbers, text, blobs), so the view
+    lists in exactly the order of `op_ready`'s ORDER BY."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)
+    return (3, bytes(value))
+
+
+class ReadyView:
+    """What `ready` needs of every bead of one store (status, type, order, blocking edges),
+    kept by the warm server and brought to the catalog's commit on each call by a tree diff:
+    only the changed beads are re-read, and the sorted candidates are patched, so a `ready`
+    after a write neither scans 10,000 rows nor parses every open bead's dependencies again.
+    Keyed by the commit the call's catalog snapshot is at: it answers what that snapshot holds."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.open_git()
+        self.reset()
+
+    def open_git(self) -> None:
+        from gc_polecat.beads.git import Git
+
+        self.git = Git(self.root)
+
+    def reset(self) -> None:
+        self.commit: str | None = None
+        self.rows: dict[str, tuple[str, str, str, tuple[Any, ...]]] = {}  # blob, status, type, key
+        self.edges: dict[str, list[tuple[str, str]]] = {}  # of beads not closed
+        self.order: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # states -> sorted keys
+
+    def catch_up(self, db: Any, commit: str) -> None:
+        """Bring the view to `commit` (the catalog's, in `db`'s snapshot)."""
+        if commit == self.commit:
+            return
+        changed = self.changed_ids(commit) if self.commit is not None else None
+        if changed is None:
+            if self.commit is not None:
+                self.open_git()  # the repository may have been repacked or replaced
+            self.reset()
+            self.load(db, "", ())
+        else:
+            old = {bid: self.forget(bid) for bid in changed}
+            for start in range(0, len(changed), 500):
+                chunk = changed[start : start + 500]
+                self.load(db, f" WHERE b.id IN ({','.join('?' * len(chunk))})", chunk)
+            for states, keys in self.order.items():
+                self.patch(states, keys, old)
+        self.commit = commit
+
+    def changed_ids(self, commit: str) -> list[str] | None:
+        """The beads whose files differ between the view's commit and `commit`; None when that
+        cannot be told (an object gone after a history rewrite): then the view is rebuilt."""
+        try:
+            old = self.git.commit_tree(str(self.commit).encode())
+            new = self.git.commit_tree(commit.encode())
+            paths = [path for path, _ in self.git.changed_paths(old, new)]
+        except Exception:  # noqa: BLE001 - any doubt means a rebuild, never a stale answer
+            return None
+        found = {ids.path_id(path) for path in paths}  # the catalog holds no other path
+        return sorted(bid for bid in found if bid is not None)
+
+    def forget(self, bead_id: str) -> tuple[str, str, str, tuple[Any, ...]] | None:
+        self.edges.pop(bead_id, None)
+        return self.rows.pop(bead_id, None)
+
+    def load(self, db: Any, where: str, params: Iterable[Any]) -> None:
+        params = tuple(params)
+        for bid, blob, status, kind, priority, created, ns in db.execute(
+            f"SELECT {_VIEW_COLUMNS} FROM beads b{where}", params
+        ):
+            key = (_sql_key(priority), _sql_key(created), _sql_key(ns), bid)
+            self.rows[bid] = (blob, status, kind, key)
+            self.edges.pop(bid, None)
+        extra = where.replace(" WHERE", " AND")
+        for bid, target, dep_type in db.execute(_VIEW_EDGES + extra, params):
+            row = self.rows.get(bid)
+            if row is not None and row[1] != "closed":
+                self.edges.setdefault(bid, []).append((target, dep_type))
+
+    def patch(self, states: tuple[str, ...], keys: list[tuple[Any, ...]], old: dict) -> None:
+        """Move the changed beads in one sorted candidate list."""
+        import bisect  # lazy: start-up
+
+        for bid, was in old.items():
+            if was is not None and _is_candidate(was, states):
+                at = bisect.bisect_left(keys, was[3])
+                if at < len(keys) and keys[at] == was[3]:
+                    del keys[at]
+            now = self.rows.get(bid)
+            if now is not None and _is_candidate(now, states):
+                bisect.insort(keys, now[3])
+
+    def candidates(self, ready_states: tuple[str, ...]) -> list[str]:
+        """Open beads of work types, by priority then creation (`op_ready`'s ORDER BY)."""
+        keys = self.order.get(ready_states)
+        if keys is None:
+            keys = sorted(row[3] for row in self.rows.values() if _is_candidate(row, ready_states))
+            self.order[ready_states] = keys
+        return [key[3] for key in keys]
+
+
+def _is_candidate(row: tuple[str, str, str, tuple[Any, ...]], states: tuple[str, ...]) -> bool:
+    return row[1] in states and row[2] not in READY_EXCLUDED_TYPES
+
+
+def _ready_from_view(provider: Provider, db: Any, ready_states: tuple[str, ...]) -> str | None:
+    """`ready`'s answer from the store's `ReadyView`, brought to the catalog's commit first;
+    None when the catalog names no commit (an empty store) or a bead changed under the call:
+    the SQL path answers."""
+    found = db.execute("SELECT value FROM meta WHERE key = 'commit'").fetchone()
+    if not found or not found[0]:
+        return None
+    root = str(provider.store().root)
+    view = _READY_VIEWS.get(root)
+    if view is None:
+        if len(_READY_VIEWS) >= _READY_VIEWS_MAX:
+            _READY_VIEWS.clear()
+        view = _READY_VIEWS[root] = ReadyView(Path(root))
+    view.catch_up(db, str(found[0]))
+    targets = {t for deps in view.edges.values() for t, _ in deps}
+    status = {t: view.rows[t][1] for t in targets if t in view.rows}
+    status.update(
+        provider.foreign_status({t for t in targets - status.keys() if _foreign(provider, t)})
+    )
+    memo: dict[str, bool] = {}
+    edges, rows = view.edges, view.rows
+    candidates = view.candidates(ready_states)
+    blocked = {bid for bid in candidates if bid in edges and is_blocked(bid, edges, status, memo)}
+    return _wire_by_id(db, [(bid, rows[bid][0]) for bid in candidates if bid not in blocked])
+
+
+_READY_STATES: dict[str, tuple[tuple[str, bytes | None], tuple[str, ...]]] = {}
+
+
+def _ready_states(provider: Provider) -> tuple[str, ...]:
+    """The statuses `ready` lists (open + custom `active`). The warm server parses the
+    settings again only when the file's bytes differ from the ones it parsed (a read of a
+    small file, not a YAML parse and validation per call)."""
+    from gc_polecat.beads.bead import ready_statuses
+
+    store = provider.store()
+    if not WARM:
+        return tuple(ready_statuses(store.config()))
+    path = store.settings_path()
+    seen = (str(path), _file_bytes(path))
+    hit = _READY_STATES.get(str(store.root))
+    if hit is not None and hit[0] == seen:
+        return hit[1]
+    states = tuple(ready_statuses(store.config()))
+    if _file_bytes(path) == seen[1]:  # unchanged while parsed: these states are its own
+        if len(_READY_STATES) >= _READY_VIEWS_MAX:
+            _READY_STATES.clear()
+        _READY_STATES[str(store.root)] = (seen, states)
+    return states
+
+
+def _file_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _wire_by_id(db: Any, listed: list[tuple[str, str]]) -> str | None:
+    """`wire_array` of (id, blob) pairs, reading from the catalog only the beads whose wire
+    JSON is not cached for that blob; None if one changed under the call (a catalog read
+    outside a snapshot): the caller then answers from SQL alone."""
+    parts: list[str | None] = []
+    missing: list[str] = []
+    for bid, blob in listed:
+        hit = _WIRE_CACHE.get(bid)
+        if hit is not None and hit[0] == blob:
+            parts.append(hit[1])
+        else:
+            parts.append(None)
+            missing.append(bid)
+    raw: dict[str, str] = {}
+    wanted = dict(listed) if missing else {}
+    for start in range(0, len(missing), 500):
+        chunk = missing[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found = db.execute(f"SELECT id, blob, json FROM beads WHERE id IN ({marks})", chunk)
+        raw.update((bid, text) for bid, blob, text in found if blob == wanted[bid])
+    for at, (bid, blob) in enumerate(listed):
+        if parts[at] is None:
+            if bid not in raw:
+                return None
+            parts[at] = _wire_text(bid, blob, raw[bid])
+    return "[" + ", ".join(parts) + "]"  # type: ignore[arg-type]
 
 
 # --- entry points ----------------------------------------------------------------------------

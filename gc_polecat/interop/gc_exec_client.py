@@ -19,6 +19,7 @@ STDIN_OPS = ("create", "update", "set-metadata")  # the operations gc gives stdi
 CONNECT_TIMEOUT = 2.0
 CALL_TIMEOUT = 28.0  # gc kills a call at 30 s
 MAX_SOCKET_PATH = 100  # sockaddr_un holds 108 bytes
+PIPE_MAX = 1 << 20  # /proc/sys/fs/pipe-max-size by default: what a user may ask for
 
 
 def socket_path(env: dict[str, str] | os._Environ[str]) -> str | None:
@@ -65,13 +66,26 @@ def receive(sock: socket.socket) -> tuple[dict, bytes]:
     end = data.index(b"\n")
     header = json.loads(data[:end])
     size = int(header.get("body", 0))
-    rest = data[end + 1 :]
-    while len(rest) < size:
-        chunk = sock.recv(max(65536, size - len(rest)))
-        if not chunk:
+    return header, receive_body(sock, data[end + 1 :], size)
+
+
+def receive_body(sock: socket.socket, start: bytearray, size: int) -> bytes:
+    """`size` bytes, `start` already read: received straight into one buffer (an answer of
+    thousands of beads is megabytes; no chunk is allocated or copied on the way)."""
+    if size < 0:
+        raise ValueError(f"bad body size {size}")
+    if len(start) >= size:
+        return bytes(start[:size])
+    body = bytearray(size)
+    body[: len(start)] = start
+    view = memoryview(body)
+    got = len(start)
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if not n:
             raise ConnectionError("connection closed")
-        rest += chunk
-    return header, bytes(rest[:size])
+        got += n
+    return bytes(body)
 
 
 def connect(path: str) -> socket.socket | None:
@@ -83,6 +97,22 @@ def connect(path: str) -> socket.socket | None:
         sock.close()
         return None
     return sock
+
+
+def widen_pipe(stream: object, size: int) -> None:
+    """When stdout is a pipe (gc reads it), let it hold a large answer (up to the kernel's
+    1 MiB) so it goes over in a few writes instead of one per 64 kB the reader drains."""
+    if size <= 65536:
+        return
+    import fcntl  # lazy: start-up
+
+    opt = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if opt is None:
+        return
+    try:
+        fcntl.fcntl(stream.fileno(), opt, min(size, PIPE_MAX))  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return  # not a pipe, or over the user's pipe quota: written as before
 
 
 def call_server(args: list[str]) -> int | None:
@@ -108,6 +138,7 @@ def call_server(args: list[str]) -> int | None:
             print(f"gc-polecat: error: exec-beads server {path}: {exc}", file=sys.stderr)
             return 1
     if body:
+        widen_pipe(sys.stdout, len(body) + 1)
         sys.stdout.buffer.write(body + b"\n")
         sys.stdout.buffer.flush()
     if answer.get("err"):

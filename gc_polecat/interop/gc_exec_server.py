@@ -15,37 +15,18 @@ import contextlib
 import os
 import socket
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from gc_polecat.interop.gc_exec_client import connect, receive, safe_dir, send, socket_path
+from gc_polecat.interop.gc_exec import ExecError, run
+from gc_polecat.interop.gc_exec_client import receive, send
+from gc_polecat.interop.gc_exec_launch import CODE, START_WAIT, private_dir
 
 IDLE_SECONDS = 3600.0
 # The modules whose code answers a call: a server started from other code is replaced by `start`.
-CODE_FILES = (
-    "interop/gc_exec.py",
-    "interop/gc_exec_server.py",
-    "beads/store.py",
-    "beads/catalog.py",
-    "beads/bead.py",
-    "beads/ids.py",
-)
-START_WAIT = 10.0
+MAX_SNDBUF = 8 << 20  # the kernel caps it at net.core.wmem_max anyway
 ACTOR_KEYS = ("GC_AGENT", "BD_ACTOR")  # read by the store from os.environ for authorship
-
-
-def code_version() -> str:
-    """What identifies the code this process runs (size and mtime of its modules' files), so
-    `start` after an upgrade replaces a server still running the old code."""
-    here = Path(__file__).resolve().parents[1]  # the gc_polecat package
-    stamps = []
-    for name in CODE_FILES:
-        with contextlib.suppress(OSError):
-            st = (here / name).stat()
-            stamps.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(stamps)
 
 
 def peer(conn: socket.socket) -> tuple[int, int] | None:
@@ -60,8 +41,6 @@ def peer(conn: socket.socket) -> tuple[int, int] | None:
 
 def answer(request: dict, stdin: bytes, pm: object) -> tuple[int, str, str]:
     """One call, as `execprovider.run` answers it in a process of its own."""
-    from gc_polecat.interop.gc_exec import ExecError, run
-
     argv = [str(a) for a in request.get("argv", [])]
     env = {str(k): str(v) for k, v in dict(request.get("env", {})).items()}
 
@@ -104,36 +83,19 @@ def handle(conn: socket.socket, pm: object) -> bool:
         )
         body = out.encode("utf-8")
         header = {"status": status, "err": err, "body": len(body), "code": CODE}
+        room_for(conn, len(body))
         send(conn, header, body)
     except (OSError, ValueError):
         return True
     return not stopping
 
 
-CODE = code_version()
-_SPAWNED: list[subprocess.Popen[bytes]] = []  # servers this process started: they outlive it
-
-
-def ask(path: str, argv: list[str]) -> dict | None:
-    """One request to the server at `path` (its answer's header), or None if none answers."""
-    sock = connect(path)
-    if sock is None:
-        return None
-    with sock:
-        try:
-            send(sock, {"argv": argv, "env": {}, "body": 0}, b"")
-            return receive(sock)[0]
-        except (OSError, ValueError):
-            return None
-
-
-def private_dir(directory: Path) -> bool:
-    """Make the socket's directory (mode 0700) and check it is this user's alone."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(OSError):
-        if directory.lstat().st_uid == os.getuid():
-            directory.chmod(0o700)
-    return safe_dir(str(directory / "exec.sock"))
+def room_for(conn: socket.socket, size: int) -> None:
+    """Let the kernel queue a whole answer (`ready` at 10,000 beads is 1.3 MB), so the server
+    hands it over in one write instead of waiting on the client for every 200 kB."""
+    if size > 65536:
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, min(size + 65536, MAX_SNDBUF))
 
 
 def owner_lock(path: str) -> int | None:
@@ -154,6 +116,13 @@ def owner_lock(path: str) -> int | None:
             time.sleep(0.05)
 
 
+def keep_views() -> None:
+    """This process lives on: `ready` keeps each store's `ReadyView` between calls."""
+    from gc_polecat.interop import gc_exec as execprovider
+
+    execprovider.WARM = True
+
+
 def serve(path: str, idle: float = IDLE_SECONDS) -> None:
     """Listen on `path` until `stop` or `idle` seconds without a call; return at once when
     another server owns the socket."""
@@ -166,6 +135,8 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
         catalog,  # noqa: F401
         store,  # noqa: F401
     )
+
+    keep_views()
 
     if not private_dir(Path(path).parent):
         return
@@ -199,44 +170,6 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
             if log.stat().st_size == 0:  # nothing went wrong: leave nothing behind
                 log.unlink()
         os.close(lock)
-
-
-def start(env: dict[str, str]) -> str | None:
-    """Start the city's server unless one answers; wait until it does. Returns a warning when
-    it could not start (calls then run cold, as before), else None."""
-    path = socket_path(env)
-    if path is None:
-        return None
-    if not private_dir(Path(path).parent):  # before talking to whatever listens there
-        return f"{Path(path).parent} is not this user's alone: no exec-beads server; calls run cold"
-    running = ask(path, ["health"])
-    if running is not None:
-        if running.get("code") == CODE:
-            return None
-        ask(path, ["stop"])  # started from other code (an upgrade): replace it
-        deadline = time.monotonic() + START_WAIT
-        while os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    log = Path(path).with_suffix(".log")
-    with open(log, "ab") as out:
-        _SPAWNED.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gc_polecat.interop.gc_exec_server", path],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,  # outlives this call, and gc's process group
-                close_fds=True,
-            )
-        )
-    deadline = time.monotonic() + START_WAIT
-    while time.monotonic() < deadline:
-        sock = connect(path)
-        if sock is not None:
-            sock.close()
-            return None
-        time.sleep(0.05)
-    return f"the exec-beads server did not start (see {log}); calls run cold"
 
 
 def main(argv: list[str]) -> int:
