@@ -20,6 +20,13 @@ def main() -> None:
         if is_fast_call(sys.argv[1:]):
             sys.exit(exec_main(sys.argv[1:]))
 
+    if "show" in sys.argv[2:]:  # the hottest read, answered without click if nothing overrides it
+        from .fast import run as run_fast
+
+        answered = run_fast(sys.argv[1:])
+        if answered is not None:
+            sys.exit(answered)
+
     from . import cli as cli_module
     from .cli import make_cli
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
 import os
 import re
 import sys
@@ -21,6 +20,8 @@ import click
 
 from . import __version__
 from .errors import GcPolecatError
+from .fast import json_text as _fast_json_text
+from .fast import printable as _fast_printable
 
 if TYPE_CHECKING:
     import pluggy
@@ -162,19 +163,10 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# What a terminal can act on: C0 controls but tab and newline, DEL, and the C1 block (CSI,
-# OSC...). Bead text is written by agents, other tools and other machines.
-_TERMINAL_CONTROLS = {
-    c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)
-}
-# json.dumps escapes C0 itself; with ensure_ascii=False it leaves DEL and C1 raw.
-_JSON_CONTROLS = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0))}
-
-
 def printable(text: str) -> str:
     """`text` with every terminal control written as a visible `\\xNN`, so a bead's title or
     description cannot move the cursor, retitle the window or answer back through a pane."""
-    return text.translate(_TERMINAL_CONTROLS)
+    return _fast_printable(text)
 
 
 def echo(text: str) -> None:
@@ -184,9 +176,7 @@ def echo(text: str) -> None:
 
 def json_text(value: Any) -> str:
     """What `--json` prints: indented, UTF-8 as is, DEL and C1 escaped."""
-    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).translate(
-        _JSON_CONTROLS
-    )
+    return _fast_json_text(value)
 
 
 def emit_json(value: Any) -> None:

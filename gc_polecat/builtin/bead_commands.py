@@ -9,12 +9,12 @@ catalog when it is at HEAD, which needs neither dulwich nor YAML, and that is wh
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from typing import Any
 
 import click
 
+from .. import fast
 from ..bead import Bead
 from ..cli import AppContext, echo, emit_json, json_option
 from ..errors import BadInput, InvalidBead, NotFound
@@ -122,46 +122,9 @@ def _all_beads(app: AppContext, query: Any = None) -> tuple[list[Bead], int]:
     return beads, 2 if bad else 0
 
 
-def _plain(value: Any) -> str:
-    """A field value as people read it: text as is, lists comma-separated, anything nested
-    as JSON (never a Python repr)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return ", ".join(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _echo_block(label: str, text: str, indent: str = "  ") -> None:
-    if "\n" in text:
-        echo(f"{indent}{label}:")
-        for line in text.rstrip("\n").splitlines():
-            echo(f"{indent}  {line}")
-    else:
-        echo(f"{indent}{label}: {text}")
-
-
 def _print_bead(bead: Bead) -> None:
-    echo(
-        f"{bead['id']}  [{bead['issue_type']}] P{bead['priority']} {bead['status']}  "
-        f"{bead['title']}"
-    )
-    for key, value in bead.items():
-        if key in ("id", "title", "issue_type", "priority", "status"):
-            continue
-        if key == "comments" and isinstance(value, list):
-            echo("  comments:")
-            _print_comments(bead, indent="  ")
-            continue
-        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        elif isinstance(value, list) and key == "dependencies":
-            value = ", ".join(f"{d['type']}:{d['depends_on_id']}" for d in value)
-        _echo_block(key, _plain(value))
+    for line in fast.bead_lines(bead):  # the same lines the click-free `bead show` prints
+        echo(line)
 
 
 def _cells(bead: Bead) -> tuple[str, ...]:
@@ -278,28 +241,9 @@ def show_command(
     return status
 
 
-def _when(stamp: str, local: bool) -> str:
-    """A comment's time as bd prints it: minutes, in UTC (or local with --local-time)."""
-    import datetime as _dt
-
-    from ..bead_ops import instant
-
-    at = instant(stamp)
-    if at is None:
-        return stamp
-    return at.astimezone(None if local else _dt.UTC).strftime("%Y-%m-%d %H:%M")
-
-
 def _print_comments(bead: Bead, indent: str = "", local: bool = False) -> None:
-    from ..bead_ops import comments_of
-
-    comments = comments_of(bead)
-    if not indent:
-        echo(f"Comments on {bead['id']}:" if comments else f"No comments on {bead['id']}")
-    for comment in comments:
-        echo(f"{indent}  [{comment['author']}] at {_when(comment['created_at'], local)}")
-        for line in comment["text"].rstrip("\n").splitlines() or [""]:
-            echo(f"{indent}    {line}")
+    for line in fast.comment_lines(bead, indent, local):
+        echo(line)
 
 
 @hookimpl

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..hookspecs import hookimpl
-from ..providers import ProcessProvider, SessionProvider, TmuxProvider
+
+if TYPE_CHECKING:
+    from ..providers import SessionProvider
 
 
 @hookimpl
 def gc_polecat_register_session_providers(register: Callable[[SessionProvider], None]) -> None:
+    from ..providers import ProcessProvider, TmuxProvider  # lazy: start-up
+
     register(ProcessProvider())
     register(TmuxProvider())
