@@ -37,14 +37,15 @@ def _outcome(store: Store, wait: Bead) -> str:
 
 def wake(store: Store, wait: Bead) -> str:
     """Ring, and nudge if nobody heard; returns how the session was reached."""
-    from .. import session as sessions
-    from ..providers import get_providers
     from ..wait import moved_on, ring_for
 
     if moved_on(store, wait):
         return "stale"  # an earlier incarnation's wait: its later one is never woken for it
     if ring_for(store.state_dir, wait):
         return "doorbell"
+    from .. import session as sessions  # lazy: start-up
+    from ..providers import get_providers  # lazy: start-up
+
     sid = wait.get("metadata", {}).get("session_id", "")
     try:
         target = sessions.get(store, sid)
