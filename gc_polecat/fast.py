@@ -190,6 +190,15 @@ def run(argv: list[str]) -> int | None:
     repo, json_output, bead_ids = request
     os.umask(os.umask(0o002) | 0o002)  # as PolecatGroup.main: see cli.private_umask
     try:
+        return _answer(repo, json_output, bead_ids)
+    except KeyboardInterrupt:  # as click: a blank line, then the one-line error
+        sys.stderr.write("\ngc-polecat: error: aborted\n")
+        return 1
+
+
+def _answer(repo: str | None, json_output: bool, bead_ids: list[str]) -> int | None:
+    """Read and print the beads; None (nothing printed) when the full command line must."""
+    try:
         beads = read_beads(repo, bead_ids)
         if beads is None:
             return None

@@ -107,10 +107,12 @@ def entry_point_cache_dir() -> Path:
 
 
 def entry_point_cache_file() -> Path:
-    """One file per interpreter and sys.path (PYTHONPATH, the script's directory)."""
+    """One file per interpreter and sys.path (PYTHONPATH...). sys.path[0], the script's
+    directory or, for `python -m`, the working directory, is left out of the name (not of the
+    stamp): commands run in many directories share one file instead of leaving one each."""
     import zlib  # lazy: start-up
 
-    key = json.dumps([_CACHE_VERSION, sys.executable, sys.version, sys.path]).encode()
+    key = json.dumps([_CACHE_VERSION, sys.executable, sys.version, sys.path[1:]]).encode()
     digest = f"{zlib.crc32(key):08x}{zlib.adler32(key):08x}"  # a clash only costs a rescan
     return entry_point_cache_dir() / f"entry-points-{digest}.json"
 

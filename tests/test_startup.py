@@ -153,6 +153,27 @@ def test_a_racy_directory_is_not_cached(repo: Path, site: Path, tmp_path: Path) 
     assert cache_files(tmp_path) == []
 
 
+def test_commands_in_many_directories_share_one_cache_that_still_sees_each(
+    repo: Path, site: Path, tmp_path: Path
+) -> None:
+    """`python -m` puts the working directory first on sys.path: it is not part of the cache's
+    name (one file, not one per directory) but is part of its stamp, so a distribution that
+    appears in the working directory is still found."""
+    env = env_for(site, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    settle(site, repo, other)
+    for cwd in (repo, other, repo):
+        assert run_cli("--help", cwd=cwd, env=env).returncode == 0
+    assert len(cache_files(tmp_path)) == 1
+
+    install(other, "gc-polecat-howdy", "gc_polecat_howdy", HELLO_MODULE)
+    here = run_cli("howdy", cwd=other, env=env)
+    assert (here.returncode, here.stdout) == (0, "howdy from a late plugin\n"), here.stderr
+    elsewhere = run_cli("howdy", cwd=repo, env=env)
+    assert elsewhere.returncode == 2 and "no such command" in elsewhere.stderr.lower()
+
+
 @pytest.mark.parametrize(
     "content",
     [b"", b"{not json", b"[]", b'{"stamp": 1, "rows": []}', b'{"rows": [["a", "b", "c"]]}'],
