@@ -38,9 +38,7 @@ def printable(text: str) -> str:
 
 def json_text(value: Any) -> str:
     """What `--json` prints: indented, UTF-8 as is, DEL and C1 escaped."""
-    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).translate(
-        JSON_CONTROLS
-    )
+    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).translate(JSON_CONTROLS)
 
 
 # --- how `bead show` prints a bead -------------------------------------------------------------

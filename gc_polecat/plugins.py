@@ -95,8 +95,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
 # installed or removed, which adds or removes an entry in a directory on sys.path and so changes
 # that directory's mtime: the cache is keyed on sys.path and those mtimes (docs/plugins.md).
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 RACY_SECONDS = 2.0  # a directory changed this recently may change again in the same tick
+CACHE_ENTRIES = 16  # script directories (working directories under `python -m`) per file
 EntryRow = tuple[str, str, str, bool]  # distribution, entry-point name, value, first of its name
 
 
@@ -108,8 +109,9 @@ def entry_point_cache_dir() -> Path:
 
 def entry_point_cache_file() -> Path:
     """One file per interpreter and sys.path (PYTHONPATH...). sys.path[0], the script's
-    directory or, for `python -m`, the working directory, is left out of the name (not of the
-    stamp): commands run in many directories share one file instead of leaving one each."""
+    directory or, for `python -m`, the working directory, is left out of the name: the file
+    holds one entry per sys.path[0], the CACHE_ENTRIES most recent, so commands run in many
+    directories share one bounded file instead of leaving one each."""
     import zlib  # lazy: start-up
 
     key = json.dumps([_CACHE_VERSION, sys.executable, sys.version, sys.path[1:]]).encode()
@@ -179,15 +181,25 @@ def _settled(stamp: list[list[Any]]) -> bool:
     return all(s[1] is None or now - s[1] > RACY_SECONDS * 1e9 for s in stamp)
 
 
-def _read_rows(cache: Path, stamp: list[list[Any]]) -> list[EntryRow] | None:
-    """The cached rows if the cache is ours, well-formed and its stamp is `stamp`; else None."""
+def _entries(cache: Path) -> list[dict[str, Any]]:
+    """The cache file's entries, one per sys.path[0] (most recent first); [] if unreadable."""
     try:
         data = json.loads(cache.read_bytes())
     except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("stamp") != stamp:
-        return None
-    rows = data.get("rows")
+        return []
+    entries = data.get("entries") if isinstance(data, dict) else None
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def _read_rows(cache: Path, stamp: list[list[Any]]) -> list[EntryRow] | None:
+    """The cached rows of the entry whose stamp is `stamp`, if well-formed; else None."""
+    for entry in _entries(cache):
+        if entry.get("stamp") == stamp:
+            return _valid_rows(entry.get("rows"))
+    return None
+
+
+def _valid_rows(rows: Any) -> list[EntryRow] | None:
     if not isinstance(rows, list):
         return None
     out: list[EntryRow] = []
@@ -200,14 +212,22 @@ def _read_rows(cache: Path, stamp: list[list[Any]]) -> list[EntryRow] | None:
     return out
 
 
+def _first_path(entry: dict[str, Any]) -> Any:
+    """The sys.path[0] row of an entry's stamp (None if it has none)."""
+    stamp = entry.get("stamp")
+    return stamp[0] if isinstance(stamp, list) and stamp else None
+
+
 def _write_rows(cache: Path, stamp: list[list[Any]], rows: list[EntryRow]) -> None:
-    """Write the cache atomically (temp file, rename); a cache that cannot be written is only
-    a slower start, never an error."""
-    text = json.dumps({"stamp": stamp, "rows": [list(r) for r in rows]})
+    """Put this sys.path[0]'s entry first (replacing its old one, keeping CACHE_ENTRIES) and
+    write the file atomically (temp file, rename). Two writers at once may lose one entry,
+    which only costs a scan; a cache that cannot be written is a slower start, never an error."""
+    others = [e for e in _entries(cache) if _first_path(e) != stamp[0]]
+    entries = [{"stamp": stamp, "rows": [list(r) for r in rows]}, *others][:CACHE_ENTRIES]
     tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+        tmp.write_text(json.dumps({"entries": entries}), encoding="utf-8")
         os.replace(tmp, cache)
     except OSError:
         with contextlib.suppress(OSError):

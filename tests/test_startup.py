@@ -19,6 +19,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +93,12 @@ def cache_files(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "cache" / "gc-polecat").glob("entry-points-*.json"))
 
 
+def cached_rows(tmp_path: Path) -> list[list[list[Any]]]:
+    """The rows of each entry of the one cache file."""
+    (cache,) = cache_files(tmp_path)
+    return [entry["rows"] for entry in json.loads(cache.read_text())["entries"]]
+
+
 def commands(help_text: str) -> set[str]:
     section = help_text.split("Commands:", 1)[1]
     return {line.split()[0] for line in section.splitlines() if line.startswith("  ")}
@@ -109,7 +116,7 @@ def test_plugin_installed_after_the_cache_was_written_is_loaded(
     assert before.returncode == 0, before.stderr
     assert "howdy" not in commands(before.stdout)
     assert len(cache_files(tmp_path)) == 1  # written: every directory on sys.path had settled
-    assert json.loads(cache_files(tmp_path)[0].read_text())["rows"] == []
+    assert cached_rows(tmp_path) == [[]]
 
     install(site, "gc-polecat-howdy", "gc_polecat_howdy", HELLO_MODULE)
     after = run_cli("howdy", cwd=repo, env=env)
@@ -117,8 +124,8 @@ def test_plugin_installed_after_the_cache_was_written_is_loaded(
 
     settle(site)  # settled again with the plugin in place: the rewritten cache names it
     assert run_cli("howdy", cwd=repo, env=env).returncode == 0
-    rows = json.loads(cache_files(tmp_path)[0].read_text())["rows"]
-    assert rows == [["gc-polecat-howdy", "gc_polecat_howdy", "gc_polecat_howdy", True]]
+    howdy = ["gc-polecat-howdy", "gc_polecat_howdy", "gc_polecat_howdy", True]
+    assert cached_rows(tmp_path) == [[howdy]]
     cached = run_cli("howdy", cwd=repo, env=env)  # from the cache now
     assert (cached.returncode, cached.stdout) == (0, "howdy from a late plugin\n"), cached.stderr
 
@@ -165,7 +172,11 @@ def test_commands_in_many_directories_share_one_cache_that_still_sees_each(
     settle(site, repo, other)
     for cwd in (repo, other, repo):
         assert run_cli("--help", cwd=cwd, env=env).returncode == 0
-    assert len(cache_files(tmp_path)) == 1
+    assert cached_rows(tmp_path) == [[], []]  # one entry per directory, in one file
+    before = cache_files(tmp_path)[0].stat().st_mtime_ns
+    for cwd in (other, repo, other):
+        assert run_cli("--help", cwd=cwd, env=env).returncode == 0
+    assert cache_files(tmp_path)[0].stat().st_mtime_ns == before  # taking turns: no rewrite
 
     install(other, "gc-polecat-howdy", "gc_polecat_howdy", HELLO_MODULE)
     here = run_cli("howdy", cwd=other, env=env)
@@ -176,7 +187,14 @@ def test_commands_in_many_directories_share_one_cache_that_still_sees_each(
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"{not json", b"[]", b'{"stamp": 1, "rows": []}', b'{"rows": [["a", "b", "c"]]}'],
+    [
+        b"",
+        b"{not json",
+        b"[]",
+        b'{"entries": 1}',
+        b'{"entries": [1, {"stamp": 1, "rows": []}]}',
+        b'{"entries": [{"rows": [["a", "b", "c"]]}]}',
+    ],
 )
 def test_a_damaged_cache_is_rescanned(
     content: bytes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -196,7 +214,8 @@ def test_a_cache_from_another_sys_path_is_not_used(
     cache = plugins.entry_point_cache_file()
     cache.parent.mkdir(parents=True)
     stale = [["elsewhere", 1, 2, 3]]
-    cache.write_text(json.dumps({"stamp": stale, "rows": [["x", "ghost", "no_such_module", True]]}))
+    ghost = {"stamp": stale, "rows": [["x", "ghost", "no_such_module", True]]}
+    cache.write_text(json.dumps({"entries": [ghost]}))
     assert ("ghost", "no_such_module") not in plugins.selected_entry_points()
 
 
