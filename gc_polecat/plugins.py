@@ -108,13 +108,13 @@ def entry_point_cache_dir() -> Path:
 
 
 def entry_point_cache_file() -> Path:
-    """One file per interpreter and sys.path (PYTHONPATH...). sys.path[0], the script's
-    directory or, for `python -m`, the working directory, is left out of the name: the file
-    holds one entry per sys.path[0], the CACHE_ENTRIES most recent, so commands run in many
-    directories share one bounded file instead of leaving one each."""
+    """One file per environment (sys.prefix: `python` and `python3.11` of one venv share it)
+    and sys.path (PYTHONPATH...). sys.path[0], the script's directory or, for `python -m`, the
+    working directory, is left out of the name: the file holds one entry per sys.path[0], the
+    CACHE_ENTRIES most recent, so commands run in many directories share one bounded file."""
     import zlib  # lazy: start-up
 
-    key = json.dumps([_CACHE_VERSION, sys.executable, sys.version, sys.path[1:]]).encode()
+    key = json.dumps([_CACHE_VERSION, sys.prefix, sys.version, sys.path[1:]]).encode()
     digest = f"{zlib.crc32(key):08x}{zlib.adler32(key):08x}"  # a clash only costs a rescan
     return entry_point_cache_dir() / f"entry-points-{digest}.json"
 
