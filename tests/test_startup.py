@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -335,3 +337,34 @@ def test_fast_show_of_an_unreadable_bead_file_is_the_click_commands_error(
     assert got.returncode == expected.exit_code == 2
     assert (got.stdout, got.stderr) == (expected.stdout, expected.stderr)
     assert len(got.stderr.splitlines()) == 1
+
+
+def test_fast_show_imports_neither_click_nor_pluggy_nor_the_metadata_scan(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """What keeps `bead show` fast, checked by what is imported (never by a stopwatch): with
+    the entry-point cache warm, no click, no pluggy, no built-in command module and no
+    importlib.metadata scan."""
+    bead_id = cli("bead", "create", "Shown").stdout.strip()
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['gc-polecat', '--repo', {str(repo)!r}, 'bead', 'show', {bead_id!r}]\n"
+        "try:\n    runpy.run_module('gc_polecat', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = ('click', 'pluggy', 'importlib.metadata', 'gc_polecat.cli',\n"
+        "         'gc_polecat.builtin')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    here = tmp_path / "here"
+    here.mkdir()
+    settle(here)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, cwd=here, env=env
+        )
+        for _ in range(2)  # the first may scan (and write the cache), the second reads it
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    assert runs[-1].stdout.startswith(f"{bead_id}  [task]"), runs[-1].stdout
+    assert runs[-1].stdout.endswith("\n[]\n"), runs[-1].stdout
