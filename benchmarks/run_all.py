@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/run_all.py [--keep] [--profile] [--only writes,list,...]
 
-Benchmarks: writes, list, show, exec, wake, reconcile, demo, import (the default: all, in that
-order).
+Benchmarks: writes, list, show, startup, exec, wake, reconcile, demo, import (the default: all,
+in that order). `startup` is the start-up table: the hot commands beside `python -c pass`.
 
 Anchors: bd publishes create 2.5 ms / update 18 ms / ready query 30 ms at 10K issues (storage
 level, Apple M2 Pro); Gas City's file store rewrites one whole JSON file per write (emulated
@@ -27,7 +27,7 @@ import bench_show
 import bench_wake
 import bench_writes
 
-BENCHES = ("writes", "list", "show", "exec", "wake", "reconcile", "demo", "import")
+BENCHES = ("writes", "list", "show", "startup", "exec", "wake", "reconcile", "demo", "import")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures += bench_list.run(args.keep)
     if "show" in chosen:
         figures += bench_show.run(args.keep, args.profile)
+    if "startup" in chosen:
+        figures += bench_show.run_startup(args.keep)
     if "exec" in chosen:
         figures += bench_exec.run(args.keep)
     if "wake" in chosen:

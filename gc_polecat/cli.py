@@ -40,12 +40,27 @@ class AppContext:
         self.pm = pm
         self._store: Store | None = None
 
+    def providers(self) -> dict[str, Any]:
+        """The session providers the plugins registered (tmux, process, a plugin's)."""
+        from gc_polecat.lifecycle.providers import get_providers  # lazy: start-up
+
+        return get_providers(self.pm)
+
     def store(self) -> Store:
         if self._store is None:
             from gc_polecat.beads.store import Store, resolve_root
 
             self._store = Store(resolve_root(self.repo), pm=self.pm)
         return self._store
+
+
+def validate_ids(*bead_ids: str | None) -> None:
+    """Refuse (exit 2) an ID from the command line that is no bead ID: before any read."""
+    from gc_polecat.beads.ids import validate_id  # lazy: start-up
+
+    for bead_id in bead_ids:
+        if bead_id is not None:
+            validate_id(bead_id)
 
 
 def private_umask() -> None:

@@ -9,7 +9,6 @@ lazily: `read_head` works from the ref files alone so read-only commands can ski
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import struct
 import time
@@ -170,6 +169,8 @@ class Git:
         The pack is renamed into place first and the index last: git and dulwich use a pack only
         once its index exists, so a writer killed midway leaves an unused file, never a missing
         object. False (nothing written) when the pack would be too large for this index form."""
+        import hashlib  # lazy: start-up
+
         chunks = [b"PACK", struct.pack(">II", 2, len(objects))]
         entries: list[tuple[bytes, int, int]] = []
         offset = 12

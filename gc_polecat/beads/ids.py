@@ -16,7 +16,6 @@ shard directories are always lower case. Lowercase IDs keep exactly the paths th
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -153,6 +152,8 @@ def generate_id(
     exists: Callable[[str], bool],
 ) -> str:
     """bd's scheme: sha256(seed + nonce) in base36, growing the length after 10 collisions."""
+    import hashlib  # lazy: start-up
+
     for length in range(hash_length(existing_top_level), MAX_HASH_LEN + 1):
         for nonce in range(NONCES_PER_LENGTH):
             digest = hashlib.sha256(f"{seed}|{nonce}".encode()).digest()

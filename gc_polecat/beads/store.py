@@ -31,7 +31,6 @@ import errno
 import json
 import os
 import re
-import shutil
 import stat
 import time
 from collections.abc import Iterable, Iterator
@@ -722,6 +721,8 @@ class Store:
                 f"cannot finish an interrupted write ({type(exc).__name__}: {exc}); "
                 "the commit is safe, the work tree catches up once this is fixed"
             ) from None
+        import shutil  # lazy: start-up
+
         shutil.rmtree(tmp, ignore_errors=True)
         self._clear_journal()
         if self._catalog is not None:

@@ -9,14 +9,14 @@ catalog when it is at HEAD, which needs neither dulwich nor YAML, and that is wh
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from typing import Any
 
 import click
 
+from gc_polecat import fast
 from gc_polecat.beads.bead import Bead
-from gc_polecat.cli import AppContext, echo, emit_json, json_option
+from gc_polecat.cli import AppContext, echo, emit_json, json_option, validate_ids
 from gc_polecat.errors import BadInput, InvalidBead, NotFound
 from gc_polecat.hookspecs import hookimpl
 
@@ -72,25 +72,17 @@ class KeyValue(click.ParamType):
         return key, val
 
 
-def _split_csv(values: tuple[str, ...]) -> list[str]:
+def split_csv(values: tuple[str, ...]) -> list[str]:
     return [part.strip() for v in values for part in v.split(",") if part.strip()]
-
-
-def _validate_ids(bead_ids: Any) -> None:
-    from gc_polecat.beads.ids import validate_id
-
-    for bead_id in bead_ids:
-        if bead_id is not None:
-            validate_id(bead_id)
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _read(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
+def read_beads(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
     from gc_polecat.beads.ids import id_path
 
-    _validate_ids(bead_ids)
+    validate_ids(*bead_ids)
     store = app.store()
     catalog = store.catalog
     store.recover_if_needed()
@@ -108,7 +100,7 @@ def _read(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
     return found
 
 
-def _all_beads(app: AppContext, query: Any = None) -> tuple[list[Bead], int]:
+def all_beads(app: AppContext, query: Any = None) -> tuple[list[Bead], int]:
     """Every readable bead at HEAD (or those `query` selects) and the exit status: 2 when a
     bead file is unreadable (each is named on stderr; the readable beads still count)."""
     from gc_polecat.beads.catalog import Query
@@ -122,46 +114,9 @@ def _all_beads(app: AppContext, query: Any = None) -> tuple[list[Bead], int]:
     return beads, 2 if bad else 0
 
 
-def _plain(value: Any) -> str:
-    """A field value as people read it: text as is, lists comma-separated, anything nested
-    as JSON (never a Python repr)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return ", ".join(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _echo_block(label: str, text: str, indent: str = "  ") -> None:
-    if "\n" in text:
-        echo(f"{indent}{label}:")
-        for line in text.rstrip("\n").splitlines():
-            echo(f"{indent}  {line}")
-    else:
-        echo(f"{indent}{label}: {text}")
-
-
 def _print_bead(bead: Bead) -> None:
-    echo(
-        f"{bead['id']}  [{bead['issue_type']}] P{bead['priority']} {bead['status']}  "
-        f"{bead['title']}"
-    )
-    for key, value in bead.items():
-        if key in ("id", "title", "issue_type", "priority", "status"):
-            continue
-        if key == "comments" and isinstance(value, list):
-            echo("  comments:")
-            _print_comments(bead, indent="  ")
-            continue
-        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        elif isinstance(value, list) and key == "dependencies":
-            value = ", ".join(f"{d['type']}:{d['depends_on_id']}" for d in value)
-        _echo_block(key, _plain(value))
+    for line in fast.bead_lines(bead):  # the same lines the click-free `bead show` prints
+        echo(line)
 
 
 def _cells(bead: Bead) -> tuple[str, ...]:
@@ -174,7 +129,7 @@ def _cells(bead: Bead) -> tuple[str, ...]:
     )
 
 
-def _lines(beads: list[Bead]) -> list[str]:
+def list_lines(beads: list[Bead]) -> list[str]:
     """One line per bead, columns as wide as this listing's widest cell (a long custom type or
     assignee widens its column instead of pushing the titles out of line)."""
     rows = [_cells(b) for b in beads]
@@ -185,7 +140,7 @@ def _lines(beads: list[Bead]) -> list[str]:
     ]
 
 
-def _report(app: AppContext, beads: list[Bead], single: bool = False) -> None:
+def report_beads(app: AppContext, beads: list[Bead], single: bool = False) -> None:
     if app.json:
         emit_json(beads)
         return
@@ -193,7 +148,7 @@ def _report(app: AppContext, beads: list[Bead], single: bool = False) -> None:
         for bead in beads:
             _print_bead(bead)
         return
-    for line in _lines(beads):
+    for line in list_lines(beads):
         echo(line)
 
 
@@ -268,38 +223,19 @@ def show_command(
     wanted = bead_ids + id_flags
     if not wanted:
         raise BadInput("give at least one ID")
-    beads, status = _read(app, wanted), 0
+    beads, status = read_beads(app, wanted), 0
     if children:
         from gc_polecat.interop.bd_verbs import parent_of
 
-        every, status = _all_beads(app)
+        every, status = all_beads(app)
         beads = [b for p in beads for b in every if parent_of(b) == p["id"]]
-    _report(app, beads, single=not short)
+    report_beads(app, beads, single=not short)
     return status
 
 
-def _when(stamp: str, local: bool) -> str:
-    """A comment's time as bd prints it: minutes, in UTC (or local with --local-time)."""
-    import datetime as _dt
-
-    from gc_polecat.interop.bd_verbs import instant
-
-    at = instant(stamp)
-    if at is None:
-        return stamp
-    return at.astimezone(None if local else _dt.UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _print_comments(bead: Bead, indent: str = "", local: bool = False) -> None:
-    from gc_polecat.interop.bd_verbs import comments_of
-
-    comments = comments_of(bead)
-    if not indent:
-        echo(f"Comments on {bead['id']}:" if comments else f"No comments on {bead['id']}")
-    for comment in comments:
-        echo(f"{indent}  [{comment['author']}] at {_when(comment['created_at'], local)}")
-        for line in comment["text"].rstrip("\n").splitlines() or [""]:
-            echo(f"{indent}    {line}")
+def print_comments(bead: Bead, indent: str = "", local: bool = False) -> None:
+    for line in fast.comment_lines(bead, indent, local):
+        echo(line)
 
 
 @hookimpl

@@ -18,15 +18,14 @@ from gc_polecat.builtin.bead_commands import (
     Duration,
     KeyValue,
     Priority,
-    _all_beads,
-    _lines,
-    _print_comments,
-    _read,
-    _report,
-    _split_csv,
-    _validate_ids,
+    all_beads,
+    list_lines,
+    print_comments,
+    read_beads,
+    report_beads,
+    split_csv,
 )
-from gc_polecat.cli import AppContext, echo, emit_json, json_option
+from gc_polecat.cli import AppContext, echo, emit_json, json_option, validate_ids
 from gc_polecat.errors import BadInput
 from gc_polecat.interop.bd_verbs import READY_SORTS, SORT_FIELDS, TYPE_ALIASES, canonical_types
 
@@ -161,7 +160,7 @@ def _with_counts(beads: list[Bead], every: list[Bead], parent: bool = True) -> l
 def _parse_deps(specs: tuple[str, ...]) -> list[tuple[str, str]]:
     """bd's `--deps blocks:gc-1,gc-2` (type defaults to blocks) -> [(type, id)]."""
     out = []
-    for spec in _split_csv(specs):
+    for spec in split_csv(specs):
         dtype, colon, target = spec.rpartition(":")
         out.append((dtype if colon else "blocks", target))
     return out
@@ -256,16 +255,16 @@ def create_command(
     bead["waiters"] = list(opts["waiters"])
     metadata = parse_metadata_json(metadata_json) if metadata_json is not None else {}
     bead["metadata"] = {**metadata, **dict(set_metadata)}
-    _validate_ids((explicit_id, parent))
+    validate_ids(*(explicit_id, parent))
     if explicit_id:
         bead["id"] = explicit_id
     dep_list = _parse_deps(deps)
-    _validate_ids(target for _, target in dep_list)
+    validate_ids(*(target for _, target in dep_list))
     with app.store().transaction() as tx:
         inherited = (
             [] if parent is None or no_inherit_labels else tx.require(parent).get("labels", [])
         )
-        bead["labels"] = list(dict.fromkeys([*inherited, *_split_csv(labels)]))
+        bead["labels"] = list(dict.fromkeys([*inherited, *split_csv(labels)]))
         created = tx.create(bead, parent=parent)
         for dtype, target in dep_list:
             created = tx.add_dependency(created["id"], target, dtype)
@@ -326,8 +325,8 @@ def _filter(statuses: tuple[str, ...] = (), **opts: Any) -> Any:
 
     return Filter(
         statuses=statuses,
-        labels_any=tuple(_split_csv(opts.pop("label_any"))),
-        exclude_labels=tuple(_split_csv(opts.pop("exclude_label"))),
+        labels_any=tuple(split_csv(opts.pop("label_any"))),
+        exclude_labels=tuple(split_csv(opts.pop("exclude_label"))),
         no_labels=opts.pop("no_labels"),
         no_assignee=opts.pop("no_assignee"),
         title_contains=opts.pop("title_contains"),
@@ -350,7 +349,7 @@ INFRA_TYPES = ("agent", "rig", "role", "message")  # bd: internal/storage/infra_
 
 
 def _print_list(app: AppContext, beads: list[Bead], long_format: bool) -> None:
-    _report(app, beads, single=long_format)
+    report_beads(app, beads, single=long_format)
 
 
 @click.command("list")
@@ -413,30 +412,30 @@ def list_command(
     from gc_polecat.beads.catalog import Query
     from gc_polecat.interop.bd_verbs import ready, sort_beads
 
-    statuses_t, types_t = tuple(_split_csv(statuses)), canonical_types(_split_csv(types))
+    statuses_t, types_t = tuple(split_csv(statuses)), canonical_types(split_csv(types))
     opts["title_contains"] = opts["title_contains"] or title_search
     query = Query(
         statuses=statuses_t,
         types=types_t,
         assignee=assignee,
-        labels=tuple(_split_csv(labels)),
+        labels=tuple(split_csv(labels)),
         include_closed=include_closed,
     )
-    _validate_ids(_split_csv(id_list))
+    validate_ids(*split_csv(id_list))
     hidden = () if include_gates or "gate" in types_t else ("gate",)
     if not include_infra and not set(types_t) & set(INFRA_TYPES):
         hidden += INFRA_TYPES
     flt = _filter(
         statuses_t,
         include_closed=include_closed,
-        exclude_types=canonical_types(_split_csv(exclude_type)) + hidden,
-        ids=tuple(_split_csv(id_list)),
+        exclude_types=canonical_types(split_csv(exclude_type)) + hidden,
+        ids=tuple(split_csv(id_list)),
         **opts,
     )
-    beads, status = _all_beads(app, query)
+    beads, status = all_beads(app, query)
     found = [b for b in beads if flt.matches(b)]
     if only_ready:
-        every, _ = _all_beads(app)
+        every, _ = all_beads(app)
         statuses = ready_statuses(app.store().config())
         ready_ids = {b["id"] for b in ready(every, flt, statuses=statuses)}
         found = [b for b in found if b["id"] in ready_ids]
@@ -482,8 +481,8 @@ def update_command(app: AppContext, bead_ids: tuple[str, ...], **opts: Any) -> N
     """
     from gc_polecat.interop.bd_verbs import parse_metadata_json
 
-    _validate_ids(bead_ids)
-    _validate_ids((opts["parent"] or None,))
+    validate_ids(*bead_ids)
+    validate_ids(*(opts["parent"] or None,))
     if opts["metadata_json"] is not None and (opts["set_metadata"] or opts["unset_metadata"]):
         raise BadInput("cannot combine --metadata with --set-metadata or --unset-metadata")
     metadata_json = opts.pop("metadata_json")
@@ -539,9 +538,9 @@ def _new_labels(labels: list[str], opts: dict[str, Any]) -> list[str] | None:
     if not (opts["set_labels"] or opts["add_labels"] or opts["remove_labels"]):
         return None
     if opts["set_labels"]:
-        labels = _split_csv(opts["set_labels"])
-    labels = labels + [x for x in _split_csv(opts["add_labels"]) if x not in labels]
-    removed = set(_split_csv(opts["remove_labels"]))
+        labels = split_csv(opts["set_labels"])
+    labels = labels + [x for x in split_csv(opts["add_labels"]) if x not in labels]
+    removed = set(split_csv(opts["remove_labels"]))
     return [x for x in labels if x not in removed]
 
 
@@ -588,7 +587,7 @@ def close_command(
     """
     from gc_polecat.interop.bd_verbs import close_beads, read_text_arg
 
-    _validate_ids(bead_ids)
+    validate_ids(*bead_ids)
     reason = reason or resolution or message or comment
     if reason_file is not None:
         if reason:
@@ -664,19 +663,19 @@ def ready_command(
 
     if claim and opts["assignee"]:
         raise BadInput("--claim cannot be combined with --assignee")
-    _validate_ids((opts["parent"],))
+    validate_ids(*(opts["parent"],))
     flt = Filter(
         types=canonical_types([issue_type] if issue_type else []),
-        exclude_types=canonical_types(_split_csv(exclude_type)),
-        labels=tuple(_split_csv(labels)),
-        labels_any=tuple(_split_csv(label_any)),
-        exclude_labels=tuple(_split_csv(exclude_label)),
+        exclude_types=canonical_types(split_csv(exclude_type)),
+        labels=tuple(split_csv(labels)),
+        labels_any=tuple(split_csv(label_any)),
+        exclude_labels=tuple(split_csv(exclude_label)),
         no_assignee=unassigned,
         meta=metadata_field,
         has_meta_key=opts.pop("has_metadata_key"),
         **opts,
     )
-    every, status = _all_beads(app)
+    every, status = all_beads(app)
     statuses = ready_statuses(app.store().config())
     found = ready(every, flt, policy, include_deferred, include_ephemeral, statuses=statuses)
     found = found[:limit] if limit else found
@@ -687,7 +686,7 @@ def ready_command(
     elif not found:
         click.echo("no ready work")
     else:
-        for line in _lines(found):  # one column width for the whole listing, as `bead list`
+        for line in list_lines(found):  # one column width for the whole listing, as `bead list`
             echo(line)
     return status
 
@@ -702,7 +701,7 @@ def _claim_first(app: AppContext, candidates: list[Bead]) -> int:
     with app.store().transaction() as tx:
         claimed = claim(tx, candidates[0]["id"], tx.store.actor())
     if app.json:
-        every, _ = _all_beads(app)
+        every, _ = all_beads(app)
         emit_json(_with_counts([claimed], every))
     else:
         echo(f"claimed {claimed['id']}  {claimed['title']}")
@@ -754,10 +753,10 @@ def search_command(
         (status,) if status and status != "all" else (),
         include_closed=status == "all",
         types=canonical_types([issue_type] if issue_type else []),
-        labels=tuple(_split_csv(labels)),
+        labels=tuple(split_csv(labels)),
         **opts,
     )
-    every, code = _all_beads(app)
+    every, code = all_beads(app)
     found = sort_beads(search(every, text, flt), sort, reverse)
     found = found[:limit] if limit else found
     if app.json:
@@ -799,11 +798,11 @@ def comments_list(app: AppContext, bead_id: str, local_time: bool) -> None:
     """List a bead's comments, oldest first (JSON: bd's comment objects)."""
     from gc_polecat.interop.bd_verbs import comments_of
 
-    (bead,) = _read(app, (bead_id,))
+    (bead,) = read_beads(app, (bead_id,))
     if app.json:
         emit_json(comments_of(bead))
     else:
-        _print_comments(bead, local=local_time)
+        print_comments(bead, local=local_time)
 
 
 @comments_group.command("add")
@@ -821,7 +820,7 @@ def comments_add(
     """Add a comment to a bead, in one commit."""
     from gc_polecat.interop.bd_verbs import add_comment, read_text_arg
 
-    _validate_ids((bead_id,))
+    validate_ids(*(bead_id,))
     if text_file is not None:
         text = read_text_arg(text_file, "--file")
     if text is None:
@@ -846,7 +845,7 @@ def _label_change(app: AppContext, args: tuple[str, ...], add: bool) -> None:
     if len(args) < 2:
         raise BadInput("give at least one ID and a label")
     *bead_ids, label = args
-    _validate_ids(bead_ids)
+    validate_ids(*bead_ids)
     with app.store().transaction() as tx:
         rows = change_label(tx, bead_ids, label, add)
     if app.json:
@@ -881,7 +880,7 @@ def label_remove(app: AppContext, args: tuple[str, ...]) -> None:
 @click.pass_obj
 def label_list(app: AppContext, bead_id: str) -> None:
     """A bead's labels (JSON: an array of strings)."""
-    (bead,) = _read(app, (bead_id,))
+    (bead,) = read_beads(app, (bead_id,))
     labels = bead.get("labels", [])
     if app.json:
         emit_json(labels)
@@ -899,7 +898,7 @@ def label_list_all(app: AppContext) -> int:
     """Every label in use, with how many beads carry it (closed ones included)."""
     from collections import Counter
 
-    beads, status = _all_beads(app)
+    beads, status = all_beads(app)
     counts = Counter(label for b in beads for label in b.get("labels", ()))
     rows = [{"label": label, "count": counts[label]} for label in sorted(counts)]
     if app.json:

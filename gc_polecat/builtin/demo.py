@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import click
 
 from gc_polecat.hookspecs import hookimpl
@@ -16,6 +14,8 @@ def demo_command(keep: bool) -> None:
     merge, a conflict and a test failure each fixed by the same session, and a polecat killed
     while it waits whose work a fresh session finishes. Prints the timeline, the evidence and
     a leak audit; exits 0 only if all of it holds, within 60 s."""
+    import shutil  # lazy: start-up
+
     from gc_polecat.demo.city import main
 
     if shutil.which("git") is None:

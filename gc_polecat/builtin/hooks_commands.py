@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gc_polecat.builtin.lifecycle_commands import _providers
 from gc_polecat.cli import AppContext, emit_json, json_option
 from gc_polecat.hookspecs import hookimpl
 
@@ -126,7 +125,7 @@ def hooks_run(app: AppContext, hook: str, bead_id: str, event: str) -> int:
 
     try:
         payload = loads(sys.stdin.buffer.read() or b"null", "stdin")
-        verdict = ingest(app.store(), _providers(app), payload)
+        verdict = ingest(app.store(), app.providers(), payload)
     except Exception as exc:  # noqa: BLE001 - a hook must never fail the write that fired it
         why = str(exc).strip() or type(exc).__name__
         line = f"gc-polecat: error: bead hook {hook} {bead_id}: {why}"
@@ -158,7 +157,7 @@ def hooks_run_git(app: AppContext, hook: str, args: tuple[str, ...]) -> int:
             return 0
         updates = githooks.parse_updates(sys.stdin.read())
         store = app.store()
-        recorded = githooks.record_landed(store, _providers(app), code_repo, updates, hook)
+        recorded = githooks.record_landed(store, app.providers(), code_repo, updates, hook)
     except Exception as exc:  # noqa: BLE001 - a hook must never fail the git command
         why = " ".join(str(exc).split()) or type(exc).__name__
         click.echo(f"gc-polecat: error: git hook {hook}: {why}", err=True)

@@ -8,14 +8,8 @@ from typing import Any
 
 import click
 
-from gc_polecat.cli import AppContext, Seconds, echo, emit_json, json_option
+from gc_polecat.cli import AppContext, Seconds, echo, emit_json, json_option, validate_ids
 from gc_polecat.hookspecs import hookimpl
-
-
-def _providers(app: AppContext) -> dict[str, Any]:
-    from gc_polecat.lifecycle.providers import get_providers
-
-    return get_providers(app.pm)
 
 
 def _caller(session_opt: str | None) -> tuple[str | None, int | None]:
@@ -23,14 +17,6 @@ def _caller(session_opt: str | None) -> tuple[str | None, int | None]:
 
     sid, epoch = caller_identity()
     return session_opt or sid, epoch
-
-
-def _validate(*bead_ids: str | None) -> None:
-    from gc_polecat.beads.ids import validate_id
-
-    for bead_id in bead_ids:
-        if bead_id is not None:
-            validate_id(bead_id)
 
 
 # --- session --------------------------------------------------------------------------------
@@ -87,7 +73,7 @@ def session_start(
 
     started = sessions.start(
         app.store(),
-        _providers(app),
+        app.providers(),
         pool=pool,
         name=name,
         provider_name=provider_name,
@@ -156,7 +142,7 @@ def session_list(
     catalog = store.catalog
     catalog.refresh()
     labels = (sessions.SESSION_LABEL,) + ((f"pool:{pool}",) if pool else ())
-    providers = _providers(app)
+    providers = app.providers()
     rows = []
     for bead in catalog.list(Query(labels=labels, include_closed=include_closed or bool(state))):
         s = sessions.Session.of(bead, store.state_dir)
@@ -183,9 +169,9 @@ def session_show(app: AppContext, session_id: str) -> None:
     """One session, with liveness checked now."""
     from gc_polecat.lifecycle import session as sessions
 
-    _validate(session_id)
+    validate_ids(session_id)
     s = sessions.get(app.store(), session_id)
-    view = _session_view(s, sessions.is_alive(s, _providers(app)))
+    view = _session_view(s, sessions.is_alive(s, app.providers()))
     if app.json:
         emit_json(view)
         return
@@ -223,8 +209,8 @@ def session_stop(app: AppContext, session_id: str, reason: str) -> None:
     """Stop a session: its process ends, its waits are cancelled, its work goes to the pool."""
     from gc_polecat.lifecycle.routing import stop_session
 
-    _validate(session_id)
-    why = stop_session(app.store(), session_id, reason, _providers(app))
+    validate_ids(session_id)
+    why = stop_session(app.store(), session_id, reason, app.providers())
     if why:
         click.echo(f"warning: {session_id}: process not signalled ({why})", err=True)
     click.echo(f"stopped {session_id}")
@@ -271,7 +257,7 @@ def submit_command(
     from gc_polecat.lifecycle.submit import submit
 
     session_id, epoch = _caller(session_opt)
-    _validate(work_id, session_id)
+    validate_ids(work_id, session_id)
     store = app.store()
     seconds = parse_duration(ttl, "--ttl") if ttl else _default_ttl(store, session_id)
     with store.transaction() as tx:
@@ -340,7 +326,7 @@ def verdict_command(
     from gc_polecat.errors import BadInput
     from gc_polecat.lifecycle.verdict import record_verdict
 
-    _validate(submission_id)
+    validate_ids(submission_id)
     if outcome is None:
         raise BadInput("give --merged or --fix-needed")
     store = app.store()
@@ -349,7 +335,7 @@ def verdict_command(
             tx,
             submission_id,
             outcome,
-            providers=_providers(app),
+            providers=app.providers(),
             failure_type=failure_type,
             reason=reason,
             log=Path(log) if log else None,
@@ -390,7 +376,7 @@ def await_command(
     from gc_polecat.lifecycle.wait import await_verdict, find_wait, state
     from gc_polecat.lifecycle.waiter import hand_over, slim_allowed, start_daemon
 
-    _validate(wait_id, work_id)
+    validate_ids(wait_id, work_id)
     session_id, epoch = caller_identity()
     store = app.store()
     wait = find_wait(store, wait_id, work_id, session_id)
@@ -449,10 +435,10 @@ def wait_list(app: AppContext, state: str | None, session_id: str | None) -> Non
 @click.pass_obj
 def wait_inspect(app: AppContext, wait_id: str) -> None:
     """Every field of one wait."""
-    from gc_polecat.builtin.bead_commands import _read, _report
+    from gc_polecat.builtin.bead_commands import read_beads, report_beads
 
-    _validate(wait_id)
-    _report(app, _read(app, (wait_id,)), single=True)
+    validate_ids(wait_id)
+    report_beads(app, read_beads(app, (wait_id,)), single=True)
 
 
 @wait_group.command("cancel")
@@ -468,7 +454,7 @@ def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
     from gc_polecat.lifecycle import wait as waits
     from gc_polecat.lifecycle.routing import end_wait_and_fall_back
 
-    _validate(wait_id)
+    validate_ids(wait_id)
     with app.store().transaction(f"{wait_id}: canceled ({reason})") as tx:
         wait = tx.require(wait_id)
         if not waits.is_wait(wait):
@@ -490,7 +476,7 @@ def wait_ready(app: AppContext, wait_id: str) -> None:
     from gc_polecat.lifecycle import wait as waits
     from gc_polecat.lifecycle.wakeup import wake
 
-    _validate(wait_id)
+    validate_ids(wait_id)
     store = app.store()
     again = None
     with store.transaction(f"{wait_id}: made ready by hand") as tx:
@@ -559,7 +545,7 @@ def controller_run(
 
     run(
         app.store(),
-        _providers(app),
+        app.providers(),
         once=once,
         interval=interval,
         report=lambda line: echo(line),

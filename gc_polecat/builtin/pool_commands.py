@@ -6,8 +6,7 @@ from typing import Any
 
 import click
 
-from gc_polecat.builtin.lifecycle_commands import _providers, _validate
-from gc_polecat.cli import AppContext, Seconds, echo, emit_json, json_option
+from gc_polecat.cli import AppContext, Seconds, echo, emit_json, json_option, validate_ids
 from gc_polecat.hookspecs import hookimpl
 
 
@@ -50,7 +49,7 @@ def pool_status(app: AppContext, pool: str | None, watch: bool, interval: float)
 def _status_rows(app: AppContext, pool: str | None) -> list[dict[str, Any]]:
     from gc_polecat.pool.status import status
 
-    rows = [r for r in status(app.store(), _providers(app)) if pool in (None, r["pool"])]
+    rows = [r for r in status(app.store(), app.providers()) if pool in (None, r["pool"])]
     if pool is not None and not rows:
         from gc_polecat.errors import NotFound
 
@@ -138,7 +137,7 @@ def pool_reconcile(app: AppContext, pools: tuple[str, ...], dry_run: bool) -> No
     store = app.store()
     for name in pools:
         require_pool(store, name)
-    done = reconcile(store, _providers(app), list(pools) or None, dry_run=dry_run)
+    done = reconcile(store, app.providers(), list(pools) or None, dry_run=dry_run)
     if app.json:
         emit_json(
             [
@@ -164,8 +163,8 @@ def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
     with no capacity, queue it in the pool for `pool reconcile`."""
     from gc_polecat.pool.sling import sling
 
-    _validate(work_id)
-    done = sling(app.store(), _providers(app), work_id, pool_name)
+    validate_ids(work_id)
+    done = sling(app.store(), app.providers(), work_id, pool_name)
     if app.json:
         emit_json({**done.__dict__, "queued": done.queued})
     elif done.queued:
@@ -190,7 +189,7 @@ def next_command(app: AppContext, timeout: float | None, session_opt: str | None
     session_id = session_opt or caller_identity()[0]
     if not session_id:
         raise BadInput("next needs the calling session: set GC_SESSION_ID (or --session)")
-    _validate(session_id)
+    validate_ids(session_id)
     code, work = await_work(app.store(), session_id, timeout)
     if app.json:
         emit_json({"exit": code, "work": work})
@@ -211,7 +210,7 @@ def cleanup_command(app: AppContext, finalizer_id: str | None, run_all: bool) ->
     from gc_polecat.errors import GcPolecatError, NotFound
     from gc_polecat.lifecycle import cleanup
 
-    _validate(finalizer_id)
+    validate_ids(finalizer_id)
     store = app.store()
     if run_all:
         targets = [f["id"] for f in cleanup.pending(store)]
@@ -219,7 +218,7 @@ def cleanup_command(app: AppContext, finalizer_id: str | None, run_all: bool) ->
         targets = [finalizer_id]
     else:
         targets = [_own_finalizer(store)]
-    results: list[Any] = [cleanup.run(store, t, _providers(app)) for t in targets]
+    results: list[Any] = [cleanup.run(store, t, app.providers()) for t in targets]
     if finalizer_id and not results:
         raise NotFound(f"no finalizer {finalizer_id}")
     if app.json:
@@ -241,7 +240,7 @@ def _own_finalizer(store: Any) -> str:
     session_id = caller_identity()[0]
     if not session_id:
         raise BadInput("cleanup needs a FINALIZER, --all, or GC_SESSION_ID")
-    _validate(session_id)
+    validate_ids(session_id)
     session = store.get(session_id)
     polecat_id = session.get("metadata", {}).get("polecat")
     if not polecat_id:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gc_polecat.hookspecs import hookimpl
-from gc_polecat.lifecycle.providers import ProcessProvider, SessionProvider, TmuxProvider
+
+if TYPE_CHECKING:
+    from gc_polecat.lifecycle.providers import SessionProvider
 
 
 @hookimpl
 def gc_polecat_register_session_providers(register: Callable[[SessionProvider], None]) -> None:
+    from gc_polecat.lifecycle.providers import ProcessProvider, TmuxProvider  # lazy: start-up
+
     register(ProcessProvider())
     register(TmuxProvider())

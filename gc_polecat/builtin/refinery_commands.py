@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from gc_polecat.builtin.lifecycle_commands import _providers
 from gc_polecat.cli import AppContext, Seconds, echo, emit_json, json_option
 from gc_polecat.hookspecs import hookimpl
 
@@ -63,7 +62,7 @@ def refinery_process(app: AppContext, once: bool, interval: float, clone: str | 
 
     outcomes = run(
         app.store(),
-        _providers(app),
+        app.providers(),
         once=once,
         interval=interval,
         report=(lambda line: None) if app.json else click.echo,

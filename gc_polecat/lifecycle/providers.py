@@ -16,12 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shlex
-import shutil
 import signal
 import subprocess
 import time
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -192,6 +189,8 @@ def check_session_name(name: str) -> None:
 
 def check_line(line: str) -> None:
     """A nudge is one line of text: a newline or control character would act as a keystroke."""
+    import unicodedata  # lazy: start-up
+
     bad = [c for c in line if unicodedata.category(c) == "Cc"]
     if bad:
         raise ProviderError(f"nudge line holds control characters {bad!r}: {line!r}")
@@ -375,6 +374,8 @@ class TmuxProvider:
             # tmux runs a single argument through `sh -c`; keep it one literal word.
             args = ["/bin/sh", "-c", 'exec "$0"', args[0]]
         # pipe-pane runs in the same tmux invocation, before the server reads any pane output.
+        import shlex  # lazy: start-up
+
         pipe = "cat >> " + shlex.quote(str(log_path.absolute()))
         workdir = _tmux_format_literal(str(Path(cwd).absolute()))
         cmd = ["new-session", "-d", "-s", name, "-c", workdir]
@@ -435,6 +436,8 @@ class TmuxProvider:
 
     def _exec(self, socket: Path, cmd: list[str]) -> subprocess.CompletedProcess[str]:
         """Run `tmux -S socket cmd...`; only a missing or hung tmux is an error here."""
+        import shutil  # lazy: start-up
+
         exe = shutil.which(self._tmux)
         if exe is None:
             raise ProviderError(f"tmux is not installed (no {self._tmux!r} on PATH)")

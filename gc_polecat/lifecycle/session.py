@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
-import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -148,6 +146,8 @@ def state_of(bead: Bead) -> str:
 
 def session_fields(name: str, pool: str, provider: str, work_dir: str, handle: Handle) -> Bead:
     """The bead for a new session (state active, epoch 1)."""
+    import secrets  # lazy: start-up
+
     check_session_name(name)
     if not pool or not all(c.isalnum() or c in "-_./" for c in pool):
         raise BadInput(f"invalid pool name {pool!r}")
@@ -198,6 +198,8 @@ def set_state(tx: Transaction, session: Session, state: str, **meta: str) -> Bea
 
 def this_host() -> str:
     """The machine a session runs on: $GC_POLECAT_HOST, else the host name."""
+    import socket  # lazy: start-up
+
     return os.environ.get("GC_POLECAT_HOST") or socket.gethostname()
 
 

@@ -427,7 +427,8 @@ def await_verdict(
     from gc_polecat.lifecycle.doorbell import Doorbell
 
     me = f"{session_id or 'pid'}:{os.getpid()}"
-    store.warm_write_path()
+    if state(wait) == "pending":  # one that has settled writes at once: no wake path to warm
+        store.warm_write_path()
     keys = [wait["id"]] + ([session_id] if session_id else [])
     deadline = None if timeout is None else time.monotonic() + timeout
     with Doorbell(store.state_dir / "wake", keys) as bell:

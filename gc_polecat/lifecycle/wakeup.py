@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gc_polecat.beads import bead as beadmod
-from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle.doorbell import ring
-from gc_polecat.lifecycle.providers import get_providers
 from gc_polecat.lifecycle.wait import ENDED, at, is_wait, moved_on, state
 
 if TYPE_CHECKING:
@@ -60,6 +58,9 @@ def wake(store: Store, wait: Bead) -> str:
         return "stale"  # an earlier incarnation's wait: its later one is never woken for it
     if ring_for(store.state_dir, wait):
         return "doorbell"
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up (only for a nudge)
+    from gc_polecat.lifecycle.providers import get_providers  # lazy: start-up
+
     sid = wait.get("metadata", {}).get("session_id", "")
     try:
         target = sessions.get(store, sid)

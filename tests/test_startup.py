@@ -1,0 +1,369 @@
+"""Start-up (issue 17): the cached entry-point list and the click-free `bead show`.
+
+What the speed relies on must never change what a command does:
+
+1. Plugins still load. The `gc_polecat` entry points are cached, keyed on sys.path and the mtimes
+   of its directories; a distribution installed (or removed) after the cache was written is seen
+   at the next command. Plugins here are real distributions as importlib.metadata reads them: a
+   `*.dist-info` directory (METADATA, entry_points.txt) and a module, on PYTHONPATH.
+2. `bead show` answered without click prints byte for byte what the click command prints, and
+   steps aside for everything it does not know: an error, another option, a plugin (which may
+   override `bead show`), GC_POLECAT_LOAD_PLUGINS selecting one.
+
+No timing is asserted here; the figures are `benchmarks/run_all.py --only show,startup`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gc_polecat import plugins
+
+from .conftest import Cli, run_cli
+
+OLD = time.time() - 3600  # an mtime long settled (the cache is only written for those)
+
+HELLO_MODULE = '''
+import click
+from gc_polecat.hookspecs import hookimpl
+
+
+@click.command("howdy")
+def howdy() -> None:
+    """Say howdy."""
+    click.echo("howdy from a late plugin")
+
+
+@hookimpl
+def gc_polecat_register_commands(cli):
+    cli.add_command(howdy)
+'''
+
+OVERRIDE_MODULE = '''
+import click
+from gc_polecat.hookspecs import hookimpl
+
+
+@click.command("show")
+@click.argument("ids", nargs=-1)
+@click.option("--json", "json_flag", is_flag=True)
+def show(ids, json_flag) -> None:
+    """The plugin's own show."""
+    click.echo("plugin show: " + " ".join(ids))
+
+
+@hookimpl(trylast=True)  # after the built-ins have added the `bead` group
+def gc_polecat_register_commands(cli):
+    cli.commands["bead"].add_command(show, "show")
+'''
+
+
+def install(site: Path, dist: str, module: str, source: str) -> None:
+    """Install a distribution the way an installer leaves it: the module and its dist-info."""
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[gc_polecat]\n{module} = {module}\n")
+
+
+def settle(*dirs: Path) -> None:
+    for d in dirs:
+        os.utime(d, (OLD, OLD))
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    path = tmp_path / "site"
+    path.mkdir()
+    return path
+
+
+def env_for(site: Path, tmp_path: Path) -> dict[str, str]:
+    return {"PYTHONPATH": str(site), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+
+def cache_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache" / "gc-polecat").glob("entry-points-*.json"))
+
+
+def cached_rows(tmp_path: Path) -> list[list[list[Any]]]:
+    """The rows of each entry of the one cache file."""
+    (cache,) = cache_files(tmp_path)
+    return [entry["rows"] for entry in json.loads(cache.read_text())["entries"]]
+
+
+def commands(help_text: str) -> set[str]:
+    section = help_text.split("Commands:", 1)[1]
+    return {line.split()[0] for line in section.splitlines() if line.startswith("  ")}
+
+
+# --- 1. the entry-point cache --------------------------------------------------------------
+
+
+def test_plugin_installed_after_the_cache_was_written_is_loaded(
+    repo: Path, site: Path, tmp_path: Path
+) -> None:
+    env = env_for(site, tmp_path)
+    settle(site, repo)
+    before = run_cli("--help", cwd=repo, env=env)
+    assert before.returncode == 0, before.stderr
+    assert "howdy" not in commands(before.stdout)
+    assert len(cache_files(tmp_path)) == 1  # written: every directory on sys.path had settled
+    assert cached_rows(tmp_path) == [[]]
+
+    install(site, "gc-polecat-howdy", "gc_polecat_howdy", HELLO_MODULE)
+    after = run_cli("howdy", cwd=repo, env=env)
+    assert (after.returncode, after.stdout) == (0, "howdy from a late plugin\n"), after.stderr
+
+    settle(site)  # settled again with the plugin in place: the rewritten cache names it
+    assert run_cli("howdy", cwd=repo, env=env).returncode == 0
+    howdy = ["gc-polecat-howdy", "gc_polecat_howdy", "gc_polecat_howdy", True]
+    assert cached_rows(tmp_path) == [[howdy]]
+    cached = run_cli("howdy", cwd=repo, env=env)  # from the cache now
+    assert (cached.returncode, cached.stdout) == (0, "howdy from a late plugin\n"), cached.stderr
+
+
+def test_plugin_removed_after_the_cache_was_written_is_gone(
+    repo: Path, site: Path, tmp_path: Path
+) -> None:
+    env = env_for(site, tmp_path)
+    install(site, "gc-polecat-howdy", "gc_polecat_howdy", HELLO_MODULE)
+    settle(site, repo)
+    assert run_cli("howdy", cwd=repo, env=env).returncode == 0
+    assert len(cache_files(tmp_path)) == 1
+
+    for path in site.iterdir():  # what `pip uninstall` does: the module and its dist-info go
+        if path.is_dir():
+            for inner in path.iterdir():
+                inner.unlink()
+            path.rmdir()
+        else:
+            path.unlink()
+    gone = run_cli("howdy", cwd=repo, env=env)
+    assert gone.returncode == 2 and "no such command" in gone.stderr.lower(), gone.stderr
+
+
+def test_a_racy_directory_is_not_cached(repo: Path, site: Path, tmp_path: Path) -> None:
+    """A directory changed within RACY_SECONDS may change again in the same clock tick with
+    the same mtime, so no cache is written while one is that fresh (git's racy-index rule)."""
+    env = env_for(site, tmp_path)
+    settle(repo)
+    (site / "touched").write_text("")  # site's mtime: now
+    assert run_cli("--help", cwd=repo, env=env).returncode == 0
+    assert cache_files(tmp_path) == []
+
+
+def test_commands_in_many_directories_share_one_cache_that_still_sees_each(
+    repo: Path, site: Path, tmp_path: Path
+) -> None:
+    """`python -m` puts the working directory first on sys.path: it is not part of the cache's
+    name (one file, not one per directory) but is part of its stamp, so a distribution that
+    appears in the working directory is still found."""
+    env = env_for(site, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    settle(site, repo, other)
+    for cwd in (repo, other, repo):
+        assert run_cli("--help", cwd=cwd, env=env).returncode == 0
+    assert cached_rows(tmp_path) == [[], []]  # one entry per directory, in one file
+    before = cache_files(tmp_path)[0].stat().st_mtime_ns
+    for cwd in (other, repo, other):
+        assert run_cli("--help", cwd=cwd, env=env).returncode == 0
+    assert cache_files(tmp_path)[0].stat().st_mtime_ns == before  # taking turns: no rewrite
+
+    install(other, "gc-polecat-howdy", "gc_polecat_howdy", HELLO_MODULE)
+    here = run_cli("howdy", cwd=other, env=env)
+    assert (here.returncode, here.stdout) == (0, "howdy from a late plugin\n"), here.stderr
+    elsewhere = run_cli("howdy", cwd=repo, env=env)
+    assert elsewhere.returncode == 2 and "no such command" in elsewhere.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{not json",
+        b"[]",
+        b'{"entries": 1}',
+        b'{"entries": [1, {"stamp": 1, "rows": []}]}',
+        b'{"entries": [{"rows": [["a", "b", "c"]]}]}',
+    ],
+)
+def test_a_damaged_cache_is_rescanned(
+    content: bytes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = plugins.entry_point_cache_file()
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(content)
+    assert plugins.entry_point_rows() == plugins.scan_entry_points()
+
+
+def test_a_cache_from_another_sys_path_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The stamp names every sys.path entry: rows written under another path are not trusted."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = plugins.entry_point_cache_file()
+    cache.parent.mkdir(parents=True)
+    stale = [["elsewhere", 1, 2, 3]]
+    ghost = {"stamp": stale, "rows": [["x", "ghost", "no_such_module", True]]}
+    cache.write_text(json.dumps({"entries": [ghost]}))
+    assert ("ghost", "no_such_module") not in plugins.selected_entry_points()
+
+
+def test_an_unwritable_cache_directory_only_costs_a_scan(
+    repo: Path, site: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "cache").write_text("a file where the cache directory would go")
+    install(site, "gc-polecat-howdy", "gc_polecat_howdy", HELLO_MODULE)
+    settle(site, repo)
+    shown = run_cli("howdy", cwd=repo, env=env_for(site, tmp_path))
+    assert (shown.returncode, shown.stdout, shown.stderr) == (0, "howdy from a late plugin\n", "")
+
+
+# --- 2. the click-free `bead show` ---------------------------------------------------------
+
+
+def test_a_plugin_overriding_bead_show_wins(repo: Path, site: Path, tmp_path: Path) -> None:
+    env = env_for(site, tmp_path)
+    created = run_cli("bead", "create", "Real", cwd=repo, env=env)
+    bead_id = created.stdout.strip()
+    plain = run_cli("bead", "show", bead_id, cwd=repo, env=env)
+    assert plain.stdout.startswith(f"{bead_id}  [task] P2 open  Real\n"), plain.stderr
+
+    install(site, "gc-polecat-override", "gc_polecat_override", OVERRIDE_MODULE)
+    for argv in (("bead", "show", bead_id), ("--json", "bead", "show", bead_id)):
+        shown = run_cli(*argv, cwd=repo, env=env)
+        assert (shown.returncode, shown.stdout) == (0, f"plugin show: {bead_id}\n"), shown.stderr
+
+    # ruled out by GC_POLECAT_LOAD_PLUGINS: the built-in show again (the fast one)
+    ruled_out = run_cli(
+        "bead", "show", bead_id, cwd=repo, env={**env, "GC_POLECAT_LOAD_PLUGINS": ""}
+    )
+    assert ruled_out.stdout == plain.stdout
+    chosen = {**env, "GC_POLECAT_LOAD_PLUGINS": "gc-polecat-override"}
+    assert run_cli("bead", "show", bead_id, cwd=repo, env=chosen).stdout.startswith("plugin show")
+
+
+def rich_beads(cli: Cli) -> list[str]:
+    """Beads with every kind of field show prints: multi-line text, terminal controls, labels,
+    metadata, a dependency and a two-line comment."""
+    first = cli("bead", "create", "Plain one").stdout.strip()
+    second = cli(
+        "bead", "create", "Ti\x1b]0;pwned\x07tle \u0085 é", "-d", "line one\nline \x1b[2J two",
+        "-l", "ci,urgent", "--set-metadata", "k=v\x9b", "-t", "bug", "-p", "1",
+    ).stdout.strip()  # fmt: skip
+    assert cli("bead", "dep", "add", second, first).exit_code == 0
+    assert cli("bead", "comments", "add", second, "a comment\nsecond line").exit_code == 0
+    return [first, second]
+
+
+@pytest.mark.parametrize(
+    "form",
+    [(), ("--json",), ("GLOBAL",)],
+    ids=["text", "json", "global-json"],
+)
+def test_fast_show_prints_what_the_click_command_prints(
+    cli: Cli, repo: Path, form: tuple[str, ...]
+) -> None:
+    ids = rich_beads(cli)
+    local = [f for f in form if f != "GLOBAL"]
+    front = ["--json"] if "GLOBAL" in form else []
+    for wanted in ([ids[1]], ids, [ids[1], ids[0], ids[1]]):
+        expected = cli(*front, "bead", "show", *wanted, *local)
+        fast = run_cli("--repo", str(repo), *front, "bead", "show", *wanted, *local)
+        assert (fast.returncode, fast.stderr) == (expected.exit_code, "")
+        assert fast.stdout == expected.stdout
+    assert "\x1b" not in fast.stdout and "\x9b" not in fast.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("bead", "show", "gc-zzzz"),  # no such bead
+        ("bead", "show", "not an id"),  # malformed ID
+        ("bead", "show"),  # no ID
+        ("bead", "show", "ID", "--short"),  # an option only click knows
+        ("bead", "show", "ID", "--bogus"),  # an option nobody knows
+        ("bead", "show", "ID", "gc-zzzz"),  # one found, one missing: nothing printed
+        ("--repo",),  # a global option without its value
+    ],
+)
+def test_fast_show_steps_aside_with_the_click_commands_answer(
+    cli: Cli, repo: Path, argv: tuple[str, ...]
+) -> None:
+    bead_id = cli("bead", "create", "Exists").stdout.strip()
+    argv = tuple(bead_id if a == "ID" else a for a in argv)
+    expected = cli(*argv)
+    got = run_cli("--repo", str(repo), *argv)
+    assert (got.returncode, got.stdout, got.stderr) == (
+        expected.exit_code,
+        expected.stdout,
+        expected.stderr,
+    )
+
+
+def test_fast_show_outside_a_repository_fails_in_one_line(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "nothing-here"
+    elsewhere.mkdir()
+    got = run_cli("bead", "show", "gc-abc", cwd=elsewhere)
+    assert got.returncode == 2 and got.stdout == ""
+    assert len(got.stderr.splitlines()) == 1 and "not a beads repository" in got.stderr
+
+
+def test_fast_show_of_an_unreadable_bead_file_is_the_click_commands_error(
+    cli: Cli, repo: Path
+) -> None:
+    from .conftest import git
+
+    bead_id = cli("bead", "create", "Soon broken").stdout.strip()
+    from gc_polecat.beads.ids import id_path
+
+    (repo / id_path(bead_id)).write_text("title: [unterminated\n")
+    git(repo, "commit", "-qam", "break a bead with plain git")
+    expected = cli("bead", "show", bead_id)
+    got = run_cli("--repo", str(repo), "bead", "show", bead_id)
+    assert got.returncode == expected.exit_code == 2
+    assert (got.stdout, got.stderr) == (expected.stdout, expected.stderr)
+    assert len(got.stderr.splitlines()) == 1
+
+
+def test_fast_show_imports_neither_click_nor_pluggy_nor_the_metadata_scan(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """What keeps `bead show` fast, checked by what is imported (never by a stopwatch): with
+    the entry-point cache warm, no click, no pluggy, no built-in command module and no
+    importlib.metadata scan."""
+    bead_id = cli("bead", "create", "Shown").stdout.strip()
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['gc-polecat', '--repo', {str(repo)!r}, 'bead', 'show', {bead_id!r}]\n"
+        "try:\n    runpy.run_module('gc_polecat', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = ('click', 'pluggy', 'importlib.metadata', 'gc_polecat.cli',\n"
+        "         'gc_polecat.builtin')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    here = tmp_path / "here"
+    here.mkdir()
+    settle(here)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, cwd=here, env=env
+        )
+        for _ in range(2)  # the first may scan (and write the cache), the second reads it
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    assert runs[-1].stdout.startswith(f"{bead_id}  [task]"), runs[-1].stdout
+    assert runs[-1].stdout.endswith("\n[]\n"), runs[-1].stdout
