@@ -27,6 +27,8 @@ _UNESCAPES = {
     "r": "\r", "e": "\x1b", '"': '"', "\\": "\\",
 }  # fmt: skip
 _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|.)", re.S)
+_NOT_A_KEY = frozenset(('"', "?", " ", ""))
+_SPECIAL_START = frozenset("'\"|-0123456789tf")  # what may start anything but a plain string
 _QUOTED_KEY = re.compile(r"'((?:[^']|'')*)':(?: (.*)|$)", re.S)
 
 
@@ -74,19 +76,22 @@ class _Reader:
 
     def mapping(self, indent: int, nested: bool) -> dict[str, Any]:
         """`key: value` lines at column `indent`; with `nested`, `key:` opens a collection."""
-        lines, out, pad = self.lines, {}, " " * indent
-        while self.at < len(lines):
+        lines, out, pad, count = self.lines, {}, " " * indent, len(self.lines)
+        while self.at < count:
             line = lines[self.at]
             if indent and (not line.startswith(pad) or line[indent : indent + 1] in (" ", "")):
                 break
-            body = line[indent:]
-            if body.startswith("- ") or body[:1] in ('"', "?", " ", ""):
+            body = line[indent:] if indent else line
+            first = body[:1]
+            if first in _NOT_A_KEY or body.startswith("- "):
                 break
             self.at += 1
-            entry = _entry(body)
-            if entry is None:
-                raise _Decline
-            key, rest = entry
+            key, sep, rest = body.partition(": ")  # a plain key never holds ": "
+            if first == "'" or not sep:
+                entry = _entry(body)
+                if entry is None:
+                    raise _Decline
+                key, rest = entry
             if rest is not None:
                 out[key] = self.scalar(rest, indent)
             elif nested:
@@ -120,6 +125,8 @@ class _Reader:
     def scalar(self, text: str, indent: int) -> Any:
         """A value written after `key: ` or `- ` (a literal block continues below)."""
         first = text[:1]
+        if first not in _SPECIAL_START:  # the common case: a plain string
+            return text
         if first == "'":
             if len(text) < 2 or text[-1] != "'":
                 raise _Decline
