@@ -150,7 +150,7 @@ def yaml_value(data: bytes) -> Any:
         return None
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(beads())
 def test_the_fast_reader_reads_every_file_dump_writes(b: dict[str, Any]) -> None:
     data = bead.dump(b)
@@ -160,7 +160,7 @@ def test_the_fast_reader_reads_every_file_dump_writes(b: dict[str, Any]) -> None
     assert got is None or ordered(got) == yaml_value(data) == ordered(b)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(adversarial)
 def test_the_fast_reader_reads_every_string_in_every_position(s: str) -> None:
     for value in ({"k": s}, {s: "v", "n": 1}, {"l": [s, "x"]}, {"m": {"a": s}}, {"d": [{"k": s}]}):
@@ -174,7 +174,7 @@ SNIPPETS = [" ", "  ", "\n", "\n\n", "#", " #x", "- ", ": ", "'", '"', "|", "|-"
             "*a", "---\n", "? ", "\\", "\\x4", "0", "-1", "true", "null", "~", "\r", ":", ""]
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(beads(), st.lists(st.tuples(st.floats(0, 1), st.integers(0, 3), st.sampled_from(SNIPPETS))))
 def test_an_edited_file_is_read_as_yaml_reads_it_or_declined(
     b: dict[str, Any], edits: list[tuple[float, int, str]]
