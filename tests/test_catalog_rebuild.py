@@ -217,3 +217,28 @@ def test_the_fast_reader_agrees_on_the_real_bd_export() -> None:
         assert got is None or ordered(got) == yaml_value(data)
         assert canonical.load(data, "x.yaml") == bead.load(data, "x.yaml")
     assert fast > 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"id: gc-a\ntitle: t\nstatus: no such\n",  # dump's layout, not a valid bead
+        b"id: gc-a\ntitle: t\npriority: 9\n",
+        b"id: gc-a\ntitle: t\nlabels:\n- 'true'\n- x\nmetadata:\n  k: v\n",  # lists, a mapping
+        b"id: gc-a\ntitle: t\nstatus: 'no such'\n",  # not dump's layout: the YAML parser
+    ],
+)
+def test_the_fast_loader_fails_and_succeeds_as_bead_load_does(data: bytes) -> None:
+    """Whether or not the fast reader takes the file, `canonical.load` returns `bead.load`'s
+    bead or raises its very message."""
+    where = "beads/a/x/gc-a.yaml"
+    try:
+        expected: Any = bead.load(data, where)
+    except InvalidBead as exc:
+        expected = str(exc)
+    try:
+        got: Any = canonical.load(data, where)
+    except InvalidBead as exc:
+        got = str(exc)
+    assert got == expected
+    assert (canonical.read(data) is None) == data.endswith(b"'no such'\n")
