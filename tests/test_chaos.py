@@ -95,7 +95,14 @@ MAX_WAITING = 2
 MAX_ATTEMPTS = 4
 CITY_RUNS = 50  # runs per city, then it finishes its work, is audited and replaced
 FSCK_EVERY = 10  # runs between full `git fsck`s (each run checks connectivity)
-CRASH_POINTS = ("objects-written", "journal-written", "ref-moved", "file-written", "index-written")
+CRASH_POINTS = (
+    "objects-written",
+    "journal-written",
+    "locked",
+    "file-written",
+    "index-written",
+    "ref-moved",
+)
 KILLS = ("polecat", "controller", "refinery", "crash")
 EXEC_SHARE = 0.15  # CLI processes started as `python -m gc_polecat` rather than forked
 
@@ -501,6 +508,7 @@ class City:
         name, prepare = self.rng.choice(self.writers())
         args, env = prepare()
         before = self.commit()
+        built = self.catalog_build()
         proc = self.cli(args, env, crash_at=point)
         if proc.wait(60) is None:
             raise ChaosFailure(f"{' '.join(args)} did not finish")
@@ -508,9 +516,17 @@ class City:
         killed = proc.code == -signal.SIGKILL
         moved = self.commit() != before
         self.log.append(f"CRASH {' '.join(args)} at {point}: exit {proc.code}, moved={moved}")
+        if self.catalog_build() != built:  # issue 17, point 3: recovery catches up
+            raise ChaosFailure(f"recovering from {name} killed at {point} rebuilt the catalog")
         if killed:
             return f"{name} at {point}"
         return f"{name} (no write: exit {proc.code})"
+
+    def catalog_build(self) -> str | None:
+        """The catalog's build token after a refresh (which recovers a killed writer first):
+        it changes only when the catalog is rebuilt from nothing."""
+        self.store.catalog.refresh()
+        return self.store.catalog.build_id()
 
     def writers(self) -> list[tuple[str, Callable[[], tuple[list[str], dict[str, str]]]]]:
         """Every CLI write that applies right now, each prepared only if chosen."""

@@ -22,6 +22,7 @@ from gc_polecat.beads.catalog import Query
 from gc_polecat.beads.store import Store
 
 from .conftest import ROOT, assert_clean, git, run_cli
+from .test_catalog_rebuild import rebuilt, snapshot
 
 # Where a kill leaves the branch: before the ref moved, the old commit stays. The work tree and
 # the index are written before the ref moves (so a racing `git commit` never builds on our
@@ -99,6 +100,31 @@ def test_kill_between_steps(repo: Path, counter: str, point: str) -> None:
     # and the repository takes the next write normally
     assert run_cli("--repo", str(repo), "bead", "create", "after the crash").returncode == 0
     assert_clean(repo)
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+def test_recovery_catches_the_catalog_up_without_a_rebuild(
+    repo: Path, counter: str, point: str
+) -> None:
+    """Issue 17, point 3: recovering from a writer killed at any step keeps the catalog and
+    catches it up from the commit it records (a tree diff), never a full rebuild. Observed by
+    the catalog's build token, which every full rebuild (or a new file) replaces; the rows
+    must still be exactly what a rebuild from git gives."""
+    catalog = Store(repo).catalog
+    catalog.refresh()
+    token = catalog.build_id()
+    catalog.close()
+    writer = spawn("pair_writer", str(repo), "k", counter, env={"GC_POLECAT_TEST_CRASH_AT": point})
+    writer.communicate(timeout=60)
+    assert writer.returncode == -signal.SIGKILL
+    listed = run_cli("--repo", str(repo), "bead", "list", "--json")  # a reader recovers
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == (1 if POINTS[point] == "old" else 3)
+    assert not journal_pending(repo)
+    catalog = Store(repo).catalog
+    assert catalog.is_fresh() and catalog.build_id() == token
+    assert snapshot(catalog) == rebuilt(repo)
+    catalog.close()
 
 
 def test_a_killed_writers_locks_are_removed_and_nobody_elses(repo: Path, counter: str) -> None:

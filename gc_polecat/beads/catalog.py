@@ -13,13 +13,14 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gc_polecat.beads import bead as beadmod
 from gc_polecat.beads import ids
+from gc_polecat.beads.canonical import load as load_bead
 from gc_polecat.beads.git import read_head
 from gc_polecat.errors import InvalidBead
 
@@ -207,16 +208,41 @@ class Catalog:
             except KeyError:  # history rewritten under us
                 old_tree = None
         if old_tree is None:
-            for table in ("beads", "labels", "bad"):
-                self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-            self.db.execute("DELETE FROM meta WHERE key='top_count'")
-            changes: Iterable[tuple[str, bytes | None]] = self._all_bead_blobs(new_tree)
-        else:
-            changes = git.changed_paths(old_tree, new_tree)
-        for path, blob in changes:
-            if not path.startswith(ids.BEADS_DIR + "/") or path in ids.SIDE_FILES:
+            self._rebuild(new_tree)
+            return
+        for path, blob in git.changed_paths(old_tree, new_tree):
+            if _indexed(path):
+                self._apply_path(path, blob, None if blob is None else git.blob(blob))
+
+    def _rebuild(self, tree: bytes | None) -> None:
+        """Everything from git, in one pass: rows are collected and inserted with executemany
+        (the caller's transaction), and files in `bead.dump`'s layout skip the YAML parser
+        (gc_polecat.canonical). The result is the one `_apply_path` builds file by file."""
+        db, git = self.db, self.store.git
+        for table in ("beads", "labels", "bad"):
+            db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+        db.execute("DELETE FROM meta WHERE key='top_count'")
+        rows, labels, bad = [], [], []
+        for path, blob in self._all_bead_blobs(tree):
+            if not _indexed(path):
                 continue
-            self._apply_path(path, blob, None if blob is None else git.blob(blob))
+            bead, error = _read_bead(path, git.blob(blob))
+            if bead is None:
+                bad.append((path, error))
+                continue
+            rows.append(_row(bead, path, blob))
+            labels += [(bead["id"], label) for label in bead.get("labels", [])]
+        db.executemany("INSERT INTO beads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.executemany("INSERT OR IGNORE INTO labels VALUES (?, ?)", labels)
+        db.executemany("INSERT INTO bad VALUES (?, ?)", bad)
+        self._top_delta = sum(row[7] for row in rows)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('built', ?)", (os.urandom(8).hex(),))
+
+    def build_id(self) -> str | None:
+        """A token that changes with every full rebuild (and with a new file): how tests
+        observe that a recovery caught up instead of rebuilding."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='built'").fetchone()
+        return row[0] if row else None
 
     def _all_bead_blobs(self, tree: bytes | None) -> Iterator[tuple[str, bytes]]:
         found = self.store.git.lookup(tree, ids.BEADS_DIR)
@@ -239,38 +265,16 @@ class Catalog:
             self._remove(bead_id, path)
         if data is None:
             return
-        if bead_id is None:
-            db.execute(
-                "INSERT INTO bad VALUES (?, ?)",
-                (path, "not a bead file name (expected beads/<c>/<c>/<id>.yaml)"),
-            )
-            return
-        try:
-            bead = beadmod.load(data, path)
-            if bead["id"] != bead_id:
-                raise InvalidBead(f"{path}: holds id {bead['id']!r}, expected {bead_id!r}")
-        except InvalidBead as exc:
-            db.execute("INSERT INTO bad VALUES (?, ?)", (path, str(exc)))
+        bead, error = _read_bead(path, data)
+        if bead is None:
+            db.execute("INSERT INTO bad VALUES (?, ?)", (path, error))
             return
         self._insert(bead, path, blob)
 
     def _insert(self, bead: beadmod.Bead, path: str, blob: bytes | None) -> None:
         self._top_delta += "." not in bead["id"]
-        self.db.execute(
-            "INSERT INTO beads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                bead["id"],
-                path,
-                blob.decode() if blob else "",
-                bead["status"],
-                bead["issue_type"],
-                bead["priority"],
-                bead.get("assignee"),
-                int("." not in bead["id"]),
-                bead["created_at"],
-                json.dumps(bead, separators=(",", ":"), allow_nan=False),
-            ),
-        )
+        row = _row(bead, path, blob)
+        self.db.execute("INSERT INTO beads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
         self.db.executemany(
             "INSERT OR IGNORE INTO labels VALUES (?, ?)",
             [(bead["id"], label) for label in bead.get("labels", [])],
@@ -368,3 +372,38 @@ class Catalog:
             sql += " LIMIT ?"
             args.append(min(query.limit, 2**63 - 1))  # SQLite's largest integer: no limit
         return [json.loads(row[0]) for row in self.db.execute(sql, args)]
+
+
+def _indexed(path: str) -> bool:
+    """Whether a path under the tree is the catalog's business (bead files and strays)."""
+    return path.startswith(ids.BEADS_DIR + "/") and path not in ids.SIDE_FILES
+
+
+def _read_bead(path: str, data: bytes) -> tuple[beadmod.Bead | None, str]:
+    """The bead a file holds, or None and the reason it goes into `bad`."""
+    bead_id = ids.path_id(path)
+    if bead_id is None:
+        return None, "not a bead file name (expected beads/<c>/<c>/<id>.yaml)"
+    try:
+        bead = load_bead(data, path)
+    except InvalidBead as exc:
+        return None, str(exc)
+    if bead["id"] != bead_id:
+        return None, f"{path}: holds id {bead['id']!r}, expected {bead_id!r}"
+    return bead, ""
+
+
+def _row(bead: beadmod.Bead, path: str, blob: bytes | None) -> tuple[str | int | None, ...]:
+    """The `beads` row of a bead (column order of the schema)."""
+    return (
+        bead["id"],
+        path,
+        blob.decode() if blob else "",
+        bead["status"],
+        bead["issue_type"],
+        bead["priority"],
+        bead.get("assignee"),
+        int("." not in bead["id"]),
+        bead["created_at"],
+        json.dumps(bead, separators=(",", ":"), allow_nan=False),
+    )

@@ -725,8 +725,9 @@ class Store:
 
         shutil.rmtree(tmp, ignore_errors=True)
         self._clear_journal()
-        if self._catalog is not None:
-            self._catalog.invalidate()
+        # The catalog is left as it is: it is only ever moved to a commit after the ref moved,
+        # in one SQLite transaction, so it still reflects the commit it records, and the next
+        # read catches up from there by tree diff (journal's `old` to `new` at most).
 
     def recover_if_needed(self) -> bool:
         """For readers: complete a dead writer's half-done write. True if there was one.
