@@ -9,26 +9,26 @@ import sys
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "exec-beads":  # gc's store calls: no click
         if sys.argv[2] != "start" and not sys.argv[2].startswith("-"):  # start may replace it
-            from gc_polecat.interop.gc_exec_client import call_server
+            from gc_polecat.interop.gc_exec_client import call_server  # lazy: start-up
 
             served = call_server(sys.argv[2:])  # the city's warm server, if `start` ran
             if served is not None:
                 sys.exit(served)
-        from gc_polecat.interop.gc_exec import is_fast_call
-        from gc_polecat.interop.gc_exec import main as exec_main
+        from gc_polecat.interop.gc_exec import is_fast_call  # lazy: start-up
+        from gc_polecat.interop.gc_exec import main as exec_main  # lazy: start-up
 
         if is_fast_call(sys.argv[1:]):
             sys.exit(exec_main(sys.argv[1:]))
 
     if "show" in sys.argv[2:]:  # the hottest read, answered without click if nothing overrides it
-        from gc_polecat.fast import run as run_fast
+        from gc_polecat.fast import run as run_fast  # lazy: start-up
 
         answered = run_fast(sys.argv[1:])
         if answered is not None:
             sys.exit(answered)
 
-    from gc_polecat import cli as cli_module
-    from gc_polecat.cli import make_cli
+    from gc_polecat import cli as cli_module  # lazy: start-up
+    from gc_polecat.cli import make_cli  # lazy: start-up
 
     cli_module.OWN_PROCESS = True  # commands may exec (the slim waiter): we are the process
 

@@ -48,7 +48,7 @@ class AppContext:
 
     def store(self) -> Store:
         if self._store is None:
-            from gc_polecat.beads.store import Store, resolve_root
+            from gc_polecat.beads.store import Store, resolve_root  # lazy: start-up
 
             self._store = Store(resolve_root(self.repo), pm=self.pm)
         return self._store
@@ -190,7 +190,7 @@ def emit_json(value: Any) -> None:
 def make_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
     """Build the command line; `pm` defaults to the process-wide plugin manager."""
     if pm is None:
-        from gc_polecat.plugins import get_plugin_manager
+        from gc_polecat.plugins import get_plugin_manager  # lazy: start-up
 
         pm = get_plugin_manager()
     manager = pm

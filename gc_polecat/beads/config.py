@@ -218,7 +218,7 @@ def _check_keys(raw: dict[Any, Any], path: Path, sections: Mapping[str, SectionP
 def _prefix(raw: dict[Any, Any], path: Path) -> str:
     if "prefix" not in raw:
         return DEFAULT_PREFIX
-    from gc_polecat.beads.ids import validate_prefix
+    from gc_polecat.beads.ids import validate_prefix  # lazy: start-up
 
     value = raw["prefix"]
     try:
@@ -263,7 +263,7 @@ def parse_custom(raw: dict[Any, Any], where: str) -> dict[str, tuple[Any, ...]]:
     `internal/types/types.go` ParseCustomStatusConfig, `internal/storage/issueops/
     config_helpers.go`): a comma-separated string (or a YAML list) of names; a status may
     carry a category, `name:active|wip|done|frozen`, which decides whether `ready` lists it."""
-    from gc_polecat.beads.bead import custom_statuses, custom_types
+    from gc_polecat.beads.bead import custom_statuses, custom_types  # lazy: start-up
 
     out: dict[str, tuple[Any, ...]] = {}
     for key, parse in (("types.custom", custom_types), ("status.custom", custom_statuses)):
@@ -293,7 +293,7 @@ def _bd_prefix(raw: dict[Any, Any], path: Path) -> str | None:
         value = raw.get(key)
         if value is None or value == "":
             continue
-        from gc_polecat.beads.ids import validate_prefix
+        from gc_polecat.beads.ids import validate_prefix  # lazy: start-up
 
         try:
             return validate_prefix(value.rstrip("-") if isinstance(value, str) else value)

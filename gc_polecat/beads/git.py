@@ -357,7 +357,7 @@ class RefLock:
     still holds our record (so a lock left by a killed writer is provably ours)."""
 
     def __init__(self, git: Git, ref: bytes) -> None:
-        from gc_polecat.beads.locks import OwnLock
+        from gc_polecat.beads.locks import OwnLock  # lazy: start-up
 
         self.git, self.ref, self.name = git, ref, ref.decode()
         self.path = git.git_dir / self.name
@@ -369,7 +369,7 @@ class RefLock:
         self.value = value.encode() if value else None
 
     def move(self, new: bytes, who: bytes, message: str) -> None:
-        from gc_polecat.beads.locks import LockBusy
+        from gc_polecat.beads.locks import LockBusy  # lazy: start-up
 
         if not self.lock.ours():
             raise LockBusy(f"{self.lock.path} was removed or taken over while we held it")

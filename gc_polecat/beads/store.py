@@ -257,7 +257,7 @@ class Store:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            from gc_polecat.beads.catalog import Catalog
+            from gc_polecat.beads.catalog import Catalog  # lazy: start-up
 
             self._catalog = Catalog(self)
         return self._catalog
@@ -265,7 +265,7 @@ class Store:
     @property
     def pm(self) -> pluggy.PluginManager:
         if self._pm is None:
-            from gc_polecat.plugins import get_plugin_manager
+            from gc_polecat.plugins import get_plugin_manager  # lazy: start-up
 
             self._pm = get_plugin_manager()
         return self._pm
@@ -327,6 +327,7 @@ class Store:
         delivery right after its wake) would otherwise pay these imports on the wake path."""
         import filelock  # noqa: F401
 
+        # lazy: this is the warm-up, ahead of the wake that needs it
         from gc_polecat.beads import gitindex  # noqa: F401
 
         _ = self.git, self.catalog.db, self.pm
@@ -422,7 +423,7 @@ class Store:
         index.lock or reads our new index; it can never build on our commit from the old one.
         The ref's rename is the commit point: any failure before it is undone (nothing
         committed), nothing after it can fail the write (docs/formats.md, "Crash safety")."""
-        from gc_polecat.beads.gitindex import hold_index_lock
+        from gc_polecat.beads.gitindex import hold_index_lock  # lazy: start-up
 
         git = self.git
         old_tree, new_tree = git.commit_tree(old), git.commit_tree(new)
@@ -529,7 +530,7 @@ class Store:
         index entry that holds neither what the branch has nor what this write puts there is
         someone's edit (BadInput, exit 2, nothing written). Read under index.lock, so git
         cannot change either between this check and our write."""
-        from gc_polecat.beads.gitindex import staged
+        from gc_polecat.beads.gitindex import staged  # lazy: start-up
 
         git = self.git
         index = staged(self.git_dir, paths)
@@ -615,7 +616,7 @@ class Store:
         through, and anything still in the way of a write (only an untracked leftover can be:
         `sync` refuses those up front, see layout.check_worktree) is moved aside under
         `.git/gc-polecat/displaced/`, never deleted, so this can always finish."""
-        from gc_polecat.beads.gitindex import update_index
+        from gc_polecat.beads.gitindex import update_index  # lazy: start-up
 
         git = self.git
         index_changes: dict[str, tuple[bytes, int] | None] = {}
@@ -697,7 +698,7 @@ class Store:
         """Finish a write whose writer died: the ref decides which state wins (module docstring).
         Only locks whose record proves them taken by a gc-polecat writer that is gone are
         removed (gc_polecat.beads.locks): never git's, an editor's or a live process's."""
-        from gc_polecat.beads.locks import LockBusy, remove_if_dead
+        from gc_polecat.beads.locks import LockBusy, remove_if_dead  # lazy: start-up
 
         journal = self._journal_path()
         try:

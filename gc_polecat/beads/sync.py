@@ -536,7 +536,7 @@ def _bead_changes(
     store: Store, old_tree: bytes | None, new_tree: bytes | None, paths: list[str]
 ) -> list[BeadChange]:
     """How each bead at `paths` changed here, as observers see a commit's changes."""
-    from gc_polecat.beads.store import BeadChange
+    from gc_polecat.beads.store import BeadChange  # lazy: start-up
 
     git = store.git
     out = []
@@ -588,7 +588,7 @@ def integrate(
     """Bring `remote_tip` into the local branch (see the module docstring), then (unless told
     to leave that to `announce_changes`) refresh the catalog and tell the observers about
     every bead that changed here."""
-    from gc_polecat.beads.store import CAS_RETRIES
+    from gc_polecat.beads.store import CAS_RETRIES  # lazy: start-up
 
     git = store.git
     for _ in range(CAS_RETRIES):
@@ -619,7 +619,7 @@ def announce_changes(store: Store, done: Integration, label: str) -> None:
     """Once per integration that moved the branch: the catalog catches up (by tree diff) and
     the observers get one commit result holding every bead that changed here, so the wake
     plugin rings an `await` whose wait a remote verdict made ready."""
-    from gc_polecat.beads.store import CommitResult
+    from gc_polecat.beads.store import CommitResult  # lazy: start-up
 
     if done.moved is None or done.new is None:
         return

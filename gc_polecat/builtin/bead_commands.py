@@ -80,7 +80,7 @@ def split_csv(values: tuple[str, ...]) -> list[str]:
 
 
 def read_beads(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
-    from gc_polecat.beads.ids import id_path
+    from gc_polecat.beads.ids import id_path  # lazy: start-up
 
     validate_ids(*bead_ids)
     store = app.store()
@@ -103,7 +103,7 @@ def read_beads(app: AppContext, bead_ids: tuple[str, ...]) -> list[Bead]:
 def all_beads(app: AppContext, query: Any = None) -> tuple[list[Bead], int]:
     """Every readable bead at HEAD (or those `query` selects) and the exit status: 2 when a
     bead file is unreadable (each is named on stderr; the readable beads still count)."""
-    from gc_polecat.beads.catalog import Query
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
 
     catalog = app.store().catalog
     catalog.refresh()
@@ -225,7 +225,7 @@ def show_command(
         raise BadInput("give at least one ID")
     beads, status = read_beads(app, wanted), 0
     if children:
-        from gc_polecat.interop.bd_verbs import parent_of
+        from gc_polecat.interop.bd_verbs import parent_of  # lazy: start-up
 
         every, status = all_beads(app)
         beads = [b for p in beads for b in every if parent_of(b) == p["id"]]

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def gc_polecat_bead_committed(store: Store, result: CommitResult) -> None:
-    from gc_polecat.interop import bd_hooks_out as beadhooks
+    from gc_polecat.interop import bd_hooks_out as beadhooks  # lazy: start-up
 
     events = [
         (c.id, c.event, c.after)

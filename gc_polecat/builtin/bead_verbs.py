@@ -83,7 +83,7 @@ def text_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _description(opts: dict[str, Any]) -> tuple[str | None, bool]:
     """The description from whichever one of bd's spellings was given, and whether it came
     from a file or stdin (bd refuses to blank a description from those by accident)."""
-    from gc_polecat.interop.bd_verbs import read_text_arg
+    from gc_polecat.interop.bd_verbs import read_text_arg  # lazy: start-up
 
     given = {
         flag: opts.pop(key)
@@ -111,7 +111,7 @@ def _description(opts: dict[str, Any]) -> tuple[str | None, bool]:
 def _text_changes(opts: dict[str, Any], current_notes: str = "") -> tuple[Bead, bool]:
     """bd's text flags as bead fields (popped from `opts`), plus whether the description was
     read from a file or stdin."""
-    from gc_polecat.interop.bd_verbs import read_text_arg
+    from gc_polecat.interop.bd_verbs import read_text_arg  # lazy: start-up
 
     fields: Bead = {}
     description, from_file = _description(opts)
@@ -147,7 +147,7 @@ def _text_changes(opts: dict[str, Any], current_notes: str = "") -> tuple[Bead, 
 def _with_counts(beads: list[Bead], every: list[Bead], parent: bool = True) -> list[dict]:
     """bd's IssueWithCounts records (`bd ready --json`, `bd search --json`): the bead plus
     dependency_count, dependent_count, comment_count (and parent, for ready)."""
-    from gc_polecat.interop.bd_jsonl import dependency_counts, to_bd
+    from gc_polecat.interop.bd_jsonl import dependency_counts, to_bd  # lazy: start-up
 
     dependents = dependency_counts(every)
     records = [to_bd(b, dependents[b["id"]]) for b in beads]
@@ -231,8 +231,8 @@ def create_command(
 
     bd: cmd/bd/create.go.
     """
-    from gc_polecat.beads.ids import id_path
-    from gc_polecat.interop.bd_verbs import parse_metadata_json
+    from gc_polecat.beads.ids import id_path  # lazy: start-up
+    from gc_polecat.interop.bd_verbs import parse_metadata_json  # lazy: start-up
 
     if title is not None and title_flag is not None and title != title_flag:
         raise BadInput("give the title once: the argument and --title differ")
@@ -315,7 +315,7 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _filter(statuses: tuple[str, ...] = (), **opts: Any) -> Any:
     """A bead_ops.Filter from the parsed filter flags (popped from `opts`)."""
-    from gc_polecat.interop.bd_verbs import Filter, parse_time_flag
+    from gc_polecat.interop.bd_verbs import Filter, parse_time_flag  # lazy: start-up
 
     def span(field: str) -> tuple[Any, Any]:
         return tuple(  # type: ignore[return-value]
@@ -409,8 +409,8 @@ def list_command(
     that cannot be read is named on stderr and the exit status is 2; the readable beads are
     still listed.
     """
-    from gc_polecat.beads.catalog import Query
-    from gc_polecat.interop.bd_verbs import ready, sort_beads
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
+    from gc_polecat.interop.bd_verbs import ready, sort_beads  # lazy: start-up
 
     statuses_t, types_t = tuple(split_csv(statuses)), canonical_types(split_csv(types))
     opts["title_contains"] = opts["title_contains"] or title_search
@@ -479,7 +479,7 @@ def update_command(app: AppContext, bead_ids: tuple[str, ...], **opts: Any) -> N
 
     bd: cmd/bd/update.go.
     """
-    from gc_polecat.interop.bd_verbs import parse_metadata_json
+    from gc_polecat.interop.bd_verbs import parse_metadata_json  # lazy: start-up
 
     validate_ids(*bead_ids)
     validate_ids(*(opts["parent"] or None,))
@@ -503,7 +503,7 @@ def update_command(app: AppContext, bead_ids: tuple[str, ...], **opts: Any) -> N
 
 def _update_one(tx: Any, bead_id: str, opts: dict[str, Any], merge: dict | None) -> Bead:
     """One bead's share of `bead update`, staged in the caller's transaction."""
-    from gc_polecat.interop.bd_verbs import claim
+    from gc_polecat.interop.bd_verbs import claim  # lazy: start-up
 
     current = tx.require(bead_id)
     if opts.pop("claim"):
@@ -585,7 +585,7 @@ def close_command(
 
     bd: cmd/bd/close.go.
     """
-    from gc_polecat.interop.bd_verbs import close_beads, read_text_arg
+    from gc_polecat.interop.bd_verbs import close_beads, read_text_arg  # lazy: start-up
 
     validate_ids(*bead_ids)
     reason = reason or resolution or message or comment
@@ -659,7 +659,7 @@ def ready_command(
 
     bd: cmd/bd/ready.go; JSON as `bd ready --json`.
     """
-    from gc_polecat.interop.bd_verbs import Filter, ready
+    from gc_polecat.interop.bd_verbs import Filter, ready  # lazy: start-up
 
     if claim and opts["assignee"]:
         raise BadInput("--claim cannot be combined with --assignee")
@@ -693,7 +693,7 @@ def ready_command(
 
 def _claim_first(app: AppContext, candidates: list[Bead]) -> int:
     """`ready --claim`: claim the first candidate; prints `[]` / a note when there is none."""
-    from gc_polecat.interop.bd_verbs import claim
+    from gc_polecat.interop.bd_verbs import claim  # lazy: start-up
 
     if not candidates:
         emit_json([]) if app.json else click.echo("no ready work to claim")
@@ -744,7 +744,7 @@ def search_command(
     Beads whose title or ID holds QUERY (bd: cmd/bd/search.go); closed ones only with
     --status closed or all.
     """
-    from gc_polecat.interop.bd_verbs import search, sort_beads
+    from gc_polecat.interop.bd_verbs import search, sort_beads  # lazy: start-up
 
     text = " ".join(words) or query or ""
     if not text:
@@ -796,7 +796,7 @@ def comments_group() -> None:
 @click.pass_obj
 def comments_list(app: AppContext, bead_id: str, local_time: bool) -> None:
     """List a bead's comments, oldest first (JSON: bd's comment objects)."""
-    from gc_polecat.interop.bd_verbs import comments_of
+    from gc_polecat.interop.bd_verbs import comments_of  # lazy: start-up
 
     (bead,) = read_beads(app, (bead_id,))
     if app.json:
@@ -818,7 +818,7 @@ def comments_add(
     app: AppContext, bead_id: str, text: str | None, text_file: str | None, author: str | None
 ) -> None:
     """Add a comment to a bead, in one commit."""
-    from gc_polecat.interop.bd_verbs import add_comment, read_text_arg
+    from gc_polecat.interop.bd_verbs import add_comment, read_text_arg  # lazy: start-up
 
     validate_ids(*(bead_id,))
     if text_file is not None:
@@ -840,7 +840,7 @@ def label_group() -> None:
 
 def _label_change(app: AppContext, args: tuple[str, ...], add: bool) -> None:
     """`label add|remove ID... LABEL` (bd's argument order: the label last)."""
-    from gc_polecat.interop.bd_verbs import change_label
+    from gc_polecat.interop.bd_verbs import change_label  # lazy: start-up
 
     if len(args) < 2:
         raise BadInput("give at least one ID and a label")
@@ -935,8 +935,8 @@ def dep_group() -> None:
 @click.pass_obj
 def dep_add_command(app: AppContext, bead_id: str, depends_on: str, dep_type: str) -> None:
     """Record that ID depends on DEPENDS_ON."""
-    from gc_polecat.beads.bead import DEP_TYPE_RE
-    from gc_polecat.beads.ids import validate_id
+    from gc_polecat.beads.bead import DEP_TYPE_RE  # lazy: start-up
+    from gc_polecat.beads.ids import validate_id  # lazy: start-up
 
     validate_id(bead_id)
     validate_id(depends_on)
@@ -957,7 +957,7 @@ def dep_remove_command(
     app: AppContext, bead_id: str, depends_on: str, dep_type: str | None
 ) -> None:
     """Remove ID's dependency on DEPENDS_ON."""
-    from gc_polecat.beads.ids import validate_id
+    from gc_polecat.beads.ids import validate_id  # lazy: start-up
 
     validate_id(bead_id)
     validate_id(depends_on)

@@ -16,7 +16,7 @@ def demo_command(keep: bool) -> None:
     a leak audit; exits 0 only if all of it holds, within 60 s."""
     import shutil  # lazy: start-up
 
-    from gc_polecat.demo.city import main
+    from gc_polecat.demo.city import main  # lazy: start-up
 
     if shutil.which("git") is None:
         raise click.ClickException("the demo needs git on PATH")

@@ -44,7 +44,7 @@ def exec_beads_command(app: AppContext, op: str | None, args: tuple[str, ...]) -
     <city>/.gc/runtime/packs/polecat/stores/{city,rigs/<rig>-<hash>}; else the beads
     repository at or above GC_STORE_ROOT or the working directory.
     """
-    from gc_polecat.interop.gc_exec import read_stdin_utf8, run
+    from gc_polecat.interop.gc_exec import read_stdin_utf8, run  # lazy: start-up
 
     status, out, err = run(app.repo, op, list(args), read_stdin_utf8, pm=app.pm)
     if out:

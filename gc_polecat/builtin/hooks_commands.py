@@ -29,8 +29,8 @@ def hooks_group() -> None:
 
 
 def _code_repo(git_path: str | None) -> CodeRepo:
-    from gc_polecat.errors import BadInput
-    from gc_polecat.refinery.githooks import code_repository
+    from gc_polecat.errors import BadInput  # lazy: start-up
+    from gc_polecat.refinery.githooks import code_repository  # lazy: start-up
 
     if git_path is None:
         raise BadInput("give --git PATH (the code repository)")
@@ -77,16 +77,16 @@ def hooks_install(app: AppContext, git_path: str | None, beads: bool) -> None:
     """--git PATH: the hook that records `merged` when a submitted branch lands on its target
     (an existing hook is kept as <hook>.legacy and still runs). --beads: our section in
     .beads/hooks/on_create, on_update, on_close, keeping their content. Idempotent."""
-    from gc_polecat.errors import BadInput
+    from gc_polecat.errors import BadInput  # lazy: start-up
 
     if beads and git_path is None:
-        from gc_polecat.interop.bd_hooks_in import install as install_beads
+        from gc_polecat.interop.bd_hooks_in import install as install_beads  # lazy: start-up
 
         _beads_report(app, install_beads(app.store().root))
         return
     if beads:
         raise BadInput("give either --git PATH or --beads, not both")
-    from gc_polecat.refinery.githooks import install
+    from gc_polecat.refinery.githooks import install  # lazy: start-up
 
     repo = _code_repo(git_path)
     _show(app, install(repo, app.store().root), "nothing to do")
@@ -101,11 +101,11 @@ def hooks_uninstall(app: AppContext, git_path: str | None, beads: bool) -> None:
     """Remove our hook (restoring <hook>.legacy) or our section of the bd hooks; what is not
     ours is left alone."""
     if beads and git_path is None:
-        from gc_polecat.interop.bd_hooks_in import uninstall as uninstall_beads
+        from gc_polecat.interop.bd_hooks_in import uninstall as uninstall_beads  # lazy: start-up
 
         _beads_report(app, uninstall_beads(app.store().root))
         return
-    from gc_polecat.refinery.githooks import uninstall
+    from gc_polecat.refinery.githooks import uninstall  # lazy: start-up
 
     _show(app, uninstall(_code_repo(git_path)), "nothing to do")
 
@@ -120,8 +120,8 @@ def hooks_run(app: AppContext, hook: str, bead_id: str, event: str) -> int:
     """bd's hook protocol: the bead's JSON on stdin. A verdict written with bd (gc.verdict,
     merge_result, rejection_reason, gc.failure_type) becomes our verdict and wakes the waiting
     session. Never fails the bd write: errors are one line on stderr, exit 0."""
-    from gc_polecat.beads.safejson import loads
-    from gc_polecat.interop.bd_hooks_in import ingest
+    from gc_polecat.beads.safejson import loads  # lazy: start-up
+    from gc_polecat.interop.bd_hooks_in import ingest  # lazy: start-up
 
     try:
         payload = loads(sys.stdin.buffer.read() or b"null", "stdin")
@@ -146,7 +146,7 @@ def hooks_run(app: AppContext, hook: str, bead_id: str, event: str) -> int:
 def hooks_run_git(app: AppContext, hook: str, args: tuple[str, ...]) -> int:
     """Run by git from our hook with the ref updates on stdin. Never fails git: any error is
     one line on stderr and exit 0."""
-    import gc_polecat.refinery.githooks as githooks
+    import gc_polecat.refinery.githooks as githooks  # lazy: start-up
 
     try:
         # git runs hooks in the working tree's top (GIT_DIR unset) or in a bare GIT_DIR

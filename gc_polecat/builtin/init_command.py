@@ -21,7 +21,7 @@ from gc_polecat.hookspecs import hookimpl
 def init_command(app: AppContext, path: str | None, prefix: str | None) -> None:
     """Make PATH (default: the current directory) a beads repository; runs git init if needed.
     Idempotent: on a clone of a beads repository it only sets this clone's git options."""
-    from gc_polecat.beads.store import Store
+    from gc_polecat.beads.store import Store  # lazy: start-up
 
     store = Store.init(path or app.repo or ".", prefix=prefix, pm=app.pm)
     settings = store.settings_name()

@@ -32,7 +32,7 @@ STDIO = "-"
 @click.pass_obj
 def export_command(app: AppContext, target: str) -> None:
     """Write every bead as bd JSONL (one object per line, sorted by ID)."""
-    from gc_polecat.interop.bd_jsonl import export_text, read_all, read_memories
+    from gc_polecat.interop.bd_jsonl import export_text, read_all, read_memories  # lazy: start-up
 
     store = app.store()
     beads = read_all(store)
@@ -45,7 +45,7 @@ def export_command(app: AppContext, target: str) -> None:
         raise BadInput(f"--jsonl {target}: is a directory")
     if not path.parent.is_dir():
         raise BadInput(f"--jsonl {target}: no such directory {path.parent}")
-    from gc_polecat.beads.git import atomic_write
+    from gc_polecat.beads.git import atomic_write  # lazy: start-up
 
     try:
         atomic_write(path, text.encode("utf-8"), path.parent)
@@ -63,7 +63,7 @@ def export_command(app: AppContext, target: str) -> None:
 @click.pass_obj
 def import_command(app: AppContext, source: str) -> None:
     """Upsert bd JSONL from FILE ('-' is stdin): one commit, or none if nothing differs."""
-    from gc_polecat.interop.bd_jsonl import import_jsonl
+    from gc_polecat.interop.bd_jsonl import import_jsonl  # lazy: start-up
 
     if source == STDIO:
         data, name = sys.stdin.buffer.read(), "stdin"

@@ -13,7 +13,7 @@ from gc_polecat.hookspecs import hookimpl
 
 
 def _caller(session_opt: str | None) -> tuple[str | None, int | None]:
-    from gc_polecat.lifecycle.session import caller_identity
+    from gc_polecat.lifecycle.session import caller_identity  # lazy: start-up
 
     sid, epoch = caller_identity()
     return session_opt or sid, epoch
@@ -69,7 +69,7 @@ def session_start(
     argv: tuple[str, ...],
 ) -> None:
     """Launch a session whose environment carries its identity (GC_SESSION_ID, ...)."""
-    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
 
     started = sessions.start(
         app.store(),
@@ -96,7 +96,7 @@ def session_start(
 @click.pass_obj
 def session_register(app: AppContext, pool: str, name: str | None, pid: int | None) -> None:
     """Register an already running process (e.g. the agent calling this) as a session."""
-    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
 
     store = app.store()
     target = pid or os.getppid()
@@ -135,8 +135,8 @@ def session_list(
     app: AppContext, pool: str | None, state: str | None, include_closed: bool, quiet: bool
 ) -> None:
     """List sessions with their state and whether their process is alive."""
-    from gc_polecat.beads.catalog import Query
-    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
 
     store = app.store()
     catalog = store.catalog
@@ -167,7 +167,7 @@ def session_list(
 @click.pass_obj
 def session_show(app: AppContext, session_id: str) -> None:
     """One session, with liveness checked now."""
-    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
 
     validate_ids(session_id)
     s = sessions.get(app.store(), session_id)
@@ -207,7 +207,7 @@ def _how_to_look(handle: dict[str, str]) -> str | None:
 @click.pass_obj
 def session_stop(app: AppContext, session_id: str, reason: str) -> None:
     """Stop a session: its process ends, its waits are cancelled, its work goes to the pool."""
-    from gc_polecat.lifecycle.routing import stop_session
+    from gc_polecat.lifecycle.routing import stop_session  # lazy: start-up
 
     validate_ids(session_id)
     why = stop_session(app.store(), session_id, reason, app.providers())
@@ -221,9 +221,9 @@ def session_stop(app: AppContext, session_id: str, reason: str) -> None:
 
 def _default_ttl(store: Any, session_id: str | None) -> float:
     """The session's pool's wait_ttl, else the repository's."""
-    from gc_polecat.errors import GcPolecatError
-    from gc_polecat.lifecycle import session as sessions
-    from gc_polecat.pool.config import get_pool
+    from gc_polecat.errors import GcPolecatError  # lazy: start-up
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
+    from gc_polecat.pool.config import get_pool  # lazy: start-up
 
     try:
         pool = get_pool(store, sessions.get(store, session_id).pool) if session_id else None
@@ -253,8 +253,8 @@ def submit_command(
     session_opt: str | None,
 ) -> None:
     """Polecat: submit attempt N of WORK to the refinery and create the wait (one commit)."""
-    from gc_polecat.beads.config import parse_duration
-    from gc_polecat.lifecycle.submit import submit
+    from gc_polecat.beads.config import parse_duration  # lazy: start-up
+    from gc_polecat.lifecycle.submit import submit  # lazy: start-up
 
     session_id, epoch = _caller(session_opt)
     validate_ids(work_id, session_id)
@@ -323,8 +323,8 @@ def verdict_command(
     merge_commit: str | None,
 ) -> None:
     """Refinery: record the verdict on SUBMISSION and route its work (one commit)."""
-    from gc_polecat.errors import BadInput
-    from gc_polecat.lifecycle.verdict import record_verdict
+    from gc_polecat.errors import BadInput  # lazy: start-up
+    from gc_polecat.lifecycle.verdict import record_verdict  # lazy: start-up
 
     validate_ids(submission_id)
     if outcome is None:
@@ -370,11 +370,11 @@ def await_command(
     verdict for this session, 30 still pending at --timeout."""
     import time
 
-    from gc_polecat.beads.ids import id_path
-    from gc_polecat.cli import OWN_PROCESS
-    from gc_polecat.lifecycle.session import caller_identity
-    from gc_polecat.lifecycle.wait import await_verdict, find_wait, state
-    from gc_polecat.lifecycle.waiter import hand_over, slim_allowed, start_daemon
+    from gc_polecat.beads.ids import id_path  # lazy: start-up
+    from gc_polecat.cli import OWN_PROCESS  # lazy: start-up
+    from gc_polecat.lifecycle.session import caller_identity  # lazy: start-up
+    from gc_polecat.lifecycle.wait import await_verdict, find_wait, state  # lazy: start-up
+    from gc_polecat.lifecycle.waiter import hand_over, slim_allowed, start_daemon  # lazy: start-up
 
     validate_ids(wait_id, work_id)
     session_id, epoch = caller_identity()
@@ -412,8 +412,8 @@ def wait_group() -> None:
 @click.pass_obj
 def wait_list(app: AppContext, state: str | None, session_id: str | None) -> None:
     """WAIT SESSION STATE KIND NOTE."""
-    from gc_polecat.lifecycle.wait import list_waits
-    from gc_polecat.lifecycle.wait import state as state_of
+    from gc_polecat.lifecycle.wait import list_waits  # lazy: start-up
+    from gc_polecat.lifecycle.wait import state as state_of  # lazy: start-up
 
     catalog = app.store().catalog
     catalog.refresh()
@@ -435,7 +435,7 @@ def wait_list(app: AppContext, state: str | None, session_id: str | None) -> Non
 @click.pass_obj
 def wait_inspect(app: AppContext, wait_id: str) -> None:
     """Every field of one wait."""
-    from gc_polecat.builtin.bead_commands import read_beads, report_beads
+    from gc_polecat.builtin.bead_commands import read_beads, report_beads  # lazy: start-up
 
     validate_ids(wait_id)
     report_beads(app, read_beads(app, (wait_id,)), single=True)
@@ -450,9 +450,9 @@ def wait_inspect(app: AppContext, wait_id: str) -> None:
 def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
     """Cancel a wait (`last_error` says why); its work falls back to the pool. A wait that
     already ended is left as it ended: exit 0, no write (as gc's `wait cancel` succeeds)."""
-    from gc_polecat.errors import BadInput
-    from gc_polecat.lifecycle import wait as waits
-    from gc_polecat.lifecycle.routing import end_wait_and_fall_back
+    from gc_polecat.errors import BadInput  # lazy: start-up
+    from gc_polecat.lifecycle import wait as waits  # lazy: start-up
+    from gc_polecat.lifecycle.routing import end_wait_and_fall_back  # lazy: start-up
 
     validate_ids(wait_id)
     with app.store().transaction(f"{wait_id}: canceled ({reason})") as tx:
@@ -472,9 +472,9 @@ def wait_cancel(app: AppContext, wait_id: str, reason: str) -> None:
 def wait_ready(app: AppContext, wait_id: str) -> None:
     """Trigger a pending wait by hand; ready it again (a re-delivery) if it is ready; on a
     closed wait, make a new one (delivery_attempt + 1), as gc's `wait ready`."""
-    from gc_polecat.errors import BadInput
-    from gc_polecat.lifecycle import wait as waits
-    from gc_polecat.lifecycle.wakeup import wake
+    from gc_polecat.errors import BadInput  # lazy: start-up
+    from gc_polecat.lifecycle import wait as waits  # lazy: start-up
+    from gc_polecat.lifecycle.wakeup import wake  # lazy: start-up
 
     validate_ids(wait_id)
     store = app.store()
@@ -541,7 +541,7 @@ def controller_run(
 
     Prints `HH:MM:SS SUBJECT WHAT` (UTC) per repair; a running controller also prints a start
     line and a heartbeat (passes, repairs, the last repair)."""
-    from gc_polecat.lifecycle.controller import run
+    from gc_polecat.lifecycle.controller import run  # lazy: start-up
 
     run(
         app.store(),

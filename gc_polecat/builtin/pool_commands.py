@@ -47,11 +47,11 @@ def pool_status(app: AppContext, pool: str | None, watch: bool, interval: float)
 
 
 def _status_rows(app: AppContext, pool: str | None) -> list[dict[str, Any]]:
-    from gc_polecat.pool.status import status
+    from gc_polecat.pool.status import status  # lazy: start-up
 
     rows = [r for r in status(app.store(), app.providers()) if pool in (None, r["pool"])]
     if pool is not None and not rows:
-        from gc_polecat.errors import NotFound
+        from gc_polecat.errors import NotFound  # lazy: start-up
 
         raise NotFound(f"no pool {pool!r}")
     return rows
@@ -114,7 +114,7 @@ def _age(stamp: str, now: Any) -> str:
 @click.pass_obj
 def pool_init(app: AppContext, pool: str, size: int) -> None:
     """Create SIZE persistent polecats (identity and worktree each), idle; idempotent."""
-    from gc_polecat.pool.status import init_pool
+    from gc_polecat.pool.status import init_pool  # lazy: start-up
 
     made = init_pool(app.store(), pool, size)
     if app.json:
@@ -131,8 +131,8 @@ def pool_init(app: AppContext, pool: str, size: int) -> None:
 @click.pass_obj
 def pool_reconcile(app: AppContext, pools: tuple[str, ...], dry_run: bool) -> None:
     """Bring pools to their desired state (all configured pools by default)."""
-    from gc_polecat.pool.config import require_pool
-    from gc_polecat.pool.reconcile import reconcile
+    from gc_polecat.pool.config import require_pool  # lazy: start-up
+    from gc_polecat.pool.reconcile import reconcile  # lazy: start-up
 
     store = app.store()
     for name in pools:
@@ -161,7 +161,7 @@ def pool_reconcile(app: AppContext, pools: tuple[str, ...], dry_run: bool) -> No
 def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
     """Give WORK to an idle polecat of the pool, or a new one under max_active (one commit);
     with no capacity, queue it in the pool for `pool reconcile`."""
-    from gc_polecat.pool.sling import sling
+    from gc_polecat.pool.sling import sling  # lazy: start-up
 
     validate_ids(work_id)
     done = sling(app.store(), app.providers(), work_id, pool_name)
@@ -182,9 +182,9 @@ def sling_command(app: AppContext, work_id: str, pool_name: str) -> None:
 def next_command(app: AppContext, timeout: float | None, session_opt: str | None) -> int:
     """Polecat: block until work is slung to this session; exit 0 with the work ID, 20 when
     the session has ended, 30 at --timeout."""
-    from gc_polecat.errors import BadInput
-    from gc_polecat.lifecycle.session import caller_identity
-    from gc_polecat.pool.sling import await_work
+    from gc_polecat.errors import BadInput  # lazy: start-up
+    from gc_polecat.lifecycle.session import caller_identity  # lazy: start-up
+    from gc_polecat.pool.sling import await_work  # lazy: start-up
 
     session_id = session_opt or caller_identity()[0]
     if not session_id:
@@ -207,8 +207,8 @@ def cleanup_command(app: AppContext, finalizer_id: str | None, run_all: bool) ->
     """Sync the sandbox to the target, delete the branch, verify, and close the finalizer.
     Without FINALIZER: the calling session's polecat's pending cleanup. Exit 1 if a check
     fails (the finalizer stays open and says why)."""
-    from gc_polecat.errors import GcPolecatError, NotFound
-    from gc_polecat.lifecycle import cleanup
+    from gc_polecat.errors import GcPolecatError, NotFound  # lazy: start-up
+    from gc_polecat.lifecycle import cleanup  # lazy: start-up
 
     validate_ids(finalizer_id)
     store = app.store()
@@ -232,10 +232,10 @@ def cleanup_command(app: AppContext, finalizer_id: str | None, run_all: bool) ->
 
 
 def _own_finalizer(store: Any) -> str:
-    from gc_polecat.errors import BadInput, NotFound
-    from gc_polecat.lifecycle import cleanup
-    from gc_polecat.lifecycle import polecat as polecats
-    from gc_polecat.lifecycle.session import caller_identity
+    from gc_polecat.errors import BadInput, NotFound  # lazy: start-up
+    from gc_polecat.lifecycle import cleanup  # lazy: start-up
+    from gc_polecat.lifecycle import polecat as polecats  # lazy: start-up
+    from gc_polecat.lifecycle.session import caller_identity  # lazy: start-up
 
     session_id = caller_identity()[0]
     if not session_id:

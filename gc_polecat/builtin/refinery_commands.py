@@ -21,7 +21,7 @@ def refinery_group() -> None:
 @click.pass_obj
 def refinery_queue(app: AppContext, quiet: bool) -> None:
     """Open submissions in the order the refinery takes them (priority + retry penalty, age)."""
-    from gc_polecat.refinery.queue import queue
+    from gc_polecat.refinery.queue import queue  # lazy: start-up
 
     subs = queue(app.store())
     if app.json:
@@ -58,7 +58,7 @@ def refinery_queue(app: AppContext, quiet: bool) -> None:
 @click.pass_obj
 def refinery_process(app: AppContext, once: bool, interval: float, clone: str | None) -> None:
     """Claim, rebase, run the gates, push and record a verdict for each open submission."""
-    from gc_polecat.refinery.queue import run
+    from gc_polecat.refinery.queue import run  # lazy: start-up
 
     outcomes = run(
         app.store(),

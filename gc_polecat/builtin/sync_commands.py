@@ -19,7 +19,7 @@ def sync_command(app: AppContext, remote: str | None, no_push: bool) -> None:
     """Fetch REMOTE's branch (default: the upstream remote, else origin), merge it bead by bead
     into the local one (local commits are replayed on top: history stays linear) and push,
     retrying when another clone pushed first. REMOTE is a configured remote, a URL or a path."""
-    from gc_polecat.beads.sync import summary, sync
+    from gc_polecat.beads.sync import summary, sync  # lazy: start-up
 
     done = sync(app.store(), remote, push_changes=not no_push)
     if app.json:

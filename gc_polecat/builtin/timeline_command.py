@@ -16,8 +16,8 @@ def timeline_command(app: AppContext, work_id: str) -> None:
     """The life of WORK as git recorded it: slung, submitted, verdicts, wake-ups, fallbacks,
     resumptions and cleanup, each with its time, the gap since the step before, its author and
     commit (`--json`: the same events as objects)."""
-    from gc_polecat.beads.ids import validate_id
-    from gc_polecat.lifecycle.timeline import lines, timeline
+    from gc_polecat.beads.ids import validate_id  # lazy: start-up
+    from gc_polecat.lifecycle.timeline import lines, timeline  # lazy: start-up
 
     validate_id(work_id)
     events = timeline(app.store().root, work_id)

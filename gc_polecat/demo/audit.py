@@ -25,10 +25,10 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def beads_left_open(store: Store) -> list[str]:
-    from gc_polecat.beads.catalog import Query
-    from gc_polecat.lifecycle.cleanup import CLEANUP_LABEL
-    from gc_polecat.lifecycle.submit import SUBMISSION_LABEL
-    from gc_polecat.lifecycle.wait import LEGACY_WAIT_LABEL, WAIT_LABEL
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
+    from gc_polecat.lifecycle.cleanup import CLEANUP_LABEL  # lazy: start-up
+    from gc_polecat.lifecycle.submit import SUBMISSION_LABEL  # lazy: start-up
+    from gc_polecat.lifecycle.wait import LEGACY_WAIT_LABEL, WAIT_LABEL  # lazy: start-up
 
     store.catalog.refresh()
     problems = []
@@ -42,8 +42,8 @@ def beads_left_open(store: Store) -> list[str]:
 
 def pool_leaks(store: Store, pool: str) -> list[str]:
     """Polecats, worktrees and branches of one configured pool."""
-    from gc_polecat.lifecycle import polecat as polecats
-    from gc_polecat.lifecycle import sandbox
+    from gc_polecat.lifecycle import polecat as polecats  # lazy: start-up
+    from gc_polecat.lifecycle import sandbox  # lazy: start-up
 
     cfg = store.config()["pools"][pool]
     problems = []
@@ -80,9 +80,9 @@ def pool_leaks(store: Store, pool: str) -> list[str]:
 
 def session_leaks(store: Store, providers: Mapping[str, SessionProvider]) -> list[str]:
     """A session bead is open exactly when its process (or pane) is alive."""
-    from gc_polecat.beads.catalog import Query
-    from gc_polecat.lifecycle import session as sessions
-    from gc_polecat.lifecycle.providers import ProviderError
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
+    from gc_polecat.lifecycle.providers import ProviderError  # lazy: start-up
 
     problems = []
     for bead in store.catalog.list(Query(labels=(sessions.SESSION_LABEL,))):

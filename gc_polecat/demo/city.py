@@ -92,8 +92,8 @@ def _identity() -> None:
 
 def build(city: City) -> None:
     """Origin, clones, beads repository, configuration, 3 polecats."""
-    from gc_polecat.beads.store import Store
-    from gc_polecat.plugins import make_plugin_manager
+    from gc_polecat.beads.store import Store  # lazy: start-up
+    from gc_polecat.plugins import make_plugin_manager  # lazy: start-up
 
     root = city.root
     seed = root / "seed"
@@ -148,11 +148,11 @@ def timeline(city: City) -> None:
 
 def run(root: Path, say: Callable[[str], None]) -> list[str]:
     """The whole demo in `root`; returns the problems found ([] means it all held)."""
-    from gc_polecat.beads.store import Store
-    from gc_polecat.lifecycle import wait as waits
-    from gc_polecat.lifecycle.providers import get_providers
-    from gc_polecat.plugins import make_plugin_manager
-    from gc_polecat.refinery.queue import Refinery
+    from gc_polecat.beads.store import Store  # lazy: start-up
+    from gc_polecat.lifecycle import wait as waits  # lazy: start-up
+    from gc_polecat.lifecycle.providers import get_providers  # lazy: start-up
+    from gc_polecat.plugins import make_plugin_manager  # lazy: start-up
+    from gc_polecat.refinery.queue import Refinery  # lazy: start-up
 
     _identity()
     evidence_file = root / "evidence.jsonl"
@@ -229,7 +229,7 @@ def _drive(city: City, store: Any, refinery: Any, waits: Any) -> None:
 
 
 def _kill(city: City, store: Any, session_id: str) -> None:
-    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
 
     s = sessions.get(store, session_id)
     handle, why = sessions.acting_handle(store, s, "demo kill")  # the record, not the bead
@@ -243,8 +243,8 @@ def _kill(city: City, store: Any, session_id: str) -> None:
 
 
 def _stop_sessions(store: Any, providers: Any) -> None:
-    from gc_polecat.beads.catalog import Query
-    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
 
     store.catalog.refresh()
     for bead in store.catalog.list(Query(labels=(sessions.SESSION_LABEL,), include_closed=False)):
@@ -258,9 +258,9 @@ def _stop_sessions(store: Any, providers: Any) -> None:
 
 def _finish(city: City, store: Any, providers: Any) -> list[str]:
     """Wait for the cleanups, show the evidence, stop the sessions, audit."""
-    from gc_polecat.beads.catalog import Query
-    from gc_polecat.demo.audit import audit
-    from gc_polecat.lifecycle.cleanup import CLEANUP_LABEL
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
+    from gc_polecat.demo.audit import audit  # lazy: start-up
+    from gc_polecat.lifecycle.cleanup import CLEANUP_LABEL  # lazy: start-up
 
     while store.catalog.list(Query(labels=(CLEANUP_LABEL,), include_closed=False)):
         if time.monotonic() - city.started > DEADLINE:

@@ -172,9 +172,9 @@ def ingest(
     store: Store, providers: Mapping[str, SessionProvider], payload: dict[str, Any]
 ) -> str | None:
     """Record our verdict for what a bd write says; returns the verdict ID, or None."""
-    from gc_polecat.beads.ids import validate_id
-    from gc_polecat.lifecycle.submit import SUBMISSION_LABEL
-    from gc_polecat.lifecycle.verdict import record_verdict
+    from gc_polecat.beads.ids import validate_id  # lazy: start-up
+    from gc_polecat.lifecycle.submit import SUBMISSION_LABEL  # lazy: start-up
+    from gc_polecat.lifecycle.verdict import record_verdict  # lazy: start-up
 
     if not isinstance(payload, dict) or not isinstance(payload.get("metadata", {}), dict):
         raise BadInput("the hook payload is not a bd issue object")

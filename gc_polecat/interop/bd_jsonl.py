@@ -143,7 +143,7 @@ def export_text(beads: Iterable[beadmod.Bead], memories: dict[str, str] | None =
 def read_all(store: Store) -> list[beadmod.Bead]:
     """Every bead at HEAD (from the catalog); an unreadable bead file is bad input, so an export
     never silently leaves a bead out."""
-    from gc_polecat.beads.catalog import Query
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
 
     catalog = store.catalog
     catalog.refresh()

@@ -435,7 +435,7 @@ def ready(
     not of a workflow or identity type (unless `--type` asks for one), not deferred into the
     future (nor a child of such a parent), and not blocked (execprovider.is_blocked: bd's
     blocking dependency types, and a parent that is itself blocked)."""
-    from gc_polecat.interop.gc_exec import READY_EXCLUDED_TYPES, is_blocked
+    from gc_polecat.interop.gc_exec import READY_EXCLUDED_TYPES, is_blocked  # lazy: start-up
 
     now = now or _dt.datetime.now(_dt.UTC)
     by_id = {b["id"]: b for b in beads}

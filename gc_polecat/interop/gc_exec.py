@@ -329,7 +329,7 @@ def store_location(repo: str | None, env: dict[str, str]) -> tuple[Path, bool]:
     if city is not None:
         root = Path(scope_root) if scope_root else None
         return scope_store(city, root, env.get("GC_STORE_SCOPE", "")), False
-    from gc_polecat.beads.store import find_root
+    from gc_polecat.beads.store import find_root  # lazy: start-up
 
     return find_root(Path(scope_root) if scope_root else Path.cwd()), True
 
@@ -340,7 +340,7 @@ def fresh_catalog(root: Path) -> sqlite3.Connection | None:
     then needs neither the store module nor dulwich nor YAML: gc's call rate is met here."""
     import sqlite3
 
-    from gc_polecat.beads.git import read_head
+    from gc_polecat.beads.git import read_head  # lazy: start-up
 
     state = root / ".git" / STATE_DIR
     try:
@@ -404,7 +404,7 @@ class Provider:
         """The scope's store; one gc names by its city is made on first use if gc's `init`
         never ran (gc's own conformance suite calls `create` on a fresh scope)."""
         if self._store is None:
-            from gc_polecat.beads.store import Store
+            from gc_polecat.beads.store import Store  # lazy: start-up
 
             root = self.root()
             if root is None:
@@ -470,7 +470,7 @@ class Provider:
     def foreign_status(self, wanted: set[str]) -> dict[str, str]:
         """Statuses of other scopes' beads, read from the city's other stores (the default
         layout; with GC_POLECAT_REPO every scope shares one store and there is nothing else)."""
-        from gc_polecat.beads.store import Store
+        from gc_polecat.beads.store import Store  # lazy: start-up
 
         city = city_of(self.env)
         root, explicit = store_location(self.repo, self.env)
@@ -806,7 +806,7 @@ class Provider:
         (gascity `cmd/gc/beads_provider_lifecycle.go`, `initBeadsForDir`). It makes the scope's
         store where `store_location` puts it and never writes into <dir> (a rig is the user's
         code); idempotent: an existing store is kept as it is."""
-        from gc_polecat.beads.store import Store
+        from gc_polecat.beads.store import Store  # lazy: start-up
 
         arity(args, 1, 3, "init <dir> [<prefix> [<database>]]")
         directory = Path(args[0]).expanduser()
@@ -833,7 +833,7 @@ class Provider:
     def op_start(self, args: list[str]) -> str:
         """gc's `start` (every `gc start`): the city's warm server (`exec_server`), so later
         calls skip the interpreter's imports. Failing to start it fails nothing."""
-        from gc_polecat.interop.gc_exec_launch import start
+        from gc_polecat.interop.gc_exec_launch import start  # lazy: start-up
 
         warning = start(self.env)
         if warning:
@@ -842,8 +842,8 @@ class Provider:
 
     def op_stop(self, args: list[str]) -> str:
         """gc's `stop`: ask the city's server, if one answers, to end."""
-        from gc_polecat.interop.gc_exec_client import safe_dir, socket_path
-        from gc_polecat.interop.gc_exec_launch import ask
+        from gc_polecat.interop.gc_exec_client import safe_dir, socket_path  # lazy: start-up
+        from gc_polecat.interop.gc_exec_launch import ask  # lazy: start-up
 
         path = socket_path(self.env)
         if path is not None and safe_dir(path):
@@ -1016,7 +1016,7 @@ class ReadyView:
         self.reset()
 
     def open_git(self) -> None:
-        from gc_polecat.beads.git import Git
+        from gc_polecat.beads.git import Git  # lazy: start-up
 
         self.git = Git(self.root)
 
@@ -1134,7 +1134,7 @@ def _ready_states(provider: Provider) -> tuple[str, ...]:
     """The statuses `ready` lists (open + custom `active`). The warm server parses the
     settings again only when the file's bytes differ from the ones it parsed (a read of a
     small file, not a YAML parse and validation per call)."""
-    from gc_polecat.beads.bead import ready_statuses
+    from gc_polecat.beads.bead import ready_statuses  # lazy: start-up
 
     store = provider.store()
     if not WARM:

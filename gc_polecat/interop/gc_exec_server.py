@@ -118,7 +118,7 @@ def owner_lock(path: str) -> int | None:
 
 def keep_views() -> None:
     """This process lives on: `ready` keeps each store's `ReadyView` between calls."""
-    from gc_polecat.interop import gc_exec as execprovider
+    from gc_polecat.interop import gc_exec as execprovider  # lazy: start-up
 
     execprovider.WARM = True
 
@@ -126,11 +126,12 @@ def keep_views() -> None:
 def serve(path: str, idle: float = IDLE_SECONDS) -> None:
     """Listen on `path` until `stop` or `idle` seconds without a call; return at once when
     another server owns the socket."""
-    from gc_polecat.plugins import get_plugin_manager
+    from gc_polecat.plugins import get_plugin_manager  # lazy: start-up
 
     pm = get_plugin_manager()
     import dulwich.repo  # noqa: F401 - loaded once here instead of in every write
 
+    # lazy: start-up
     from gc_polecat.beads import (
         catalog,  # noqa: F401
         store,  # noqa: F401

@@ -40,7 +40,7 @@ REASONS = ("merged", "released", "escalated")
 
 def open_for(tx: Transaction, polecat_id: str) -> Bead | None:
     """The polecat's open finalizer, if any (at most one exists: see `begin`)."""
-    from gc_polecat.beads.catalog import Query
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
 
     tx.store.catalog.refresh()
     for bead in tx.store.catalog.list(
@@ -145,7 +145,7 @@ class Outcome:
 
 
 def pending(store: Store, pool: str | None = None) -> list[Bead]:
-    from gc_polecat.beads.catalog import Query
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
 
     store.catalog.refresh()
     labels = (CLEANUP_LABEL,) + ((f"pool:{pool}",) if pool else ())
@@ -154,8 +154,8 @@ def pending(store: Store, pool: str | None = None) -> list[Bead]:
 
 def _git_steps(meta: Mapping[str, str], name: str) -> str:
     """Bring the sandbox to its documented state; '' when verified, else why not."""
-    from gc_polecat.lifecycle import sandbox
-    from gc_polecat.lifecycle.sandbox import SandboxError
+    from gc_polecat.lifecycle import sandbox  # lazy: start-up
+    from gc_polecat.lifecycle.sandbox import SandboxError  # lazy: start-up
 
     path = Path(meta.get("sandbox", ""))
     target = meta.get("target", "main")
@@ -225,8 +225,8 @@ def run(
 def _record(
     store: Store, finalizer_id: str, error: str, providers: Mapping[str, SessionProvider] | None
 ) -> Outcome:
-    from gc_polecat.lifecycle import session as sessions
-    from gc_polecat.lifecycle import wait as waits
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
+    from gc_polecat.lifecycle import wait as waits  # lazy: start-up
 
     stop: sessions.Session | None = None
     with store.transaction() as tx:
@@ -265,8 +265,8 @@ def _record(
 def _end_session(tx: Transaction, session_id: str):  # noqa: ANN202 - Session | None
     """A retired polecat's session ends with it; when the caller *is* that session, its own
     process is left to exit (killing it mid-command would kill the caller)."""
-    from gc_polecat.errors import GcPolecatError
-    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.errors import GcPolecatError  # lazy: start-up
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
 
     try:
         session = sessions.get(tx, session_id)

@@ -85,7 +85,7 @@ def fields(name: str, pool: str, sandbox: str, *, ephemeral: bool) -> Bead:
 
 def of_pool(store: Store, pool: str, *, include_retired: bool = False) -> list[Polecat]:
     """The pool's polecats, oldest first (the catalog's order: priority, created_at, id)."""
-    from gc_polecat.beads.catalog import Query
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
 
     store.catalog.refresh()
     beads = store.catalog.list(
@@ -96,7 +96,7 @@ def of_pool(store: Store, pool: str, *, include_retired: bool = False) -> list[P
 
 def get(reader: Transaction | Store, polecat_id: str) -> Polecat | None:
     """The polecat, or None when the ID names nothing or something else."""
-    from gc_polecat.errors import NotFound
+    from gc_polecat.errors import NotFound  # lazy: start-up
 
     try:
         bead = reader.require(polecat_id) if hasattr(reader, "require") else reader.get(polecat_id)

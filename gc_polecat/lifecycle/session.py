@@ -259,7 +259,7 @@ def record_path(state_dir: Path, session_id: str) -> Path:
 
 def _record_file(state_dir: Path, session_id: str) -> str:
     """The record's path as a string: read on every liveness check, so no pathlib here."""
-    from gc_polecat.beads.ids import validate_id
+    from gc_polecat.beads.ids import validate_id  # lazy: start-up
 
     return os.path.join(state_dir, RECORDS, f"{validate_id(session_id)}.json")
 
@@ -267,8 +267,8 @@ def _record_file(state_dir: Path, session_id: str) -> str:
 def write_record(state_dir: Path, session_id: str, handle: Handle) -> Path:
     """Record the handle of a process this machine just started or registered (mode 0600,
     replaced atomically)."""
-    from gc_polecat.beads.bead import now
-    from gc_polecat.beads.git import atomic_write
+    from gc_polecat.beads.bead import now  # lazy: start-up
+    from gc_polecat.beads.git import atomic_write  # lazy: start-up
 
     path = record_path(state_dir, session_id)
     body = {
@@ -367,7 +367,7 @@ def acting_handle(store: Store, session: Session, action: str) -> tuple[Handle |
 def note_withheld(state_dir: Path, session_id: str, action: str, why: str) -> None:
     """One line in the bounded `signals.log`: which action on which session was withheld, or
     done otherwise than the bead asked, and why. Never fails the caller."""
-    from gc_polecat.beads.bead import now
+    from gc_polecat.beads.bead import now  # lazy: start-up
 
     path = Path(state_dir) / SIGNALS_LOG
     line = f"{now()} {session_id} {action}: {why}\n".encode(errors="replace")
@@ -519,7 +519,7 @@ def launch(
 
 
 def _write_pending(path: Path, fields: Bead) -> None:
-    from gc_polecat.beads.git import atomic_write
+    from gc_polecat.beads.git import atomic_write  # lazy: start-up
 
     atomic_write(path, json.dumps(fields).encode(), path.parent / "tmp")
 

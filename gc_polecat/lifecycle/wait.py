@@ -129,7 +129,7 @@ def list_waits(
 ) -> list[Bead]:
     """Beads labelled as waits in the catalog (refreshed by the caller), both shapes, oldest
     first; `is_wait` tells a real one (a gate) apart."""
-    from gc_polecat.beads.catalog import Query
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
 
     found: dict[str, Bead] = {}
     for wait_label, prefix in (
@@ -259,7 +259,7 @@ def retry(tx: Transaction, wait: Bead) -> Bead:
     session's current epoch (gc's `retryClosedWait`, cmd/gc/cmd_wait.go). gc's retry starts
     `ready`; ours does when the verdict is known (a re-delivery), else `pending`: our
     `ready` promises a verdict to hand over (docs/interop.md)."""
-    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
 
     meta = dict(wait.get("metadata", {}))
     attempt = beadmod.meta_int(wait, "delivery_attempt", 1) + 1
@@ -381,7 +381,7 @@ def _payload(store: Store, wait: Bead, code: int, verdict: Bead | None) -> dict[
 def moved_on(store: Store, wait: Bead) -> bool:
     """The waiting session's epoch is no longer the one that registered the wait: the wait
     belongs to an earlier incarnation, which must not be woken or handed the verdict."""
-    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
 
     meta = wait.get("metadata", {})
     if not meta.get("session_id"):
@@ -424,7 +424,7 @@ def await_verdict(
     store: Store, wait: Bead, *, timeout: float | None, epoch: int | None, session_id: str | None
 ) -> AwaitResult:
     """Block until the wait settles; doorbell first, then read git, so no ring is lost."""
-    from gc_polecat.lifecycle.doorbell import Doorbell
+    from gc_polecat.lifecycle.doorbell import Doorbell  # lazy: start-up
 
     me = f"{session_id or 'pid'}:{os.getpid()}"
     if state(wait) == "pending":  # one that has settled writes at once: no wake path to warm

@@ -47,6 +47,7 @@ def daemon_address(state_dir: str) -> str:
         return direct
     import hashlib  # only for long paths
 
+    # lazy: start-up
     from gc_polecat.lifecycle.doorbell import (
         _fallback_root,  # one rule for the private root in /tmp
     )
@@ -244,7 +245,7 @@ def main(argv: list[str]) -> None:
     deadline = None if deadline_s == "-" else float(deadline_s)
     json_output = json_s == "1"
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from gc_polecat.lifecycle.doorbell import Doorbell
+    from gc_polecat.lifecycle.doorbell import Doorbell  # lazy: start-up
 
     state_dir = os.path.dirname(wake_dir)
     state: str | None = None

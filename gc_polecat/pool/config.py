@@ -93,7 +93,7 @@ def _int(where: str, value: Any, lo: int) -> int:
 
 def parse_pool(name: str, raw: Any, where: str) -> PoolConfig:
     """One pool's settings, checked key by key."""
-    from gc_polecat.beads.config import parse_duration
+    from gc_polecat.beads.config import parse_duration  # lazy: start-up
 
     if not POOL_NAME_RE.fullmatch(str(name)) or ".." in str(name):
         raise BadInput(f"{where}: invalid pool name {name!r}")
@@ -127,7 +127,7 @@ def parse_pool(name: str, raw: Any, where: str) -> PoolConfig:
     target = raw.get("target", "main")
     if not isinstance(target, str):
         raise BadInput(f"{where}.target must be a branch name")
-    from gc_polecat.beads.ids import check_ref
+    from gc_polecat.beads.ids import check_ref  # lazy: start-up
 
     try:
         check_ref(target, "branch")

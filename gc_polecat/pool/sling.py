@@ -52,7 +52,7 @@ class Slung:
 
 
 def _check_work(store: Store, work: Bead, providers: Mapping[str, SessionProvider]) -> None:
-    from gc_polecat.pool.status import blocked_by
+    from gc_polecat.pool.status import blocked_by  # lazy: start-up
 
     wid = work["id"]
     if work["status"] == "closed":
@@ -116,7 +116,7 @@ def sling(
     pool_name: str,
 ) -> Slung:
     """Assign `work_id` to a polecat of `pool_name` (one commit), or queue it in the pool."""
-    from gc_polecat.pool.config import require_pool
+    from gc_polecat.pool.config import require_pool  # lazy: start-up
 
     cfg = require_pool(store, pool_name)
     for _ in range(ATTEMPTS):
@@ -151,7 +151,7 @@ def _queue(store: Store, work_id: str, cfg: PoolConfig) -> Slung:
 def _branch_for(path: Path, name: str, work: Bead, target: str) -> str:
     """Resume the polecat's own branch for this work if it still has it; otherwise a new
     branch, started from the work's previous branch when another polecat pushed one."""
-    from gc_polecat.lifecycle import sandbox
+    from gc_polecat.lifecycle import sandbox  # lazy: start-up
 
     prior = work.get("metadata", {}).get("branch", "")
     if prior.startswith(f"polecat/{name}/") and sandbox.has_branch(path, prior):
@@ -170,7 +170,7 @@ def _assign(
     chosen: polecats.Polecat | None,
     name: str,
 ) -> Slung:
-    from gc_polecat.lifecycle import sandbox
+    from gc_polecat.lifecycle import sandbox  # lazy: start-up
 
     repo = cfg.code_repo(store.root)
     path = (
@@ -276,7 +276,7 @@ def _tell(
     branch: str,
 ) -> None:
     """Wake a live idle session: ring `next`'s doorbell, and nudge it in case nobody listens."""
-    from gc_polecat.lifecycle.doorbell import ring
+    from gc_polecat.lifecycle.doorbell import ring  # lazy: start-up
 
     if ring(store.state_dir / "wake", session_id, work_id):
         return
@@ -286,7 +286,7 @@ def _tell(
 
 def assigned_work(store: Store, session_id: str) -> Bead | None:
     """The oldest unfinished work assigned to the session and not waiting on the refinery."""
-    from gc_polecat.beads.catalog import Query
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
 
     store.catalog.refresh()
     for work in store.catalog.list(Query(assignee=session_id, include_closed=False)):
@@ -304,8 +304,8 @@ def await_work(store: Store, session_id: str, timeout: float | None) -> tuple[in
     ended; (30, None) at the timeout. Doorbell first, then git, as `await` does."""
     import time
 
-    from gc_polecat.lifecycle.doorbell import Doorbell
-    from gc_polecat.lifecycle.wait import EXIT_ENDED, EXIT_PENDING, RECHECK
+    from gc_polecat.lifecycle.doorbell import Doorbell  # lazy: start-up
+    from gc_polecat.lifecycle.wait import EXIT_ENDED, EXIT_PENDING, RECHECK  # lazy: start-up
 
     deadline = None if timeout is None else time.monotonic() + timeout
     with Doorbell(store.state_dir / "wake", [session_id]) as bell:

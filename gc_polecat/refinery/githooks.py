@@ -307,9 +307,9 @@ def record_landed(
     """Record `merged` for each open submission whose commit a `refs/heads/<target>` in
     `updates` now contains, one commit each; returns the verdict IDs recorded now. A submission
     judged meanwhile (or superseded) is skipped."""
-    from gc_polecat.beads.catalog import Query
-    from gc_polecat.lifecycle.submit import SUBMISSION_LABEL
-    from gc_polecat.lifecycle.verdict import record_verdict
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
+    from gc_polecat.lifecycle.submit import SUBMISSION_LABEL  # lazy: start-up
+    from gc_polecat.lifecycle.verdict import record_verdict  # lazy: start-up
 
     landed: dict[str, str] = {}
     for _old, new, ref in updates:

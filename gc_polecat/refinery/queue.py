@@ -67,7 +67,7 @@ def _at(stamp: str) -> dt.datetime:
 
 def queue(store: Store) -> list[Bead]:
     """Open submissions in processing order: (priority + attempt - 1, age, id)."""
-    from gc_polecat.lifecycle.controller import open_submissions
+    from gc_polecat.lifecycle.controller import open_submissions  # lazy: start-up
 
     subs = open_submissions(store)
     works = {s["id"]: store.catalog.get(s["metadata"].get("work", "")) for s in subs}
@@ -292,7 +292,7 @@ class Refinery:
         log: Path | None = None,
         merge_commit: str | None = None,
     ) -> Outcome:
-        from gc_polecat.lifecycle.verdict import record_verdict
+        from gc_polecat.lifecycle.verdict import record_verdict  # lazy: start-up
 
         try:
             with self.store.transaction() as tx:
