@@ -442,9 +442,11 @@ class Store:
                     crash_point("locked")
                     if ref_lock.value != old:
                         return False
-                    self._refuse_local_changes(old_tree, new_tree, paths)
+                    found = self._refuse_local_changes(old_tree, new_tree, paths)
                     written = True
-                    self._write_and_move(ref_lock, new, old_tree, new_tree, paths, reflog, contents)
+                    self._write_and_move(
+                        ref_lock, new, old_tree, new_tree, paths, reflog, contents, found
+                    )
                     crash_point("ref-moved")
                 finally:
                     ref_lock.release()
@@ -463,12 +465,14 @@ class Store:
         paths: list[str],
         reflog: str,
         written: dict[bytes, bytes] | None = None,
+        found: dict[str, tuple[int, bytes] | None] | None = None,
     ) -> None:
         """Steps 7 and 8: the files, the index, then the ref. A failure before the ref moved
         is undone here and reported as "nothing was written". `written`: blobs' content by
-        SHA, for the work tree (they need not be read back)."""
+        SHA, for the work tree (they need not be read back); `found`: each path's entry in
+        `new_tree`, already looked up."""
         try:
-            self._sync_worktree(new_tree, paths, written)
+            self._sync_worktree(new_tree, paths, written, found)
             crash_point("index-written")
             ref_lock.move(new, self.author(), reflog)  # the commit point
         except BaseException as exc:
@@ -515,35 +519,37 @@ class Store:
         failure (and a retry would make it twice)."""
         dirs = {self.git_dir, *(d for d in (self.state_dir, self.state_dir / "tmp") if d.exists())}
         # each directory once: an import writes thousands of files into a few hundred shards
-        for rel in {os.path.dirname(path) for path in paths}:
-            parent = self.root / rel
-            while not parent.is_dir() and parent != self.root:  # a file in the way goes first
-                parent = parent.parent
-            dirs.add(parent)
+        dirs.update(map(Path, _nearest_dirs(str(self.root), {os.path.dirname(p) for p in paths})))
         for d in sorted(dirs):
             if not os.access(d, os.W_OK | os.X_OK):
                 raise GcPolecatError(f"cannot write in {d}: permission denied; nothing was written")
 
     def _refuse_local_changes(
         self, old_tree: bytes | None, new_tree: bytes | None, paths: list[str]
-    ) -> None:
+    ) -> dict[str, tuple[int, bytes] | None]:
         """Like git's checkout, never overwrite an uncommitted change: a work-tree file or an
         index entry that holds neither what the branch has nor what this write puts there is
         someone's edit (BadInput, exit 2, nothing written). Read under index.lock, so git
-        cannot change either between this check and our write."""
+        cannot change either between this check and our write. Returns each path's entry in
+        `new_tree` (the work-tree writer needs them too)."""
         from .gitindex import staged
 
         git = self.git
         index = staged(self.git_dir, paths)
+        # a file cannot exist in a directory that does not: one lstat per new shard directory
+        # instead of one per file, with the same answer (_missing_dirs)
+        missing = _missing_dirs(str(self.root), {os.path.dirname(p) for p in paths})
+        found: dict[str, tuple[int, bytes] | None] = {}
         for path in paths:
-            wanted = [git.lookup(tree, path) for tree in (old_tree, new_tree)]
+            wanted = [git.lookup(old_tree, path), git.lookup(new_tree, path)]
+            found[path] = wanted[1]
             if any(w and w[0] == GITLINK_MODE for w in wanted):
                 continue  # a submodule's directory: git checks those itself
             shas = [w[1] if w and w[0] != TREE_MODE else None for w in wanted]
             # a directory where either side has a tree (a directory becoming a file, or back)
             # is that side's state in the work tree (b"" is how _worktree_blob names one)
             dirs = [b"" for w in wanted if w and w[0] == TREE_MODE]
-            seen = _worktree_blob(self.root / path)
+            seen = None if os.path.dirname(path) in missing else _worktree_blob(self.root / path)
             entry = index[path]
             if seen not in shas + dirs:
                 how = "is deleted" if seen is None else "has uncommitted changes"
@@ -556,6 +562,7 @@ class Store:
                 f"{path} {how}, which this write would overwrite: commit it with git, or "
                 f"discard it (git checkout HEAD -- {path}), then retry"
             )
+        return found
 
     def _refuse_links(self, paths: Iterable[str]) -> None:
         """Refuse, before anything is written, a path whose parent in the work tree is a
@@ -563,15 +570,19 @@ class Store:
         out of the repository (docs/security.md)."""
         root = str(self.root)
         checked: set[str] = set()  # directories already seen to be real ones (large imports)
+        gone: set[str] = set()  # and missing ones: nothing below them can be in the way
         for path in paths:
             where = ""
             for part in path.split("/")[:-1]:
                 where = f"{where}/{part}" if where else part
                 if where in checked:
                     continue
+                if where in gone:
+                    break
                 try:
                     mode = os.lstat(f"{root}/{where}").st_mode
                 except FileNotFoundError:
+                    gone.add(where)
                     break
                 if not stat.S_ISDIR(mode):
                     raise BadInput(f"refusing to write {path}: {where} is not a directory")
@@ -604,12 +615,17 @@ class Store:
         self._journal_path().write_bytes(json.dumps(data).encode())
 
     def _sync_worktree(
-        self, tree: bytes | None, paths: list[str], written: dict[bytes, bytes] | None = None
+        self,
+        tree: bytes | None,
+        paths: list[str],
+        written: dict[bytes, bytes] | None = None,
+        found: dict[str, tuple[int, bytes] | None] | None = None,
     ) -> None:
         """Make the work tree files and the index match `tree` for `paths`, modes kept: our
         own writes are bead files, but `sync` and the recovery of its journal also bring in
         what others committed with plain git (executables, symlinks, submodules). `written`
-        holds the content of blobs just written (by SHA), which need not be read back.
+        holds the content of blobs just written (by SHA), which need not be read back; `found`
+        each path's entry in `tree` when the caller has looked them up already.
 
         Removals go first, deepest first, so a directory that becomes a file (or a file that
         becomes a directory) is emptied before its replacement is written. No symlink in the
@@ -621,7 +637,8 @@ class Store:
 
         git = self.git
         index_changes: dict[str, tuple[bytes, int] | None] = {}
-        found = {path: git.lookup(tree, path) for path in paths}
+        if found is None:
+            found = {path: git.lookup(tree, path) for path in paths}
         gone = [p for p, f in found.items() if f is None or f[0] == TREE_MODE]
         for path in sorted(gone, key=lambda p: p.count("/"), reverse=True):
             target = self.root / path
@@ -634,11 +651,12 @@ class Store:
         tmp = str(self.state_dir / "tmp")
         written = written or {}
         checked: set[str] = set()  # directories already made real in this call
+        made: set[str] = set()  # and those of them this call created (empty until it writes)
         for path, entry in found.items():
             if entry is None or entry[0] == TREE_MODE:
                 continue
             mode, sha = entry
-            target = self._clear_way(path, keep_dir=mode == GITLINK_MODE, checked=checked)
+            target = self._clear_way(path, mode == GITLINK_MODE, checked, made)
             if mode == GITLINK_MODE:
                 if not target.is_dir() or target.is_symlink():
                     with contextlib.suppress(FileNotFoundError):
@@ -658,12 +676,18 @@ class Store:
         update_index(self.root, self.git_dir, index_changes)
 
     def _clear_way(
-        self, path: str, keep_dir: bool = False, checked: set[str] | None = None
+        self,
+        path: str,
+        keep_dir: bool = False,
+        checked: set[str] | None = None,
+        made: set[str] | None = None,
     ) -> Path:
         """The work-tree path for `path`, its parents made real directories (a symlink or file
         in their place is moved aside, never followed) and, unless `keep_dir` (a submodule's
         checkout), no directory left at the path itself. `checked` holds directories already
-        made real by this caller (thousands of files share a few hundred shard directories)."""
+        made real by this caller (thousands of files share a few hundred shard directories),
+        `made` those it created: nothing of anyone else's can be in the way there, so the
+        path itself is not looked at (the caller's own earlier files are never directories)."""
         parent = str(self.root)
         *dirs, name = path.split("/")
         for part in dirs:
@@ -676,11 +700,15 @@ class Store:
                 mode = os.lstat(parent).st_mode
             except FileNotFoundError:
                 os.mkdir(parent)
+                if made is not None:
+                    made.add(parent)
                 continue
             if not stat.S_ISDIR(mode):
                 self._displace(Path(parent))
                 os.mkdir(parent)
         target = Path(parent, name)
+        if made is not None and parent in made:
+            return target
         with contextlib.suppress(FileNotFoundError):
             if not keep_dir and stat.S_ISDIR(os.lstat(target).st_mode):
                 try:
@@ -792,6 +820,51 @@ def _worktree_blob(target: Path) -> bytes | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().encode()
+
+
+def _missing_dirs(root: str, rels: Iterable[str]) -> set[str]:
+    """Those of `rels` (work-tree relative directories) and their ancestors that do not exist
+    now (lstat: ENOENT or ENOTDIR), each ancestor looked at once, top-down. For a path in such
+    a directory lstat would fail the same way, so a write into new shard directories needs
+    one lstat per directory instead of one per file. "" (the root) is never missing."""
+    missing: set[str] = set()
+    present: set[str] = set()
+    for rel in rels:
+        where = ""
+        for part in rel.split("/") if rel else ():
+            where = f"{where}/{part}" if where else part
+            if where in present:
+                continue
+            if where in missing:
+                missing.add(rel)
+                break
+            try:
+                os.lstat(f"{root}/{where}")
+            except (FileNotFoundError, NotADirectoryError):
+                missing.update((where, rel))
+                break
+            present.add(where)
+    return missing
+
+
+def _nearest_dirs(root: str, rels: Iterable[str]) -> set[str]:
+    """For each of `rels`, the nearest of itself and its ancestors that is a directory now
+    (symlinks followed, as the writes would): where a write's new directories (or the
+    replacement of a file in the way) would be made. Each directory is looked at once."""
+    nearest: dict[str, str] = {"": root}
+    found: set[str] = set()
+    for rel in rels:
+        climbed = []  # not directories: each has its nearest ancestor's answer
+        while rel not in nearest:
+            full = f"{root}/{rel}"
+            if os.path.isdir(full):
+                nearest[rel] = full
+                break
+            climbed.append(rel)
+            rel = os.path.dirname(rel)
+        nearest.update(dict.fromkeys(climbed, nearest[rel]))
+        found.add(nearest[rel])
+    return found
 
 
 def _real_parent(root: Path, target: Path) -> bool:
