@@ -539,10 +539,10 @@ class Store:
         # a file cannot exist in a directory that does not: one lstat per new shard directory
         # instead of one per file, with the same answer (_missing_dirs)
         missing = _missing_dirs(str(self.root), {os.path.dirname(p) for p in paths})
-        found: dict[str, tuple[int, bytes] | None] = {}
+        found = _lookup_many(git, new_tree, paths)
+        before = _lookup_many(git, old_tree, paths)
         for path in paths:
-            wanted = [git.lookup(old_tree, path), git.lookup(new_tree, path)]
-            found[path] = wanted[1]
+            wanted = [before[path], found[path]]
             if any(w and w[0] == GITLINK_MODE for w in wanted):
                 continue  # a submodule's directory: git checks those itself
             shas = [w[1] if w and w[0] != TREE_MODE else None for w in wanted]
@@ -656,7 +656,8 @@ class Store:
             if entry is None or entry[0] == TREE_MODE:
                 continue
             mode, sha = entry
-            target = self._clear_way(path, mode == GITLINK_MODE, checked, made)
+            where = self._clear_way(path, mode == GITLINK_MODE, checked, made)
+            target = Path(where) if mode in (GITLINK_MODE, LINK_MODE) else where
             if mode == GITLINK_MODE:
                 if not target.is_dir() or target.is_symlink():
                     with contextlib.suppress(FileNotFoundError):
@@ -681,13 +682,14 @@ class Store:
         keep_dir: bool = False,
         checked: set[str] | None = None,
         made: set[str] | None = None,
-    ) -> Path:
+    ) -> str:
         """The work-tree path for `path`, its parents made real directories (a symlink or file
         in their place is moved aside, never followed) and, unless `keep_dir` (a submodule's
         checkout), no directory left at the path itself. `checked` holds directories already
         made real by this caller (thousands of files share a few hundred shard directories),
         `made` those it created: nothing of anyone else's can be in the way there, so the
-        path itself is not looked at (the caller's own earlier files are never directories)."""
+        path itself is not looked at (the caller's own earlier files are never directories).
+        A str, not a Path: building thousands of Paths shows in a large import."""
         parent = str(self.root)
         *dirs, name = path.split("/")
         for part in dirs:
@@ -706,15 +708,15 @@ class Store:
             if not stat.S_ISDIR(mode):
                 self._displace(Path(parent))
                 os.mkdir(parent)
-        target = Path(parent, name)
+        target = f"{parent}/{name}"
         if made is not None and parent in made:
             return target
         with contextlib.suppress(FileNotFoundError):
             if not keep_dir and stat.S_ISDIR(os.lstat(target).st_mode):
                 try:
-                    target.rmdir()
+                    os.rmdir(target)
                 except OSError:
-                    self._displace(target)
+                    self._displace(Path(target))
         return target
 
     def _displace(self, path: Path) -> None:
@@ -820,6 +822,25 @@ def _worktree_blob(target: Path) -> bytes | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().encode()
+
+
+def _lookup_many(
+    git: Git, tree: bytes | None, paths: Iterable[str]
+) -> dict[str, tuple[int, bytes] | None]:
+    """`git.lookup(tree, path)` for each path, each directory's tree looked up once (an import
+    puts thousands of files into a few hundred shards)."""
+    trees: dict[str, Any] = {}
+    found: dict[str, tuple[int, bytes] | None] = {}
+    for path in paths:
+        rel, _, name = path.rpartition("/")
+        if rel not in trees:
+            entry = git.lookup(tree, rel) if rel else (tree and (TREE_MODE, tree))
+            trees[rel] = git.tree(entry[1]) if entry and entry[0] == TREE_MODE else None
+        try:
+            found[path] = trees[rel][name.encode()] if trees[rel] is not None else None
+        except KeyError:
+            found[path] = None
+    return found
 
 
 def _missing_dirs(root: str, rels: Iterable[str]) -> set[str]:
