@@ -538,7 +538,7 @@ class Store:
         index = staged(self.git_dir, paths)
         # a file cannot exist in a directory that does not: one lstat per new shard directory
         # instead of one per file, with the same answer (_missing_dirs)
-        missing = _missing_dirs(str(self.root), {os.path.dirname(p) for p in paths})
+        missing = _missing_dirs(str(self.root), paths)
         found = _lookup_many(git, new_tree, paths)
         before = _lookup_many(git, old_tree, paths)
         for path in paths:
@@ -843,29 +843,45 @@ def _lookup_many(
     return found
 
 
-def _missing_dirs(root: str, rels: Iterable[str]) -> set[str]:
-    """Those of `rels` (work-tree relative directories) and their ancestors that do not exist
-    now (lstat: ENOENT or ENOTDIR), each ancestor looked at once, top-down. For a path in such
-    a directory lstat would fail the same way, so a write into new shard directories needs
-    one lstat per directory instead of one per file. "" (the root) is never missing."""
+def _missing_dirs(root: str, paths: Iterable[str]) -> set[str]:
+    """Work-tree relative directories of `paths` known not to exist now (lstat: ENOENT or
+    ENOTDIR), found with one lstat per directory that holds two paths or more (and per
+    missing ancestor), each answer shared with everything below it. For a path in such a
+    directory lstat would fail the same way, so a write into new shard directories needs no
+    lstat per file, and a directory of one path costs what it did: its file's lstat."""
+    count: dict[str, int] = {}
+    for path in paths:
+        rel = os.path.dirname(path)
+        count[rel] = count.get(rel, 0) + 1
     missing: set[str] = set()
-    present: set[str] = set()
-    for rel in rels:
-        where = ""
-        for part in rel.split("/") if rel else ():
-            where = f"{where}/{part}" if where else part
-            if where in present:
-                continue
-            if where in missing:
-                missing.add(rel)
-                break
-            try:
-                os.lstat(f"{root}/{where}")
-            except (FileNotFoundError, NotADirectoryError):
-                missing.update((where, rel))
-                break
-            present.add(where)
+    for rel in sorted(count, key=lambda r: count[r] < 2):  # probed ones first, to share
+        if not rel:
+            continue
+        if _below(rel, missing):
+            missing.add(rel)
+        elif count[rel] > 1 and _gone(f"{root}/{rel}"):
+            top = rel
+            while (up := os.path.dirname(top)) and _gone(f"{root}/{up}"):
+                top = up
+            missing.update((rel, top))
     return missing
+
+
+def _below(rel: str, dirs: set[str]) -> bool:
+    """Whether `rel` or one of its ancestors is in `dirs` (no file system access)."""
+    while rel:
+        if rel in dirs:
+            return True
+        rel = os.path.dirname(rel)
+    return False
+
+
+def _gone(path: str) -> bool:
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    return False
 
 
 def _nearest_dirs(root: str, rels: Iterable[str]) -> set[str]:
