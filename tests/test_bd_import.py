@@ -432,6 +432,30 @@ def test_a_large_import_writes_one_pack_git_reads(cli: Cli, repo: Path, tmp_path
     assert len(list((repo / ".git" / "objects" / "pack").glob("pack-*"))) == 2
 
 
+@pytest.mark.parametrize("where", ["new shard", "shard with a bead"])
+def test_a_large_import_never_overwrites_an_untracked_file_at_one_of_its_paths(
+    cli: Cli, repo: Path, tmp_path: Path, where: str
+) -> None:
+    """A large import checks the work tree per directory (a file cannot exist in a directory
+    that does not), not per file: an untracked file at one of its 300 paths, in a directory
+    git does not know or in one it does, is still refused (exit 2, named, nothing written)."""
+    run_import(cli, tmp_path, record("bd-k000"))
+    before = head(repo)
+    victim = "bd-k001" if where == "shard with a bead" else "bd-k299"
+    if where == "shard with a bead":  # bd-k000's shard directory exists and is tracked
+        assert ids.id_path(victim).rpartition("/")[0] == ids.id_path("bd-k000").rpartition("/")[0]
+    path = repo / ids.id_path(victim)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("mine, not committed\n")
+    src = tmp_path / "many.jsonl"
+    src.write_text("".join(json.dumps(record(f"bd-k{n:03d}")) + "\n" for n in range(300)))
+    refused = cli("import", str(src))
+    assert refused.exit_code == 2, refused.output
+    assert ids.id_path(victim) in refused.stderr and "uncommitted" in refused.stderr
+    assert head(repo) == before and path.read_text() == "mine, not committed\n"
+    assert not (repo / ids.id_path("bd-k002")).exists()
+
+
 # --- custom types and statuses: settings and `ready` -----------------------------------------
 
 

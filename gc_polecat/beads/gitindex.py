@@ -734,9 +734,14 @@ def _editable_split(worktree: Path, git_dir: Path, hot: bytes, cached: _Cached |
 
 def _git_path(path: str) -> bytes:
     parts = path.split("/")
-    if any(p in ("", ".", "..") or p.lower() == ".git" for p in parts) or "\0" in path:
+    if "" in parts or "." in parts or ".." in parts or "\0" in path or _has_dot_git(path, parts):
         raise ValueError(f"not a work-tree relative POSIX path: {path!r}")
     return os.fsencode(path)
+
+
+def _has_dot_git(path: str, parts: list[str]) -> bool:
+    """Whether a part is `.git` in any case (the substring test spares most paths the loop)."""
+    return ".git" in path.lower() and any(p.lower() == ".git" for p in parts)
 
 
 def _stat_entry(worktree: Path, path: str, sha: bytes, mode: int) -> _Entry:
@@ -744,7 +749,7 @@ def _stat_entry(worktree: Path, path: str, sha: bytes, mode: int) -> _Entry:
     if len(sha) != 20 or mode not in _MODES:
         raise ValueError(f"bad sha or mode for {path!r}")
     try:
-        st = os.lstat(worktree / path)
+        st = os.lstat(f"{worktree}/{path}")  # a str: pathlib's joins show at thousands of files
         c, m = divmod(st.st_ctime_ns, 10**9), divmod(st.st_mtime_ns, 10**9)
         fields = (*c, *m, st.st_dev, st.st_ino, mode, st.st_uid, st.st_gid, st.st_size)
     except FileNotFoundError:
@@ -759,10 +764,7 @@ def update_index(
     """Make the index reflect `changes` (path -> (binary sha, git mode), or None if deleted),
     already written to the work tree. Rewrites only the small split part, except on a fold."""
     worktree, git_dir = Path(worktree), Path(git_dir)
-    new = {
-        _git_path(p): None if v is None else _stat_entry(worktree, p, *v)
-        for p, v in changes.items()
-    }
+    new = _new_entries(worktree, changes)
     with _IndexLock(git_dir) as lock:
         split = _editable_split(worktree, git_dir, lock.mtime, _take_cached(git_dir))
         try:
@@ -776,6 +778,20 @@ def update_index(
     with contextlib.suppress(OSError):  # like git: a referenced shared index stays fresh
         os.utime(split.shared.path)
     _remember(git_dir, written, data, split)
+
+
+def _new_entries(
+    worktree: Path, changes: Mapping[str, tuple[bytes, int] | None]
+) -> dict[bytes, _Entry | None]:
+    """The index entries for `changes` by git path, each path checked and encoded once."""
+    new: dict[bytes, _Entry | None] = {}
+    for p, v in changes.items():
+        if v is None:
+            new[_git_path(p)] = None
+        else:
+            e = _stat_entry(worktree, p, *v)
+            new[e.path] = e
+    return new
 
 
 def write_full_index(

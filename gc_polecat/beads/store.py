@@ -441,9 +441,11 @@ class Store:
                     crash_point("locked")
                     if ref_lock.value != old:
                         return False
-                    self._refuse_local_changes(old_tree, new_tree, paths)
+                    found = self._refuse_local_changes(old_tree, new_tree, paths)
                     written = True
-                    self._write_and_move(ref_lock, new, old_tree, new_tree, paths, reflog, contents)
+                    self._write_and_move(
+                        ref_lock, new, old_tree, new_tree, paths, reflog, contents, found
+                    )
                     crash_point("ref-moved")
                 finally:
                     ref_lock.release()
@@ -462,12 +464,14 @@ class Store:
         paths: list[str],
         reflog: str,
         written: dict[bytes, bytes] | None = None,
+        found: dict[str, tuple[int, bytes] | None] | None = None,
     ) -> None:
         """Steps 7 and 8: the files, the index, then the ref. A failure before the ref moved
         is undone here and reported as "nothing was written". `written`: blobs' content by
-        SHA, for the work tree (they need not be read back)."""
+        SHA, for the work tree (they need not be read back); `found`: each path's entry in
+        `new_tree`, already looked up."""
         try:
-            self._sync_worktree(new_tree, paths, written)
+            self._sync_worktree(new_tree, paths, written, found)
             crash_point("index-written")
             ref_lock.move(new, self.author(), reflog)  # the commit point
         except BaseException as exc:
@@ -514,35 +518,37 @@ class Store:
         failure (and a retry would make it twice)."""
         dirs = {self.git_dir, *(d for d in (self.state_dir, self.state_dir / "tmp") if d.exists())}
         # each directory once: an import writes thousands of files into a few hundred shards
-        for rel in {os.path.dirname(path) for path in paths}:
-            parent = self.root / rel
-            while not parent.is_dir() and parent != self.root:  # a file in the way goes first
-                parent = parent.parent
-            dirs.add(parent)
+        dirs.update(map(Path, _nearest_dirs(str(self.root), {os.path.dirname(p) for p in paths})))
         for d in sorted(dirs):
             if not os.access(d, os.W_OK | os.X_OK):
                 raise GcPolecatError(f"cannot write in {d}: permission denied; nothing was written")
 
     def _refuse_local_changes(
         self, old_tree: bytes | None, new_tree: bytes | None, paths: list[str]
-    ) -> None:
+    ) -> dict[str, tuple[int, bytes] | None]:
         """Like git's checkout, never overwrite an uncommitted change: a work-tree file or an
         index entry that holds neither what the branch has nor what this write puts there is
         someone's edit (BadInput, exit 2, nothing written). Read under index.lock, so git
-        cannot change either between this check and our write."""
+        cannot change either between this check and our write. Returns each path's entry in
+        `new_tree` (the work-tree writer needs them too)."""
         from gc_polecat.beads.gitindex import staged  # lazy: start-up
 
         git = self.git
         index = staged(self.git_dir, paths)
+        # a file cannot exist in a directory that does not: one lstat per new shard directory
+        # instead of one per file, with the same answer (_missing_dirs)
+        missing = _missing_dirs(str(self.root), paths)
+        found = _lookup_many(git, new_tree, paths)
+        before = _lookup_many(git, old_tree, paths)
         for path in paths:
-            wanted = [git.lookup(tree, path) for tree in (old_tree, new_tree)]
+            wanted = [before[path], found[path]]
             if any(w and w[0] == GITLINK_MODE for w in wanted):
                 continue  # a submodule's directory: git checks those itself
             shas = [w[1] if w and w[0] != TREE_MODE else None for w in wanted]
             # a directory where either side has a tree (a directory becoming a file, or back)
             # is that side's state in the work tree (b"" is how _worktree_blob names one)
             dirs = [b"" for w in wanted if w and w[0] == TREE_MODE]
-            seen = _worktree_blob(self.root / path)
+            seen = None if os.path.dirname(path) in missing else _worktree_blob(self.root / path)
             entry = index[path]
             if seen not in shas + dirs:
                 how = "is deleted" if seen is None else "has uncommitted changes"
@@ -555,6 +561,7 @@ class Store:
                 f"{path} {how}, which this write would overwrite: commit it with git, or "
                 f"discard it (git checkout HEAD -- {path}), then retry"
             )
+        return found
 
     def _refuse_links(self, paths: Iterable[str]) -> None:
         """Refuse, before anything is written, a path whose parent in the work tree is a
@@ -562,15 +569,19 @@ class Store:
         out of the repository (docs/security.md)."""
         root = str(self.root)
         checked: set[str] = set()  # directories already seen to be real ones (large imports)
+        gone: set[str] = set()  # and missing ones: nothing below them can be in the way
         for path in paths:
             where = ""
             for part in path.split("/")[:-1]:
                 where = f"{where}/{part}" if where else part
                 if where in checked:
                     continue
+                if where in gone:
+                    break
                 try:
                     mode = os.lstat(f"{root}/{where}").st_mode
                 except FileNotFoundError:
+                    gone.add(where)
                     break
                 if not stat.S_ISDIR(mode):
                     raise BadInput(f"refusing to write {path}: {where} is not a directory")
@@ -603,12 +614,17 @@ class Store:
         self._journal_path().write_bytes(json.dumps(data).encode())
 
     def _sync_worktree(
-        self, tree: bytes | None, paths: list[str], written: dict[bytes, bytes] | None = None
+        self,
+        tree: bytes | None,
+        paths: list[str],
+        written: dict[bytes, bytes] | None = None,
+        found: dict[str, tuple[int, bytes] | None] | None = None,
     ) -> None:
         """Make the work tree files and the index match `tree` for `paths`, modes kept: our
         own writes are bead files, but `sync` and the recovery of its journal also bring in
         what others committed with plain git (executables, symlinks, submodules). `written`
-        holds the content of blobs just written (by SHA), which need not be read back.
+        holds the content of blobs just written (by SHA), which need not be read back; `found`
+        each path's entry in `tree` when the caller has looked them up already.
 
         Removals go first, deepest first, so a directory that becomes a file (or a file that
         becomes a directory) is emptied before its replacement is written. No symlink in the
@@ -620,7 +636,8 @@ class Store:
 
         git = self.git
         index_changes: dict[str, tuple[bytes, int] | None] = {}
-        found = {path: git.lookup(tree, path) for path in paths}
+        if found is None:
+            found = {path: git.lookup(tree, path) for path in paths}
         gone = [p for p, f in found.items() if f is None or f[0] == TREE_MODE]
         for path in sorted(gone, key=lambda p: p.count("/"), reverse=True):
             target = self.root / path
@@ -633,11 +650,13 @@ class Store:
         tmp = str(self.state_dir / "tmp")
         written = written or {}
         checked: set[str] = set()  # directories already made real in this call
+        made: set[str] = set()  # and those of them this call created (empty until it writes)
         for path, entry in found.items():
             if entry is None or entry[0] == TREE_MODE:
                 continue
             mode, sha = entry
-            target = self._clear_way(path, keep_dir=mode == GITLINK_MODE, checked=checked)
+            where = self._clear_way(path, mode == GITLINK_MODE, checked, made)
+            target = Path(where) if mode in (GITLINK_MODE, LINK_MODE) else where
             if mode == GITLINK_MODE:
                 if not target.is_dir() or target.is_symlink():
                     with contextlib.suppress(FileNotFoundError):
@@ -657,12 +676,19 @@ class Store:
         update_index(self.root, self.git_dir, index_changes)
 
     def _clear_way(
-        self, path: str, keep_dir: bool = False, checked: set[str] | None = None
-    ) -> Path:
+        self,
+        path: str,
+        keep_dir: bool = False,
+        checked: set[str] | None = None,
+        made: set[str] | None = None,
+    ) -> str:
         """The work-tree path for `path`, its parents made real directories (a symlink or file
         in their place is moved aside, never followed) and, unless `keep_dir` (a submodule's
         checkout), no directory left at the path itself. `checked` holds directories already
-        made real by this caller (thousands of files share a few hundred shard directories)."""
+        made real by this caller (thousands of files share a few hundred shard directories),
+        `made` those it created: nothing of anyone else's can be in the way there, so the
+        path itself is not looked at (the caller's own earlier files are never directories).
+        A str, not a Path: building thousands of Paths shows in a large import."""
         parent = str(self.root)
         *dirs, name = path.split("/")
         for part in dirs:
@@ -675,17 +701,21 @@ class Store:
                 mode = os.lstat(parent).st_mode
             except FileNotFoundError:
                 os.mkdir(parent)
+                if made is not None:
+                    made.add(parent)
                 continue
             if not stat.S_ISDIR(mode):
                 self._displace(Path(parent))
                 os.mkdir(parent)
-        target = Path(parent, name)
+        target = f"{parent}/{name}"
+        if made is not None and parent in made:
+            return target
         with contextlib.suppress(FileNotFoundError):
             if not keep_dir and stat.S_ISDIR(os.lstat(target).st_mode):
                 try:
-                    target.rmdir()
+                    os.rmdir(target)
                 except OSError:
-                    self._displace(target)
+                    self._displace(Path(target))
         return target
 
     def _displace(self, path: Path) -> None:
@@ -790,6 +820,86 @@ def _worktree_blob(target: Path) -> bytes | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().encode()
+
+
+def _lookup_many(
+    git: Git, tree: bytes | None, paths: Iterable[str]
+) -> dict[str, tuple[int, bytes] | None]:
+    """`git.lookup(tree, path)` for each path, each directory's tree looked up once (an import
+    puts thousands of files into a few hundred shards)."""
+    trees: dict[str, Any] = {}
+    found: dict[str, tuple[int, bytes] | None] = {}
+    for path in paths:
+        rel, _, name = path.rpartition("/")
+        if rel not in trees:
+            entry = git.lookup(tree, rel) if rel else (tree and (TREE_MODE, tree))
+            trees[rel] = git.tree(entry[1]) if entry and entry[0] == TREE_MODE else None
+        try:
+            found[path] = trees[rel][name.encode()] if trees[rel] is not None else None
+        except KeyError:
+            found[path] = None
+    return found
+
+
+def _missing_dirs(root: str, paths: Iterable[str]) -> set[str]:
+    """Work-tree relative directories of `paths` known not to exist now (lstat: ENOENT or
+    ENOTDIR), found with one lstat per directory that holds two paths or more (and per
+    missing ancestor), each answer shared with everything below it. For a path in such a
+    directory lstat would fail the same way, so a write into new shard directories needs no
+    lstat per file, and a directory of one path costs what it did: its file's lstat."""
+    count: dict[str, int] = {}
+    for path in paths:
+        rel = os.path.dirname(path)
+        count[rel] = count.get(rel, 0) + 1
+    missing: set[str] = set()
+    for rel in sorted(count, key=lambda r: count[r] < 2):  # probed ones first, to share
+        if not rel:
+            continue
+        if _below(rel, missing):
+            missing.add(rel)
+        elif count[rel] > 1 and _gone(f"{root}/{rel}"):
+            top = rel
+            while (up := os.path.dirname(top)) and _gone(f"{root}/{up}"):
+                top = up
+            missing.update((rel, top))
+    return missing
+
+
+def _below(rel: str, dirs: set[str]) -> bool:
+    """Whether `rel` or one of its ancestors is in `dirs` (no file system access)."""
+    while rel:
+        if rel in dirs:
+            return True
+        rel = os.path.dirname(rel)
+    return False
+
+
+def _gone(path: str) -> bool:
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    return False
+
+
+def _nearest_dirs(root: str, rels: Iterable[str]) -> set[str]:
+    """For each of `rels`, the nearest of itself and its ancestors that is a directory now
+    (symlinks followed, as the writes would): where a write's new directories (or the
+    replacement of a file in the way) would be made. Each directory is looked at once."""
+    nearest: dict[str, str] = {"": root}
+    found: set[str] = set()
+    for rel in rels:
+        climbed = []  # not directories: each has its nearest ancestor's answer
+        while rel not in nearest:
+            full = f"{root}/{rel}"
+            if os.path.isdir(full):
+                nearest[rel] = full
+                break
+            climbed.append(rel)
+            rel = os.path.dirname(rel)
+        nearest.update(dict.fromkeys(climbed, nearest[rel]))
+        found.add(nearest[rel])
+    return found
 
 
 def _real_parent(root: Path, target: Path) -> bool:
