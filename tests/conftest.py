@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,27 @@ def code_origin(origin: Path, *clones: Path) -> None:
     git(origin.parent, "clone", "-q", "--bare", str(seed), str(origin))
     for clone in clones:
         git(origin.parent, "clone", "-q", str(origin), str(clone))
+
+
+@dataclass(frozen=True)
+class Code:
+    """The code side of a city: a bare `origin` whose `main` holds one commit (a README),
+    `clone` (the clone polecats' sandboxes hang off) and `other` (a second clone, for a person
+    or another tool pushing beside them)."""
+
+    origin: Path
+    clone: Path
+    other: Path
+
+    def head(self, rev: str = "HEAD") -> str:
+        return git(self.clone, "rev-parse", rev).strip()
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Code:
+    origin, clone, other = tmp_path / "origin.git", tmp_path / "code", tmp_path / "code2"
+    code_origin(origin, clone, other)
+    return Code(origin, clone, other)
 
 
 def configure(repo: Path, settings: str) -> None:
