@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,59 @@ def run_cli(
 @pytest.fixture
 def gitrun() -> Callable[..., str]:
     return git
+
+
+@pytest.fixture
+def sleeper() -> Iterator[int]:
+    """A live process (`sleep 300`) for a registered session to name."""
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+class City:
+    """The beads side of a city: a live registered session to submit from, and bead reads
+    (in process, through the `cli` fixture)."""
+
+    def __init__(self, cli: Cli, pid: int) -> None:
+        self.cli = cli
+        self.session = self.json("session", "register", "--pool", "p", "--pid", str(pid))["id"]
+
+    def run(self, *args: str, input: str | None = None) -> str:  # noqa: A002
+        result = self.cli(*args, input=input)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json"))
+
+    def bead(self, bead_id: str) -> dict[str, Any]:
+        return self.json("bead", "show", bead_id)[0]
+
+    def submit(self, branch: str, sha: str, target: str = "main") -> tuple[str, str]:
+        """A work item assigned to the session and submitted as `branch` at `sha`."""
+        work = self.run("bead", "create", f"Work on {branch}").strip()
+        self.run("bead", "update", work, "--status", "in_progress", "--assignee", self.session)
+        sub, _ = submitted_ids(self.run(
+            "submit", work, "--branch", branch, "--commit", sha, "--target", target,
+            "--session", self.session,
+        ))  # fmt: skip
+        return work, sub
+
+    def assert_merged(self, work: str, sub: str, merge_commit: str, hook: str) -> None:
+        submission = self.bead(sub)
+        assert submission["status"] == "closed" and submission["close_reason"] == "merged"
+        verdict = self.bead(submission["metadata"]["verdict"])
+        meta = verdict["metadata"]
+        assert (meta["outcome"], meta["merge_commit"]) == ("merged", merge_commit)
+        assert meta["refinery"] == f"git-hook:{hook}"
+        finished = self.bead(work)
+        assert finished["status"] == "closed"
+        assert finished["metadata"]["merged_sha"] == merge_commit
+
+
+@pytest.fixture
+def city(cli: Cli, sleeper: int) -> City:
+    """A beads repository with one live session of pool `p`."""
+    return City(cli, sleeper)

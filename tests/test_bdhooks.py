@@ -12,16 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from .conftest import Cli, assert_clean, git, wait_for
-from .test_githooks import City, sleeper  # noqa: F401 - the fixture is used by name
-
-
-@pytest.fixture
-def city(cli: Cli, sleeper: int) -> City:  # noqa: F811 - the imported fixture
-    return City(cli, sleeper)
-
+from .conftest import City, Cli, assert_clean, git, wait_for
 
 GC_EMIT = '#!/bin/sh\n# written by gc\ncat > "$(dirname "$0")/../../gc-saw-$1"\n'
 

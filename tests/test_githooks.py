@@ -8,18 +8,14 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from gc_polecat.githooks import MARKER, parse_updates, record_landed, sh_quote
 from gc_polecat.plugins import make_plugin_manager
 from gc_polecat.providers import get_providers
 from gc_polecat.store import Store
 
-from .conftest import Cli, Code, git, submitted_ids
+from .conftest import City, Cli, Code, git
 
 
 def sh(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,59 +41,6 @@ def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
         for p in sorted(directory.iterdir())
         if p.is_file()
     }
-
-
-@pytest.fixture
-def sleeper() -> Iterator[int]:
-    proc = subprocess.Popen(["sleep", "300"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
-
-
-class City:
-    """The beads side: a live registered session to submit from, and bead reads."""
-
-    def __init__(self, cli: Cli, pid: int) -> None:
-        self.cli = cli
-        self.session = self.json("session", "register", "--pool", "p", "--pid", str(pid))["id"]
-
-    def run(self, *args: str, input: str | None = None) -> str:  # noqa: A002
-        result = self.cli(*args, input=input)
-        assert result.exit_code == 0, result.output
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--json"))
-
-    def bead(self, bead_id: str) -> dict[str, Any]:
-        return self.json("bead", "show", bead_id)[0]
-
-    def submit(self, branch: str, sha: str, target: str = "main") -> tuple[str, str]:
-        """A work item assigned to the session and submitted as `branch` at `sha`."""
-        work = self.run("bead", "create", f"Work on {branch}").strip()
-        self.run("bead", "update", work, "--status", "in_progress", "--assignee", self.session)
-        sub, _ = submitted_ids(self.run(
-            "submit", work, "--branch", branch, "--commit", sha, "--target", target,
-            "--session", self.session,
-        ))  # fmt: skip
-        return work, sub
-
-    def assert_merged(self, work: str, sub: str, merge_commit: str, hook: str) -> None:
-        submission = self.bead(sub)
-        assert submission["status"] == "closed" and submission["close_reason"] == "merged"
-        verdict = self.bead(submission["metadata"]["verdict"])
-        meta = verdict["metadata"]
-        assert (meta["outcome"], meta["merge_commit"]) == ("merged", merge_commit)
-        assert meta["refinery"] == f"git-hook:{hook}"
-        finished = self.bead(work)
-        assert finished["status"] == "closed"
-        assert finished["metadata"]["merged_sha"] == merge_commit
-
-
-@pytest.fixture
-def city(cli: Cli, sleeper: int) -> City:
-    return City(cli, sleeper)
 
 
 def push_branch(clone: Path, branch: str) -> str:
