@@ -102,8 +102,10 @@ print(ring(sys.argv[1], sys.argv[2], sys.argv[3]), flush=True)
 
 
 @pytest.fixture
-def wake_dir(tmp_path: Path) -> Path:
-    return tmp_path / "wake"
+def wake_dir(short_tmp: Path) -> Path:
+    """Short enough that every socket sits in it directly, not in the hashed /tmp fallback,
+    however deep pytest's own directories are (pytest-xdist adds a level per worker)."""
+    return short_tmp / "wake"
 
 
 @pytest.fixture
@@ -341,8 +343,8 @@ def test_permissions_are_private_whatever_the_umask(wake_dir: Path) -> None:
         os.umask(old)
 
 
-def test_a_symlinked_key_directory_is_refused(tmp_path: Path, wake_dir: Path) -> None:
-    elsewhere = tmp_path / "elsewhere"
+def test_a_symlinked_key_directory_is_refused(short_tmp: Path, wake_dir: Path) -> None:
+    elsewhere = short_tmp / "elsewhere"
     with Doorbell(elsewhere, ["gc-abc"]) as target:
         wake_dir.mkdir()
         (wake_dir / "gc-abc").symlink_to(elsewhere / "gc-abc")
