@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's identity, repository or hooks settings."""
+    """No test sees the developer's identity, repository, city, tmux or hooks settings, nor
+    another test's: each has its own HOME and git global config (tests run in parallel, in
+    pytest-xdist workers, so nothing may be shared through them)."""
     for var in (
         "GC_AGENT",
         "BD_ACTOR",
@@ -34,13 +36,26 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "GC_SESSION_ID",
         "GC_CONTINUATION_EPOCH",
         "GC_POLECAT_LOAD_PLUGINS",
+        *_OUTSIDE_ENV,
     ):
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n")
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))  # git reads its config there too
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+# Set when pytest runs inside a git hook, a Gas City session or tmux, or by a developer; each
+# would steer the git, the store or the session provider of every test.
+_OUTSIDE_ENV = (
+    "GIT_CONFIG_GLOBAL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GC_CITY", "GC_CITY_PATH",
+    "GC_CITY_ROOT", "GC_CITY_RUNTIME_DIR", "GC_STORE_ROOT", "GC_POLECAT_TMUX_SOCKET",
+    "GC_POLECAT_HOST", "GC_POLECAT_TEST_CRASH_AT", "GC_POLECAT_WRITER", "TMUX", "TMUX_PANE",
+)  # fmt: skip
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
