@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -135,6 +137,15 @@ def assert_clean(repo: Path) -> None:
     assert "error" not in fsck.stderr.lower() and "missing" not in fsck.stderr.lower(), fsck.stderr
     merges = git(repo, "rev-list", "--merges", "HEAD")
     assert merges == ""
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory with a short path under /tmp, for sockets (108 bytes of path at most) that
+    must sit where a test says: a pytest-xdist worker's tmp_path is one level deeper."""
+    path = Path(tempfile.mkdtemp(prefix="gcp", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -106,14 +103,6 @@ def wake_dir(short_tmp: Path) -> Path:
     """Short enough that every socket sits in it directly, not in the hashed /tmp fallback,
     however deep pytest's own directories are (pytest-xdist adds a level per worker)."""
     return short_tmp / "wake"
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A directory with a short path under /tmp, for fallback roots that must stay short."""
-    path = Path(tempfile.mkdtemp(prefix="gcw", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def long_wake_dir(tmp_path: Path) -> Path:
