@@ -427,7 +427,7 @@ def test_tmux_argv_is_passed_literally_even_as_a_single_word(tmux, tmp_path: Pat
     wait_for(lambda: read(tmp_path / "argv.txt"))
     assert read(tmp_path / "argv.txt") == f"{script}|\n"
     tmux([str(script), "x;", "$(touch pwned)"], name="many")
-    wait_for(lambda: "x;" in read(tmp_path / "argv.txt"))
+    wait_for(lambda: "|x;" in read(tmp_path / "argv.txt"))  # the path itself holds "$x;"
     assert read(tmp_path / "argv.txt") == f"{script}|x; $(touch pwned)\n"
     assert not (tmp_path / "pwned").exists()
 
