@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's identity, repository or hooks settings."""
+    """No test sees the developer's identity, repository, city, tmux or hooks settings, nor
+    another test's: each has its own HOME and git global config (tests run in parallel, in
+    pytest-xdist workers, so nothing may be shared through them)."""
     for var in (
         "GC_AGENT",
         "BD_ACTOR",
@@ -32,13 +38,26 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "GC_SESSION_ID",
         "GC_CONTINUATION_EPOCH",
         "GC_POLECAT_LOAD_PLUGINS",
+        *_OUTSIDE_ENV,
     ):
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n")
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))  # git reads its config there too
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+# Set when pytest runs inside a git hook, a Gas City session or tmux, or by a developer; each
+# would steer the git, the store or the session provider of every test.
+_OUTSIDE_ENV = (
+    "GIT_CONFIG_GLOBAL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GC_CITY", "GC_CITY_PATH",
+    "GC_CITY_ROOT", "GC_CITY_RUNTIME_DIR", "GC_STORE_ROOT", "GC_POLECAT_TMUX_SOCKET",
+    "GC_POLECAT_HOST", "GC_POLECAT_TEST_CRASH_AT", "GC_POLECAT_WRITER", "TMUX", "TMUX_PANE",
+)  # fmt: skip
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
@@ -80,6 +99,27 @@ def code_origin(origin: Path, *clones: Path) -> None:
         git(origin.parent, "clone", "-q", str(origin), str(clone))
 
 
+@dataclass(frozen=True)
+class Code:
+    """The code side of a city: a bare `origin` whose `main` holds one commit (a README),
+    `clone` (the clone polecats' sandboxes hang off) and `other` (a second clone, for a person
+    or another tool pushing beside them)."""
+
+    origin: Path
+    clone: Path
+    other: Path
+
+    def head(self, rev: str = "HEAD") -> str:
+        return git(self.clone, "rev-parse", rev).strip()
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Code:
+    origin, clone, other = tmp_path / "origin.git", tmp_path / "code", tmp_path / "code2"
+    code_origin(origin, clone, other)
+    return Code(origin, clone, other)
+
+
 def configure(repo: Path, settings: str) -> None:
     """Commit `.beads/config.yaml` as `prefix: gc` plus `settings`, with plain git, as a
     person editing the settings would. Each call replaces the previous settings."""
@@ -97,6 +137,15 @@ def assert_clean(repo: Path) -> None:
     assert "error" not in fsck.stderr.lower() and "missing" not in fsck.stderr.lower(), fsck.stderr
     merges = git(repo, "rev-list", "--merges", "HEAD")
     assert merges == ""
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory with a short path under /tmp, for sockets (108 bytes of path at most) that
+    must sit where a test says: a pytest-xdist worker's tmp_path is one level deeper."""
+    path = Path(tempfile.mkdtemp(prefix="gcp", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -146,3 +195,59 @@ def run_cli(
 @pytest.fixture
 def gitrun() -> Callable[..., str]:
     return git
+
+
+@pytest.fixture
+def sleeper() -> Iterator[int]:
+    """A live process (`sleep 300`) for a registered session to name."""
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+class City:
+    """The beads side of a city: a live registered session to submit from, and bead reads
+    (in process, through the `cli` fixture)."""
+
+    def __init__(self, cli: Cli, pid: int) -> None:
+        self.cli = cli
+        self.session = self.json("session", "register", "--pool", "p", "--pid", str(pid))["id"]
+
+    def run(self, *args: str, input: str | None = None) -> str:  # noqa: A002
+        result = self.cli(*args, input=input)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json"))
+
+    def bead(self, bead_id: str) -> dict[str, Any]:
+        return self.json("bead", "show", bead_id)[0]
+
+    def submit(self, branch: str, sha: str, target: str = "main") -> tuple[str, str]:
+        """A work item assigned to the session and submitted as `branch` at `sha`."""
+        work = self.run("bead", "create", f"Work on {branch}").strip()
+        self.run("bead", "update", work, "--status", "in_progress", "--assignee", self.session)
+        sub, _ = submitted_ids(self.run(
+            "submit", work, "--branch", branch, "--commit", sha, "--target", target,
+            "--session", self.session,
+        ))  # fmt: skip
+        return work, sub
+
+    def assert_merged(self, work: str, sub: str, merge_commit: str, hook: str) -> None:
+        submission = self.bead(sub)
+        assert submission["status"] == "closed" and submission["close_reason"] == "merged"
+        verdict = self.bead(submission["metadata"]["verdict"])
+        meta = verdict["metadata"]
+        assert (meta["outcome"], meta["merge_commit"]) == ("merged", merge_commit)
+        assert meta["refinery"] == f"git-hook:{hook}"
+        finished = self.bead(work)
+        assert finished["status"] == "closed"
+        assert finished["metadata"]["merged_sha"] == merge_commit
+
+
+@pytest.fixture
+def city(cli: Cli, sleeper: int) -> City:
+    """A beads repository with one live session of pool `p`."""
+    return City(cli, sleeper)

@@ -6,21 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from .conftest import Cli, assert_clean, git
-from .test_githooks import City, sleeper  # noqa: F401 - the fixture is used by name
-
-
-@pytest.fixture
-def city(cli: Cli, sleeper: int) -> City:  # noqa: F811 - the imported fixture
-    return City(cli, sleeper)
-
+from .conftest import City, Cli, assert_clean, git, wait_for
 
 GC_EMIT = '#!/bin/sh\n# written by gc\ncat > "$(dirname "$0")/../../gc-saw-$1"\n'
 
@@ -117,20 +109,51 @@ def test_merge_result_from_bd_records_merged_with_the_sha(city: City, repo: Path
     assert city.bead(work)["status"] == "closed"
 
 
-def test_ordinary_writes_and_our_own_writes_start_no_python(city: City, repo: Path) -> None:
+def record_python_starts(repo: Path, tmp: Path) -> Path:
+    """Point the installed sections' interpreter at a recorder that notes each start (its
+    arguments) and then runs the real interpreter; returns the file the starts go to."""
+    starts, recorder = tmp / "python-starts", tmp / "python-recorder"
+    note, real_python = shlex.quote(str(starts)), shlex.quote(sys.executable)
+    recorder.write_text(f'#!/bin/sh\necho "$@" >> {note}\nexec {real_python} "$@"\n')
+    recorder.chmod(0o755)
+    real, ours = f"'{sys.executable}' -P -m gc_polecat", f"'{recorder}' -P -m gc_polecat"
+    for hook in (repo / ".beads" / "hooks").iterdir():
+        text = hook.read_text()
+        assert text.count(real) == 1, hook
+        hook.write_text(text.replace(real, ours))
+    return starts
+
+
+def test_ordinary_writes_and_our_own_writes_start_no_python(
+    city: City, repo: Path, tmp_path: Path
+) -> None:
     """No verdict key in the payload: the section never starts Python. gc-polecat's own hook
-    runner marks its writes, so they are never ingested back."""
+    runner marks its writes, so they are never ingested back (no Python either, though the
+    work bead's payload then carries a verdict key). The interpreter the section names is a
+    recorder here, so a start is seen, not guessed from the wall time."""
+    work, sub = city.submit("polecat/x/o", "d" * 40)  # before install: no hook runs yet
     city.cli("hooks", "install", "--beads")
-    work, sub = city.submit("polecat/x/o", "d" * 40)
+    starts = record_python_starts(repo, tmp_path)
     head = git(repo, "rev-parse", "HEAD")
     times = [run_hook(repo, "on_update", work, "update", city.bead(work)) for _ in range(5)]
     assert git(repo, "rev-parse", "HEAD") == head
+    assert not starts.exists()
     print(f"ordinary bd write, hook wall time: min {min(times) * 1000:.1f} ms")
     # our own verdict fires our hook runner with GC_POLECAT_WRITER=1: nothing re-ingested
     result = city.cli("verdict", sub, "--fix-needed", "--type", "review", "--reason", "style")
     assert result.exit_code == 0
-    time.sleep(0.5)
+    log = repo / ".git" / "gc-polecat" / "hooks.log"
+    ran = f" on_update {work} update exit=0 "
+    wait_for(lambda: log.exists() and ran in log.read_text(), "our hook runner's on_update")
+    assert "gc.verdict" in json.dumps(city.bead(work)["metadata"])
+    assert not starts.exists()
     assert git(repo, "log", "-1", "--format=%s").startswith(f"{sub}: verdict fix_needed")
+    # the recorder does see a start: a bd write that carries a verdict key starts Python once
+    bd_view = city.bead(work)
+    bd_view["metadata"]["gc.verdict"] = "fix_needed"
+    run_hook(repo, "on_update", work, "update", bd_view)
+    expected = f"-P -m gc_polecat --repo {repo} hooks run on_update {work} update"
+    assert starts.read_text().splitlines() == [expected]
 
 
 def test_a_bad_payload_never_fails_the_write(city: City, repo: Path) -> None:

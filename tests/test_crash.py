@@ -21,7 +21,7 @@ import pytest
 from gc_polecat.beads.catalog import Query
 from gc_polecat.beads.store import Store
 
-from .conftest import ROOT, assert_clean, git, run_cli
+from .conftest import ROOT, assert_clean, git, run_cli, wait_for
 from .test_catalog_rebuild import rebuilt, snapshot
 
 # Where a kill leaves the branch: before the ref moved, the old commit stays. The work tree and
@@ -176,8 +176,12 @@ def test_random_kills(repo: Path, counter: str) -> None:
     mid_write = 0
     last = 0
     for _ in range(runs):
+        before = git(repo, "rev-parse", "HEAD")
         writer = spawn("pair_writer", str(repo), f"r{rng.random():.6f}", counter)
-        time.sleep(0.25 + rng.random() * 0.4)  # past start-up, into the commit loop
+        # past start-up, into the commit loop: its first commit moved HEAD (a clock would
+        # kill a writer still starting on a loaded machine, and test nothing)
+        wait_for(lambda b=before: git(repo, "rev-parse", "HEAD") != b, "the writer's first commit")
+        time.sleep(rng.random() * 0.4)
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=30)
         if journal_pending(repo):

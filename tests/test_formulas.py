@@ -45,8 +45,13 @@ def _unparsed(ctx: click.Context) -> list[str]:
         return [*getattr(ctx, "protected_args", []), *ctx.args]
 
 
-def test_there_are_formulas() -> None:
-    assert FORMULAS
+def test_the_formulas_are_the_ones_the_readme_documents() -> None:
+    """formulas/README.md's table names every formula file, and nothing else: a formula added,
+    renamed or lost (an empty glob would check nothing at all) fails here."""
+    table = (ROOT / "formulas" / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([\w.-]+\.toml)` \|", table, re.M))
+    assert {"mol-bead-work.toml", "mol-polecat-work.toml"} <= documented
+    assert [p.name for p in FORMULAS] == sorted(documented)
 
 
 @pytest.mark.parametrize("path", FORMULAS, ids=[p.name for p in FORMULAS])

@@ -50,7 +50,7 @@ from gc_polecat.lifecycle.wait import at
 from gc_polecat.pool.config import parse_pools
 from gc_polecat.refinery.config import parse_refinery
 
-from .conftest import Cli, run_cli
+from .conftest import Cli, Code, run_cli
 
 # Cases per generator; every test asserts it ran its quota.
 QUOTA = {
@@ -768,24 +768,6 @@ def test_fuzz_hooks_run_never_fails_and_says_one_line(lab: Lab) -> None:
 # --- 6. git hook input (`hooks run-git`, githooks.parse_updates) ----------------------------
 
 
-@pytest.fixture
-def code(tmp_path: Path) -> tuple[Path, str, str]:
-    """A code repository: (path, the submitted commit, a later commit that contains it)."""
-    path = tmp_path / "code"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    shas = []
-    for n in (1, 2):
-        (path / "f").write_text(f"{n}\n")
-        subprocess.run(["git", "-C", str(path), "add", "f"], check=True)
-        subprocess.run(["git", "-C", str(path), "commit", "-qm", f"c{n}"], check=True)
-        shas.append(
-            subprocess.run(
-                ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True
-            ).stdout.strip()  # fmt: skip
-        )
-    return path, shas[0], shas[1]
-
-
 REFS = (
     "refs/heads/main", "refs/heads/other", "refs/tags/v1", "refs/heads/../../x", "HEAD",
     "refs/heads/$(touch pwned)", "refs/heads/", "refs/heads/main\x00", "main", "",
@@ -820,9 +802,14 @@ def test_fuzz_git_update_lines_are_parsed_strictly() -> None:
 
 
 def test_fuzz_hooks_run_git_never_fails_and_judges_only_contained_commits(
-    repo: Path, tmp_path: Path, code: tuple[Path, str, str]
+    repo: Path, tmp_path: Path, code: Code
 ) -> None:
-    path, first, second = code
+    """The submitted commit is `first`; `second`, a later commit on main, contains it."""
+    path, first = code.clone, code.head()
+    (path / "f").write_text("2\n")
+    subprocess.run(["git", "-C", str(path), "add", "f"], check=True)
+    subprocess.run(["git", "-C", str(path), "commit", "-qm", "c2"], check=True)
+    second = code.head()
     lab = Lab(repo, tmp_path)
     with lab.store.transaction() as tx:  # the submission names the code repository's commit
         sub = tx.require(lab.submission)

@@ -8,18 +8,14 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from gc_polecat.beads.store import Store
 from gc_polecat.lifecycle.providers import get_providers
 from gc_polecat.plugins import make_plugin_manager
 from gc_polecat.refinery.githooks import MARKER, parse_updates, record_landed, sh_quote
 
-from .conftest import Cli, git, submitted_ids
+from .conftest import City, Cli, Code, git
 
 
 def sh(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,72 +41,6 @@ def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
         for p in sorted(directory.iterdir())
         if p.is_file()
     }
-
-
-@pytest.fixture
-def code(tmp_path: Path) -> dict[str, Path]:
-    """A bare origin with one commit on main, and two clones of it."""
-    origin, c1, c2 = tmp_path / "origin.git", tmp_path / "c1", tmp_path / "c2"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(tmp_path, "clone", "-q", str(origin), str(c1))
-    git(c1, "checkout", "-qb", "main")
-    commit(c1, "README")
-    git(c1, "push", "-q", "origin", "main")
-    git(tmp_path, "clone", "-q", str(origin), str(c2))
-    return {"origin": origin, "c1": c1, "c2": c2}
-
-
-@pytest.fixture
-def sleeper() -> Iterator[int]:
-    proc = subprocess.Popen(["sleep", "300"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
-
-
-class City:
-    """The beads side: a live registered session to submit from, and bead reads."""
-
-    def __init__(self, cli: Cli, pid: int) -> None:
-        self.cli = cli
-        self.session = self.json("session", "register", "--pool", "p", "--pid", str(pid))["id"]
-
-    def run(self, *args: str, input: str | None = None) -> str:  # noqa: A002
-        result = self.cli(*args, input=input)
-        assert result.exit_code == 0, result.output
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--json"))
-
-    def bead(self, bead_id: str) -> dict[str, Any]:
-        return self.json("bead", "show", bead_id)[0]
-
-    def submit(self, branch: str, sha: str, target: str = "main") -> tuple[str, str]:
-        """A work item assigned to the session and submitted as `branch` at `sha`."""
-        work = self.run("bead", "create", f"Work on {branch}").strip()
-        self.run("bead", "update", work, "--status", "in_progress", "--assignee", self.session)
-        sub, _ = submitted_ids(self.run(
-            "submit", work, "--branch", branch, "--commit", sha, "--target", target,
-            "--session", self.session,
-        ))  # fmt: skip
-        return work, sub
-
-    def assert_merged(self, work: str, sub: str, merge_commit: str, hook: str) -> None:
-        submission = self.bead(sub)
-        assert submission["status"] == "closed" and submission["close_reason"] == "merged"
-        verdict = self.bead(submission["metadata"]["verdict"])
-        meta = verdict["metadata"]
-        assert (meta["outcome"], meta["merge_commit"]) == ("merged", merge_commit)
-        assert meta["refinery"] == f"git-hook:{hook}"
-        finished = self.bead(work)
-        assert finished["status"] == "closed"
-        assert finished["metadata"]["merged_sha"] == merge_commit
-
-
-@pytest.fixture
-def city(cli: Cli, sleeper: int) -> City:
-    return City(cli, sleeper)
 
 
 def push_branch(clone: Path, branch: str) -> str:
@@ -141,9 +71,9 @@ def remote_lines(push: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 def test_a_hand_merge_pushed_to_origin_records_merged(
-    cli: Cli, city: City, code: dict[str, Path], repo: Path
+    cli: Cli, city: City, code: Code, repo: Path
 ) -> None:
-    origin, c1, c2 = code["origin"], code["c1"], code["c2"]
+    origin, c1, c2 = code.origin, code.clone, code.other
     installed = json.loads(cli("hooks", "install", "--git", str(origin), "--json").stdout)
     hook = origin / "hooks" / "post-receive"
     assert installed["bare"] and installed["changes"] == [
@@ -170,9 +100,9 @@ def test_a_hand_merge_pushed_to_origin_records_merged(
 
 
 def test_an_existing_hook_is_chained_kept_and_restored(
-    cli: Cli, city: City, code: dict[str, Path], tmp_path: Path
+    cli: Cli, city: City, code: Code, tmp_path: Path
 ) -> None:
-    origin, c1, c2 = code["origin"], code["c1"], code["c2"]
+    origin, c1, c2 = code.origin, code.clone, code.other
     hooks = origin / "hooks"
     seen = tmp_path / "seen"
     log = sh_quote(str(seen))
@@ -215,24 +145,24 @@ def test_an_existing_hook_is_chained_kept_and_restored(
     assert snapshot(hooks) == after
 
 
-def test_a_third_party_hook_over_ours_is_never_clobbered(cli: Cli, code: dict[str, Path]) -> None:
-    hooks = code["origin"] / "hooks"
+def test_a_third_party_hook_over_ours_is_never_clobbered(cli: Cli, code: Code) -> None:
+    hooks = code.origin / "hooks"
     hook, legacy = hooks / "post-receive", hooks / "post-receive.legacy"
     hook.write_text("#!/bin/sh\necho first\n")
     hook.chmod(0o755)
-    assert cli("hooks", "install", "--git", str(code["origin"])).exit_code == 0
+    assert cli("hooks", "install", "--git", str(code.origin)).exit_code == 0
     hook.write_text("#!/bin/sh\necho third party\n")  # someone replaced ours
     before = snapshot(hooks)
 
-    refused = cli("hooks", "install", "--git", str(code["origin"]))
+    refused = cli("hooks", "install", "--git", str(code.origin))
     assert refused.exit_code == 2 and len(refused.stderr.splitlines()) == 1
     assert "already exists" in refused.stderr and snapshot(hooks) == before
-    kept = cli("hooks", "uninstall", "--git", str(code["origin"]))
+    kept = cli("hooks", "uninstall", "--git", str(code.origin))
     assert kept.exit_code == 0 and kept.stdout == "nothing to do\n"
     assert snapshot(hooks) == before  # not ours: neither deleted nor restored over
 
     legacy.unlink()  # with no .legacy in the way, theirs is chained like any other
-    moved = cli("hooks", "install", "--git", str(code["origin"]))
+    moved = cli("hooks", "install", "--git", str(code.origin))
     assert moved.exit_code == 0 and legacy.read_text() == "#!/bin/sh\necho third party\n"
 
 
@@ -240,9 +170,9 @@ def test_a_third_party_hook_over_ours_is_never_clobbered(cli: Cli, code: dict[st
 
 
 def test_a_local_merge_in_a_working_clone_records_merged(
-    cli: Cli, city: City, code: dict[str, Path], repo: Path
+    cli: Cli, city: City, code: Code, repo: Path
 ) -> None:
-    c1, c2 = code["c1"], code["c2"]
+    c1, c2 = code.clone, code.other
     installed = cli("hooks", "install", "--git", str(c2))
     hook = c2 / ".git" / "hooks" / "reference-transaction"
     assert installed.stdout == f"written {hook}\n" and hook.stat().st_mode & 0o111
@@ -267,8 +197,8 @@ def test_a_local_merge_in_a_working_clone_records_merged(
     city.assert_merged(work2, sub2, sha2, "reference-transaction")
 
 
-def test_a_legacy_reference_transaction_veto_still_counts(cli: Cli, code: dict[str, Path]) -> None:
-    c2 = code["c2"]
+def test_a_legacy_reference_transaction_veto_still_counts(cli: Cli, code: Code) -> None:
+    c2 = code.other
     veto = "#!/bin/sh\n[ \"$1\" = prepared ] || exit 0\n! grep -q ' refs/heads/frozen$'\n"
     hook = c2 / ".git" / "hooks" / "reference-transaction"
     hook.write_text(veto)
@@ -280,7 +210,7 @@ def test_a_legacy_reference_transaction_veto_still_counts(cli: Cli, code: dict[s
 
 
 def test_core_hooks_path_and_an_awkward_beads_path(
-    code: dict[str, Path], tmp_path: Path, sleeper: int
+    code: Code, tmp_path: Path, sleeper: int
 ) -> None:
     """core.hooksPath (absolute, not yet created) is where the hook goes; a beads path with a
     space and a quote survives the shell."""
@@ -288,7 +218,7 @@ def test_core_hooks_path_and_an_awkward_beads_path(
     Store.init(beads, prefix="gc", pm=make_plugin_manager(load_entrypoints=False))
     cli = Cli(beads)
     city = City(cli, sleeper)
-    origin, c1, c2 = code["origin"], code["c1"], code["c2"]
+    origin, c1, c2 = code.origin, code.clone, code.other
     shared = tmp_path / "shared hooks"
     git(origin, "config", "core.hooksPath", str(shared))
 
@@ -303,32 +233,30 @@ def test_core_hooks_path_and_an_awkward_beads_path(
 # --- failures ----------------------------------------------------------------------------------
 
 
-def test_a_broken_beads_repo_never_fails_the_push(
-    cli: Cli, code: dict[str, Path], repo: Path
-) -> None:
-    assert cli("hooks", "install", "--git", str(code["origin"])).exit_code == 0
+def test_a_broken_beads_repo_never_fails_the_push(cli: Cli, code: Code, repo: Path) -> None:
+    assert cli("hooks", "install", "--git", str(code.origin)).exit_code == 0
     (repo / ".beads" / "config.yaml").unlink()
-    c2 = code["c2"]
+    c2 = code.other
     git(c2, "checkout", "-q", "main")
     tip = commit(c2, "pushed anyway")
     pushed = sh(c2, "push", "origin", "main")
-    assert pushed.returncode == 0 and head(code["origin"], "main") == tip
+    assert pushed.returncode == 0 and head(code.origin, "main") == tip
     [line] = remote_lines(pushed)
     assert "error: git hook post-receive: not a beads repository" in line
 
 
 def test_bad_paths_are_refused_and_nothing_is_written(
-    cli: Cli, code: dict[str, Path], repo: Path, tmp_path: Path
+    cli: Cli, code: Code, repo: Path, tmp_path: Path
 ) -> None:
-    (code["c2"] / "src").mkdir()
+    (code.other / "src").mkdir()
     (tmp_path / "plain").mkdir()
-    before = {p: snapshot(p) for p in (code["origin"] / "hooks", code["c2"] / ".git" / "hooks")}
+    before = {p: snapshot(p) for p in (code.origin / "hooks", code.other / ".git" / "hooks")}
     for path, why in [
         (tmp_path / "nowhere", "not a directory"),
         (Path("../" * 12 + "no/such/../dir"), "not a directory"),
         (tmp_path / "plain", "not a git repository"),
-        (code["c2"] / "src", "not the top of a working tree"),
-        (code["origin"] / "hooks", "give its top"),
+        (code.other / "src", "not the top of a working tree"),
+        (code.origin / "hooks", "give its top"),
         (repo, "is the beads repository"),
     ]:
         for command in ("install", "uninstall"):
@@ -347,9 +275,9 @@ def test_bad_paths_are_refused_and_nothing_is_written(
 
 
 def test_record_landed_judges_only_what_a_target_contains(
-    city: City, code: dict[str, Path], store: Store
+    city: City, code: Code, store: Store
 ) -> None:
-    c1 = code["c1"]
+    c1 = code.clone
     sha = push_branch(c1, "polecat/a/w6")
     work, sub = city.submit("polecat/a/w6", sha, target="release")
     providers = get_providers(store.pm)
@@ -370,8 +298,8 @@ def test_record_landed_judges_only_what_a_target_contains(
     ]
 
 
-def test_run_git_acts_only_on_a_committed_transaction(cli: Cli, city: City, code) -> None:  # noqa: ANN001
-    c1 = code["c1"]
+def test_run_git_acts_only_on_a_committed_transaction(cli: Cli, city: City, code: Code) -> None:
+    c1 = code.clone
     sha = push_branch(c1, "polecat/b/w7")
     work, sub = city.submit("polecat/b/w7", sha)
     update = f"{'0' * 40} {sha} refs/heads/main\n"

@@ -10,22 +10,7 @@ import pytest
 from gc_polecat.lifecycle import sandbox as sb
 from gc_polecat.lifecycle.sandbox import SandboxError
 
-from .conftest import git
-
-
-@pytest.fixture
-def code(tmp_path: Path) -> Path:
-    """A clone of a bare `origin.git` whose `main` has one commit."""
-    origin, seed = tmp_path / "origin.git", tmp_path / "seed"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(tmp_path, "init", "-q", "-b", "main", str(seed))
-    (seed / "README").write_text("hello\n")
-    git(seed, "add", "README")
-    git(seed, "commit", "-qm", "seed")
-    git(seed, "remote", "add", "origin", str(origin))
-    git(seed, "push", "-q", "origin", "main")
-    git(tmp_path, "clone", "-q", str(origin), str(tmp_path / "code"))
-    return tmp_path / "code"
+from .conftest import Code, git
 
 
 def commit(wt: Path, name: str, text: str = "work\n") -> str:
@@ -51,53 +36,53 @@ def test_branch_name() -> None:
     assert int(stamp, 36) > 1_700_000_000_000
 
 
-def test_create_is_idempotent_and_refuses_foreign_paths(code: Path, tmp_path: Path) -> None:
+def test_create_is_idempotent_and_refuses_foreign_paths(code: Code, tmp_path: Path) -> None:
     wt = tmp_path / "polecats" / "furiosa"
-    st = sb.create(code, wt, "main")
+    st = sb.create(code.clone, wt, "main")
     assert (st.exists, st.clean, st.branch, st.on_base) == (True, True, None, True)
-    assert st.head == st.base == sha(code, "origin/main")
+    assert st.head == st.base == sha(code.clone, "origin/main")
     assert sb.base_ref(wt, "main") == "origin/main"
-    assert sb.create(code, wt, "main") == st
-    assert sb.worktrees(code) == [wt.resolve()]
+    assert sb.create(code.clone, wt, "main") == st
+    assert sb.worktrees(code.clone) == [wt.resolve()]
     foreign = tmp_path / "polecats" / "nux"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine\n")
     with pytest.raises(SandboxError, match="not a worktree"):
-        sb.create(code, foreign, "main")
+        sb.create(code.clone, foreign, "main")
     afile = tmp_path / "polecats" / "slit"
     afile.write_text("a file\n")
     with pytest.raises(SandboxError, match="not a worktree"):
-        sb.create(code, afile, "main")
+        sb.create(code.clone, afile, "main")
     assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
     assert afile.read_text() == "a file\n"
-    assert sb.worktrees(code) == [wt.resolve()]
+    assert sb.worktrees(code.clone) == [wt.resolve()]
     with pytest.raises(SandboxError, match="neither origin/nope nor nope"):
-        sb.base_ref(code, "nope")
+        sb.base_ref(code.clone, "nope")
 
 
-def test_new_assignment_is_a_branch_switch_in_place(code: Path, tmp_path: Path) -> None:
+def test_new_assignment_is_a_branch_switch_in_place(code: Code, tmp_path: Path) -> None:
     wt = tmp_path / "polecats" / "furiosa"
-    sb.create(code, wt, "main")
+    sb.create(code.clone, wt, "main")
     inode = os.stat(wt).st_ino
     first = sb.branch_name("furiosa", "gc-1", 1)
-    assert sb.start_branch(wt, first, "main") == sha(code, "origin/main")
+    assert sb.start_branch(wt, first, "main") == sha(code.clone, "origin/main")
     assert sb.state(wt, "furiosa", "main").branch == first
     head = commit(wt, "one.txt")
     assert sb.start_branch(wt, first, "main") == head  # resuming in the same sandbox
     sb.push_branch(wt, first)
-    assert sb.sync(wt, "main") == sha(code, "origin/main")
+    assert sb.sync(wt, "main") == sha(code.clone, "origin/main")
     second = sb.branch_name("furiosa", "gc-2", 2)
     sb.start_branch(wt, second, "main")
     assert sb.state(wt, "furiosa", "main").branch == second
-    assert sb.worktrees(code) == [wt.resolve()]
+    assert sb.worktrees(code.clone) == [wt.resolve()]
     assert os.stat(wt).st_ino == inode
-    assert local_branches(code) == [first, second]
+    assert local_branches(code.clone) == [first, second]
 
 
 @pytest.mark.parametrize("change", ["modified", "untracked"])
-def test_start_branch_refuses_a_dirty_tree(code: Path, tmp_path: Path, change: str) -> None:
+def test_start_branch_refuses_a_dirty_tree(code: Code, tmp_path: Path, change: str) -> None:
     wt = tmp_path / "wt"
-    sb.create(code, wt, "main")
+    sb.create(code.clone, wt, "main")
     (wt / ("README" if change == "modified" else "new.txt")).write_text("dirty\n")
     before = git(wt, "status", "--porcelain")
     with pytest.raises(SandboxError, match="uncommitted changes"):
@@ -109,10 +94,10 @@ def test_start_branch_refuses_a_dirty_tree(code: Path, tmp_path: Path, change: s
     assert git(wt, "status", "--porcelain") == before
 
 
-def test_resume_from_a_pushed_branch(code: Path, tmp_path: Path) -> None:
+def test_resume_from_a_pushed_branch(code: Code, tmp_path: Path) -> None:
     one, two = tmp_path / "furiosa", tmp_path / "nux"
-    sb.create(code, one, "main")
-    sb.create(code, two, "main")
+    sb.create(code.clone, one, "main")
+    sb.create(code.clone, two, "main")
     branch = "polecat/furiosa/gc-1@1"
     sb.start_branch(one, branch, "main")
     pushed = commit(one, "one.txt")
@@ -128,10 +113,10 @@ def test_resume_from_a_pushed_branch(code: Path, tmp_path: Path) -> None:
         sb.start_branch(one, branch, "main", resume_from=branch)
 
 
-def test_an_existing_branch_is_resumed_never_reset(code: Path, tmp_path: Path) -> None:
+def test_an_existing_branch_is_resumed_never_reset(code: Code, tmp_path: Path) -> None:
     wt, other = tmp_path / "wt", tmp_path / "other"
-    sb.create(code, wt, "main")
-    git(tmp_path, "clone", "-q", str(tmp_path / "origin.git"), str(other))
+    sb.create(code.clone, wt, "main")
+    git(tmp_path, "clone", "-q", str(code.origin), str(other))
     mine, theirs = "polecat/furiosa/gc-1@1", "polecat/furiosa/gc-2@2"
     sb.start_branch(wt, mine, "main")
     commit(wt, "pushed.txt")
@@ -157,19 +142,19 @@ def test_an_existing_branch_is_resumed_never_reset(code: Path, tmp_path: Path) -
     git(other, "checkout", "-q", "-b", "ahead", f"origin/{theirs}")
     ahead = commit(other, "ahead.txt")
     git(other, "push", "-q", "origin", f"HEAD:{theirs}")
-    assert sha(code, theirs) == behind
+    assert sha(code.clone, theirs) == behind
     assert sb.start_branch(wt, theirs, "main", resume_from=theirs) == ahead  # fast-forwarded
 
 
-def test_sync_lands_on_the_merged_main(code: Path, tmp_path: Path) -> None:
+def test_sync_lands_on_the_merged_main(code: Code, tmp_path: Path) -> None:
     wt = tmp_path / "wt"
-    sb.create(code, wt, "main")
+    sb.create(code.clone, wt, "main")
     branch = "polecat/furiosa/gc-1@1"
     sb.start_branch(wt, branch, "main")
     commit(wt, "one.txt")
     sb.push_branch(wt, branch)
     other = tmp_path / "other"
-    git(tmp_path, "clone", "-q", str(tmp_path / "origin.git"), str(other))
+    git(tmp_path, "clone", "-q", str(code.origin), str(other))
     commit(other, "elsewhere.txt")
     git(other, "merge", "-q", "--no-ff", "-m", "land", f"origin/{branch}")
     git(other, "push", "-q", "origin", "main")
@@ -182,9 +167,9 @@ def test_sync_lands_on_the_merged_main(code: Path, tmp_path: Path) -> None:
     assert sb.state(wt, "furiosa", "main").branches == ()
 
 
-def test_delete_branch_never_loses_unpushed_work(code: Path, tmp_path: Path) -> None:
+def test_delete_branch_never_loses_unpushed_work(code: Code, tmp_path: Path) -> None:
     wt = tmp_path / "wt"
-    sb.create(code, wt, "main")
+    sb.create(code.clone, wt, "main")
     local, pushed = "polecat/furiosa/gc-1@1", "polecat/furiosa/gc-2@2"
     sb.start_branch(wt, local, "main")
     work = commit(wt, "local.txt")
@@ -194,44 +179,44 @@ def test_delete_branch_never_loses_unpushed_work(code: Path, tmp_path: Path) -> 
         sb.delete_branch(wt, local)
     with pytest.raises(SandboxError, match="unpushed"):
         sb.delete_branch(wt, local, also=["no-such-ref"])
-    assert local_branches(code) == [local]
+    assert local_branches(code.clone) == [local]
     assert sb.delete_branch(wt, local, also=[work]) is True
     assert sb.delete_branch(wt, local) is False
     sb.start_branch(wt, pushed, "main")
     commit(wt, "pushed.txt")
     sb.push_branch(wt, pushed)
     with pytest.raises(SandboxError, match="checked out in"):
-        sb.delete_branch(code, pushed)
-    assert local_branches(code) == [pushed]
+        sb.delete_branch(code.clone, pushed)
+    assert local_branches(code.clone) == [pushed]
     sb.sync(wt, "main")
     assert sb.delete_branch(wt, pushed) is True
-    assert local_branches(code) == []
+    assert local_branches(code.clone) == []
     assert sb.is_safe(wt, work, also=[work]) and not sb.is_safe(wt, "0" * 40)
 
 
-def test_prune_deletes_only_this_polecats_safe_branches(code: Path, tmp_path: Path) -> None:
+def test_prune_deletes_only_this_polecats_safe_branches(code: Code, tmp_path: Path) -> None:
     wt = tmp_path / "wt"
-    sb.create(code, wt, "main")
-    main = sha(code, "origin/main")
-    orphan = git(code, "commit-tree", f"{main}^{{tree}}", "-p", main, "-m", "x").strip()
+    sb.create(code.clone, wt, "main")
+    main = sha(code.clone, "origin/main")
+    orphan = git(code.clone, "commit-tree", f"{main}^{{tree}}", "-p", main, "-m", "x").strip()
     f = "polecat/furiosa/"
     for name, at in [("safe", main), ("keep", main), ("unsafe", orphan), ("busy", main)]:
-        git(code, "branch", f + name, at)
-    git(code, "branch", "polecat/nux/other", main)
+        git(code.clone, "branch", f + name, at)
+    git(code.clone, "branch", "polecat/nux/other", main)
     git(wt, "checkout", "-q", f + "busy")
     assert sb.prune(wt, "furiosa", keep={f + "keep"}) == [f + "safe"]
-    assert local_branches(code) == [f + "busy", f + "keep", f + "unsafe", "polecat/nux/other"]
+    assert local_branches(code.clone) == [f + "busy", f + "keep", f + "unsafe", "polecat/nux/other"]
     assert sb.prune(wt, "furiosa", also=[orphan]) == [f + "keep", f + "unsafe"]
 
 
-def test_state_reports_the_sandbox(code: Path, tmp_path: Path) -> None:
+def test_state_reports_the_sandbox(code: Code, tmp_path: Path) -> None:
     wt = tmp_path / "wt"
     assert sb.state(wt, "furiosa", "main") == sb.SandboxState(
         str(wt.resolve()), False, False, "", None, "", False, (), ()
     )
     (tmp_path / "plain" / "sub").mkdir(parents=True)
     assert not sb.state(tmp_path / "plain", "furiosa", "main").exists
-    sb.create(code, wt, "main")
+    sb.create(code.clone, wt, "main")
     (wt / "sub").mkdir()
     assert not sb.state(wt / "sub", "furiosa", "main").exists
     branch = "polecat/furiosa/gc-1@1"
@@ -250,48 +235,48 @@ def test_state_reports_the_sandbox(code: Path, tmp_path: Path) -> None:
     assert sb.state(wt, "furiosa", "main").unpushed == ()
 
 
-def test_remove_refuses_dirty_and_unpushed_then_retires(code: Path, tmp_path: Path) -> None:
+def test_remove_refuses_dirty_and_unpushed_then_retires(code: Code, tmp_path: Path) -> None:
     wt = tmp_path / "polecats" / "furiosa"
-    sb.create(code, wt, "main")
+    sb.create(code.clone, wt, "main")
     branch = "polecat/furiosa/gc-1@1"
     sb.start_branch(wt, branch, "main")
     commit(wt, "one.txt")
     (wt / "scratch.txt").write_text("x\n")
     with pytest.raises(SandboxError, match="uncommitted"):
-        sb.remove(code, wt, "furiosa", "main")
+        sb.remove(code.clone, wt, "furiosa", "main")
     (wt / "scratch.txt").unlink()
     with pytest.raises(SandboxError, match="unpushed branches polecat/furiosa/gc-1@1"):
-        sb.remove(code, wt, "furiosa", "main")
-    assert wt.is_dir() and local_branches(code) == [branch]
+        sb.remove(code.clone, wt, "furiosa", "main")
+    assert wt.is_dir() and local_branches(code.clone) == [branch]
     sb.push_branch(wt, branch)
-    sb.remove(code, wt, "furiosa", "main")
+    sb.remove(code.clone, wt, "furiosa", "main")
     assert not wt.exists()
-    assert str(wt) not in git(code, "worktree", "list")
-    assert sb.worktrees(code) == [] and local_branches(code) == []
-    sb.remove(code, wt, "furiosa", "main")
+    assert str(wt) not in git(code.clone, "worktree", "list")
+    assert sb.worktrees(code.clone) == [] and local_branches(code.clone) == []
+    sb.remove(code.clone, wt, "furiosa", "main")
     with pytest.raises(SandboxError, match="not a worktree"):
-        sb.remove(code, tmp_path / "origin.git", "furiosa", "main")
+        sb.remove(code.clone, code.origin, "furiosa", "main")
 
 
-def test_detached_commits_are_never_left_behind(code: Path, tmp_path: Path) -> None:
+def test_detached_commits_are_never_left_behind(code: Code, tmp_path: Path) -> None:
     wt = tmp_path / "wt"
-    sb.create(code, wt, "main")
+    sb.create(code.clone, wt, "main")
     commit(wt, "adrift.txt")
     with pytest.raises(SandboxError, match="detached HEAD"):
         sb.sync(wt, "main")
     with pytest.raises(SandboxError, match="detached HEAD"):
         sb.start_branch(wt, "polecat/furiosa/gc-1@1", "main")
     with pytest.raises(SandboxError, match="detached HEAD"):
-        sb.remove(code, wt, "furiosa", "main")
+        sb.remove(code.clone, wt, "furiosa", "main")
     assert (wt / "adrift.txt").exists()
 
 
 def test_shell_metacharacters_never_reach_a_shell(
-    code: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    code: Code, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     wt = tmp_path / "p;touch pwned" / "$(touch pwned)`touch pwned`"
-    sb.create(code, wt, "main")
+    sb.create(code.clone, wt, "main")
     with pytest.raises(SandboxError, match="git checkout failed"):
         sb.start_branch(wt, sb.branch_name("furiosa", "gc-1;touch pwned", 1), "main")
     odd = sb.branch_name("furiosa", "gc-1;touch${IFS}pwned|$(id)", 2)
@@ -299,7 +284,7 @@ def test_shell_metacharacters_never_reach_a_shell(
     sb.push_branch(wt, odd)
     sb.sync(wt, "main")
     assert sb.delete_branch(wt, odd) is True
-    sb.remove(code, wt, "furiosa", "main")
+    sb.remove(code.clone, wt, "furiosa", "main")
     assert list(tmp_path.rglob("pwned")) == [] and not Path("pwned").exists()
 
 

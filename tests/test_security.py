@@ -31,7 +31,9 @@ from gc_polecat.plugins import make_plugin_manager
 from gc_polecat.refinery.queue import run_gate
 
 from .conftest import (
+    City,
     Cli,
+    Code,
     assert_clean,
     code_origin,
     configure,
@@ -40,7 +42,7 @@ from .conftest import (
     submitted_ids,
     wait_for,
 )
-from .test_githooks import City, code, commit, sleeper  # noqa: F401 - fixtures used by name
+from .test_githooks import commit
 
 HAS_TMUX = shutil.which("tmux") is not None
 needs_tmux = pytest.mark.skipif(not HAS_TMUX, reason="tmux is not installed")
@@ -127,11 +129,6 @@ class Town:
     def close(self) -> None:
         if self.socket.exists():
             subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], capture_output=True)
-
-
-@pytest.fixture
-def city(cli: Cli, sleeper: int) -> City:  # noqa: F811 - the imported fixture
-    return City(cli, sleeper)
 
 
 @pytest.fixture
@@ -323,7 +320,7 @@ def test_human_output_never_carries_terminal_controls(repo: Path) -> None:
     assert bead["metadata"]["k"] == hostile
 
 
-def test_git_hook_scripts_quote_every_path(tmp_path: Path, code: dict[str, Path]) -> None:  # noqa: F811
+def test_git_hook_scripts_quote_every_path(tmp_path: Path, code: Code) -> None:
     """The installed hook names the interpreter and the beads repository; a repository path
     full of shell syntax still reaches gc-polecat as one word (githooks.sh_quote)."""
     sentinel = tmp_path / "pwned"
@@ -333,13 +330,13 @@ def test_git_hook_scripts_quote_every_path(tmp_path: Path, code: dict[str, Path]
     pid = subprocess.Popen(["sleep", "300"])
     try:
         city = City(cli, pid.pid)
-        assert cli("hooks", "install", "--git", str(code["origin"])).exit_code == 0
-        git(code["c1"], "checkout", "-qb", "feature")
-        sha = commit(code["c1"], "feature.txt")
+        assert cli("hooks", "install", "--git", str(code.origin)).exit_code == 0
+        git(code.clone, "checkout", "-qb", "feature")
+        sha = commit(code.clone, "feature.txt")
         work, sub = city.submit("feature", sha)
-        git(code["c1"], "checkout", "-q", "main")
-        git(code["c1"], "merge", "-q", "--ff-only", "feature")
-        git(code["c1"], "push", "-q", "origin", "main")
+        git(code.clone, "checkout", "-q", "main")
+        git(code.clone, "merge", "-q", "--ff-only", "feature")
+        git(code.clone, "push", "-q", "origin", "main")
         city.assert_merged(work, sub, sha, "post-receive")
     finally:
         pid.kill()
@@ -497,13 +494,13 @@ def test_a_judged_superseded_or_withdrawn_attempt_cannot_be_judged_again(
 def test_the_git_hook_records_merged_only_for_a_contained_commit(
     city: City,
     repo: Path,
-    code: dict[str, Path],  # noqa: F811 - the imported fixture
+    code: Code,
 ) -> None:
-    git(code["c1"], "checkout", "-qb", "feature")
-    sha = commit(code["c1"], "feature.txt")
+    git(code.clone, "checkout", "-qb", "feature")
+    sha = commit(code.clone, "feature.txt")
     work, sub = city.submit("feature", sha)
-    git(code["c1"], "checkout", "-q", "main")
-    other = commit(code["c1"], "other.txt")  # main moves, without the feature
+    git(code.clone, "checkout", "-q", "main")
+    other = commit(code.clone, "other.txt")  # main moves, without the feature
     before = head(repo)
     forged = [
         f"{'0' * 40} {other} refs/heads/main",  # a real tip that does not contain it
@@ -514,7 +511,7 @@ def test_the_git_hook_records_merged_only_for_a_contained_commit(
     ]
 
     def run_git(stdin: str) -> Any:
-        os.environ["GIT_DIR"] = str(code["c1"] / ".git")  # as git sets it; the command drops it
+        os.environ["GIT_DIR"] = str(code.clone / ".git")  # as git sets it; the command drops it
         try:
             return city.cli("hooks", "run-git", "post-receive", input=stdin)
         finally:

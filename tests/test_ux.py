@@ -109,10 +109,12 @@ def test_submit_and_verdict_say_what_they_printed(cli: Cli, repo: Path) -> None:
     assert re.fullmatch(r"verdict \S+, work routed to session\n", judged.output), judged.output
 
 
-def test_session_show_prints_plain_values_and_how_to_attach(repo: Path, tmp_path: Path) -> None:
+def test_session_show_prints_plain_values_and_how_to_attach(
+    repo: Path, tmp_path: Path, short_tmp: Path
+) -> None:
     """No Python reprs (`{'host': ...}`, `True`); for tmux, the exact command that attaches
     to the session's private server, which `tmux ls` on the default server would not show."""
-    env = {"GC_POLECAT_REPO": str(repo)}
+    env = {"GC_POLECAT_REPO": str(repo), "GC_POLECAT_TMUX_SOCKET": str(short_tmp / "t.sock")}
     started = run_cli("session", "start", "--pool", "p", "--work-dir", str(tmp_path), "--",
                       "sleep", "60", env=env)  # fmt: skip
     assert started.returncode == 0, started.stderr

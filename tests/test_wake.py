@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,16 +99,10 @@ print(ring(sys.argv[1], sys.argv[2], sys.argv[3]), flush=True)
 
 
 @pytest.fixture
-def wake_dir(tmp_path: Path) -> Path:
-    return tmp_path / "wake"
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A directory with a short path under /tmp, for fallback roots that must stay short."""
-    path = Path(tempfile.mkdtemp(prefix="gcw", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def wake_dir(short_tmp: Path) -> Path:
+    """Short enough that every socket sits in it directly, not in the hashed /tmp fallback,
+    however deep pytest's own directories are (pytest-xdist adds a level per worker)."""
+    return short_tmp / "wake"
 
 
 def long_wake_dir(tmp_path: Path) -> Path:
@@ -341,8 +332,8 @@ def test_permissions_are_private_whatever_the_umask(wake_dir: Path) -> None:
         os.umask(old)
 
 
-def test_a_symlinked_key_directory_is_refused(tmp_path: Path, wake_dir: Path) -> None:
-    elsewhere = tmp_path / "elsewhere"
+def test_a_symlinked_key_directory_is_refused(short_tmp: Path, wake_dir: Path) -> None:
+    elsewhere = short_tmp / "elsewhere"
     with Doorbell(elsewhere, ["gc-abc"]) as target:
         wake_dir.mkdir()
         (wake_dir / "gc-abc").symlink_to(elsewhere / "gc-abc")
