@@ -25,6 +25,51 @@ from gc_polecat.plugins import make_plugin_manager
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The longest tests (seconds under `-n 4`, docs/testing.md "Time"), longest first. Each worker
+# of pytest-xdist's work-stealing schedule starts on its own contiguous share of the
+# collection; putting one long test at the head of each share starts them all at once, instead
+# of leaving one to finish alone after the rest of the suite.
+LONGEST = (
+    "test_chaos.py::test_chaos_sigkill_at_random_points_converges_without_leaks",
+    "test_bead_yaml.py::test_every_bead_loads_back_unchanged",
+    "test_catalog_rebuild.py::test_an_edited_file_is_read_as_yaml_reads_it_or_declined",
+    "test_model.py::test_random_pool_operations_keep_every_invariant",
+    "test_security.py::test_an_id_is_either_refused_or_a_file_under_beads",
+    "test_crash.py::test_random_kills",
+    "test_concurrency.py::test_git_gc_prune_now_under_the_write_lock_loses_nothing",
+    "test_pool_lifecycle.py::test_twenty_cycles_on_a_pool_of_three_leave_nothing_behind",
+    "test_security.py::test_nothing_gc_polecat_creates_is_world_writable",
+    "test_lifecycle.py::test_controller_killed_mid_flight_converges",
+    "test_concurrency.py::test_hand_commits_under_the_write_lock_never_fail_or_lose_anything",
+    "test_fuzz.py::test_fuzz_command_arguments",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `-n N`, one long test at the head of each worker's share (see LONGEST)."""
+    workers = getattr(config.option, "numprocesses", None)
+    if not isinstance(workers, int) or workers < 2 or len(items) < 2 * workers:
+        return
+    rank = {name: i for i, name in enumerate(LONGEST)}
+    long = sorted(
+        (item for item in items if item.nodeid.split("/")[-1] in rank),
+        key=lambda item: rank[item.nodeid.split("/")[-1]],
+    )
+    rest = [item for item in items if item not in set(long)]
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for i, item in enumerate(long):
+        shares[i % workers].append(item)
+    left = len(items)
+    for k, share in enumerate(shares):  # the sizes xdist's first schedule sends each worker
+        size = left // (workers - k)
+        left -= size
+        want = max(0, size - len(share))
+        share.extend(rest[:want])
+        del rest[:want]
+    shares[-1].extend(rest)
+    items[:] = [item for share in shares for item in share]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's identity, repository, city, tmux or hooks settings, nor

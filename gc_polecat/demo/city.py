@@ -315,7 +315,7 @@ def _evidence(city: City, store: Any) -> list[str]:
         problems.append(f"killed: expected a fresh session's attempt 2, got {mine[-1]}")
     else:
         city.say(f"  killed: session {city.killed_session} died waiting; a fresh session "
-                 f"{mine[-1]['session']} resumed from {work['metadata']['gc.failure_type']} "
+                 f"{mine[-1]['session']} resumed from {work['metadata'][keys.FAILURE_TYPE]} "
                  f"failure on the recorded branch and merged attempt 2")  # fmt: skip
     clean = store.get(city.works["clean"])
     if clean.get("metadata", {}).get("merge_result") != "merged":

@@ -53,7 +53,7 @@ def _lost(
     """Why the waiting session can no longer take a wake, or None if it can."""
     if session is None or session.state in ("stopped", "dead"):
         return "session-dead"
-    if str(session.epoch) != wait.get("metadata", {}).get("registered_epoch"):
+    if str(session.epoch) != waits.Wait.of(wait).registered_epoch:
         return "continuation-stale"
     if not sessions.is_alive(session, providers):
         return "session-dead"
@@ -144,12 +144,12 @@ def _withdraw(store: Store, submission_id: str, ttl: float, now: dt.datetime) ->
         born = parse_time(sub["created_at"])  # any stored time: imports keep sub-seconds
         if (now - born).total_seconds() < ttl:
             return False
-        meta = sub.get("metadata", {})
-        wait = tx.get(meta.get("wait", "")) if meta.get("wait") else None
+        view = Submission.of(sub)
+        wait = tx.get(view.wait) if view.wait else None
         if wait is not None and wait["status"] != "closed":
             return False  # someone still waits: the wait's own expiry comes first
         tx.update(submission_id, {"status": "closed", "close_reason": "withdrawn: no verdict"})
-        work = tx.get(meta.get("work", "")) if meta.get("work") else None
+        work = tx.get(view.work) if view.work else None
         if work is not None:
             deps = [d for d in work.get("dependencies", []) if d["depends_on_id"] != submission_id]
             tx.update(work["id"], {"dependencies": deps})

@@ -157,7 +157,7 @@ def _work_events(before: Bead | None, after: Bead) -> list[tuple[str, str, Any]]
                 (
                     "resumed",
                     f"resumed by session {who} (after {previous}: "
-                    f"{m.get('gc.fallback_reason')}) from its {why} state on {branch}",
+                    f"{m.get(keys.FALLBACK_REASON)}) from its {why} state on {branch}",
                     {"session": who, "previous_session": previous},
                 )
             )
@@ -167,13 +167,13 @@ def _work_events(before: Bead | None, after: Bead) -> list[tuple[str, str, Any]]
         out.append(
             (
                 "fell back",
-                f"fell back to pool {m.get('gc.routed_to', '?')}: session "
-                f"{had} {m.get('gc.fallback_reason')}",
+                f"fell back to pool {m.get(keys.ROUTED_TO, '?')}: session "
+                f"{had} {m.get(keys.FALLBACK_REASON)}",
                 {"reason": m.get(keys.FALLBACK_REASON, ""), "session": had},
             )
         )
     elif not who and m.get(keys.ROUTED_TO) and m.get(keys.ROUTED_TO) != was.get(keys.ROUTED_TO):
-        out.append(("queued", f"queued in pool {m['gc.routed_to']}", {}))
+        out.append(("queued", f"queued in pool {m[keys.ROUTED_TO]}", {}))
     if after.get("status") == "closed" and before.get("status") != "closed":
         out.append(
             (

@@ -136,10 +136,11 @@ def record_verdict(
     if _meta(work).get(keys.SUBMISSION) != submission_id:
         raise BadInput(
             f"{submission_id} is a superseded attempt of {work['id']} "
-            f"(current: {_meta(work).get('gc.submission') or 'none'})"
+            f"(current: {_meta(work).get(keys.SUBMISSION) or 'none'})"
         )
-    wait = tx.get(meta.get("wait", "")) if meta.get("wait") else None
-    session = _maybe_session(tx, meta.get("session", ""))
+    submission = Submission.of(sub)
+    wait = tx.get(submission.wait) if submission.wait else None
+    session = _maybe_session(tx, submission.session)
     live = _live_waiter(wait, session, providers)
     attempt = meta_int(sub, "attempt", 1)
     cap = tx.store.config()["max_attempts"]
@@ -207,8 +208,8 @@ def verdict_message(
 def _settle_polecat(tx: Transaction, sub: Bead, routed: str) -> None:
     """The submitting polecat's side of the verdict: back to work on a fix, or `done` with a
     cleanup finalizer when the work left it (merged, escalated, or gone to the pool)."""
-    meta = _meta(sub)
-    session_id, work_id = meta.get("session", ""), meta.get("work", "")
+    view = Submission.of(sub)
+    session_id, work_id = view.session, view.work
     if routed == "session":
         session = tx.get(session_id)
         polecat = polecats.of_session(tx, session) if session else None
@@ -216,8 +217,8 @@ def _settle_polecat(tx: Transaction, sub: Bead, routed: str) -> None:
             polecats.update(tx, polecat, "working", bump=("fix_cycles",))
         return
     reason = {"closed": "merged", "escalated": "escalated", "pool": "released"}[routed]
-    also = meta.get("commit", "") if routed == "closed" else ""
-    cleanup.begin(tx, session_id, work_id, reason, also=also, wait=meta.get("wait", ""))
+    also = view.commit if routed == "closed" else ""
+    cleanup.begin(tx, session_id, work_id, reason, also=also, wait=view.wait)
 
 
 def _repeat(
