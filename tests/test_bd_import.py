@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from gc_polecat.beads import bead, ids
+from gc_polecat.beads.store import CommitResult, Store, Transaction
 from gc_polecat.errors import InvalidBead
 from gc_polecat.interop import bd_jsonl as jsonl
 
@@ -564,3 +565,30 @@ def test_a_malformed_memories_file_is_named_not_a_crash(
     assert head(repo) == before
     listed = cli("bead", "list", "--all", "--json")
     assert listed.exit_code == 0 and [b["id"] for b in json.loads(listed.stdout)] == ["bd-a1"]
+
+
+def test_an_import_reads_no_stored_bead_twice_and_reports_each_as_it_was(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import reads each stored bead once (from the catalog at HEAD) and hands it to
+    `Transaction.put`, which does not read it again; observers still get each bead's stored
+    version as `before` (None for a new one) and the right event."""
+    def lines(*records: dict[str, Any]) -> bytes:
+        return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+    jsonl.import_jsonl(store, lines(record("bd-a"), record("bd-b")), "first")
+    stored = store.get("bd-a")
+    reads: list[str] = []
+    real_get = Transaction.get
+    monkeypatch.setattr(Transaction, "get", lambda tx, bid: reads.append(bid) or real_get(tx, bid))
+    seen: list[CommitResult] = []
+    monkeypatch.setattr(store, "notify", seen.append)
+    changed = record("bd-a", title="a new title", updated_at="2026-04-19T00:00:00Z")
+    result = jsonl.import_jsonl(store, lines(changed, record("bd-b"), record("bd-c")), "second")
+    assert (result.created, result.updated, result.unchanged) == (["bd-c"], ["bd-a"], 1)
+    assert reads == []
+    changes = {c.id: c for c in seen[0].changes}
+    assert sorted(changes) == ["bd-a", "bd-c"]
+    assert changes["bd-a"].before == stored and changes["bd-a"].event == "update"
+    assert changes["bd-a"].after == store.get("bd-a")
+    assert changes["bd-c"].before is None and changes["bd-c"].event == "create"
