@@ -540,6 +540,32 @@ def test_times_go_would_not_parse_are_refused(bad: str) -> None:
         bead.normalize(record("bd-t1", created_at=bad, updated_at=bad))
 
 
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("2026-04-18T16:19:12Z", "2026-04-18T16:19:12Z"),
+     ("2026-04-18T16:19:12.123456789Z", "2026-04-18T16:19:12.123456789Z"),
+     ("2026-04-18T16:19:12.1234567891Z", "2026-04-18T16:19:12.123456789Z"),
+     ("2026-04-18T16:19:12.120Z", "2026-04-18T16:19:12.12Z"),
+     ("2026-04-18T16:19:12.000Z", "2026-04-18T16:19:12Z"),
+     ("2026-04-18T16:19:12.5+00:00", "2026-04-18T16:19:12.5Z")],
+)  # fmt: skip
+def test_a_time_already_in_the_stored_form_is_kept_and_others_are_rewritten(
+    given: str, stored: str
+) -> None:
+    """A UTC time without trailing zeros is its own stored form (normalize returns it as it is);
+    any other is rewritten as Go's RFC3339Nano writes it."""
+    clean = bead.normalize(record("bd-t1", created_at=given, updated_at=given))
+    assert clean["created_at"] == clean["updated_at"] == stored
+
+
+@pytest.mark.parametrize(
+    "bad", ["2026-02-30T00:00:00Z", "2026-04-18T24:00:00.5Z", "0000-01-01T00:00:00Z"]
+)
+def test_impossible_times_in_the_stored_form_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidBead, match="is not a real time"):
+        bead.normalize(record("bd-t1", created_at=bad, updated_at=bad))
+
+
 def test_stored_times_order_by_instant() -> None:
     """Sync picks the later `updated_at`: `12Z` must sort before `12.5Z` (as text it does not)."""
     times = ["2026-04-18T16:19:12.5Z", "2026-04-18T16:19:12Z", "2026-04-18T16:19:12.05Z"]
