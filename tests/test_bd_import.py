@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from gc_polecat.beads import bead, ids
+from gc_polecat.beads.store import CommitResult, Store, Transaction
 from gc_polecat.errors import InvalidBead
 from gc_polecat.interop import bd_jsonl as jsonl
 
@@ -539,6 +540,32 @@ def test_times_go_would_not_parse_are_refused(bad: str) -> None:
         bead.normalize(record("bd-t1", created_at=bad, updated_at=bad))
 
 
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("2026-04-18T16:19:12Z", "2026-04-18T16:19:12Z"),
+     ("2026-04-18T16:19:12.123456789Z", "2026-04-18T16:19:12.123456789Z"),
+     ("2026-04-18T16:19:12.1234567891Z", "2026-04-18T16:19:12.123456789Z"),
+     ("2026-04-18T16:19:12.120Z", "2026-04-18T16:19:12.12Z"),
+     ("2026-04-18T16:19:12.000Z", "2026-04-18T16:19:12Z"),
+     ("2026-04-18T16:19:12.5+00:00", "2026-04-18T16:19:12.5Z")],
+)  # fmt: skip
+def test_a_time_already_in_the_stored_form_is_kept_and_others_are_rewritten(
+    given: str, stored: str
+) -> None:
+    """A UTC time without trailing zeros is its own stored form (normalize returns it as it is);
+    any other is rewritten as Go's RFC3339Nano writes it."""
+    clean = bead.normalize(record("bd-t1", created_at=given, updated_at=given))
+    assert clean["created_at"] == clean["updated_at"] == stored
+
+
+@pytest.mark.parametrize(
+    "bad", ["2026-02-30T00:00:00Z", "2026-04-18T24:00:00.5Z", "0000-01-01T00:00:00Z"]
+)
+def test_impossible_times_in_the_stored_form_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidBead, match="is not a real time"):
+        bead.normalize(record("bd-t1", created_at=bad, updated_at=bad))
+
+
 def test_stored_times_order_by_instant() -> None:
     """Sync picks the later `updated_at`: `12Z` must sort before `12.5Z` (as text it does not)."""
     times = ["2026-04-18T16:19:12.5Z", "2026-04-18T16:19:12Z", "2026-04-18T16:19:12.05Z"]
@@ -564,3 +591,30 @@ def test_a_malformed_memories_file_is_named_not_a_crash(
     assert head(repo) == before
     listed = cli("bead", "list", "--all", "--json")
     assert listed.exit_code == 0 and [b["id"] for b in json.loads(listed.stdout)] == ["bd-a1"]
+
+
+def test_an_import_reads_no_stored_bead_twice_and_reports_each_as_it_was(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import reads each stored bead once (from the catalog at HEAD) and hands it to
+    `Transaction.put`, which does not read it again; observers still get each bead's stored
+    version as `before` (None for a new one) and the right event."""
+    def lines(*records: dict[str, Any]) -> bytes:
+        return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+    jsonl.import_jsonl(store, lines(record("bd-a"), record("bd-b")), "first")
+    stored = store.get("bd-a")
+    reads: list[str] = []
+    real_get = Transaction.get
+    monkeypatch.setattr(Transaction, "get", lambda tx, bid: reads.append(bid) or real_get(tx, bid))
+    seen: list[CommitResult] = []
+    monkeypatch.setattr(store, "notify", seen.append)
+    changed = record("bd-a", title="a new title", updated_at="2026-04-19T00:00:00Z")
+    result = jsonl.import_jsonl(store, lines(changed, record("bd-b"), record("bd-c")), "second")
+    assert (result.created, result.updated, result.unchanged) == (["bd-c"], ["bd-a"], 1)
+    assert reads == []
+    changes = {c.id: c for c in seen[0].changes}
+    assert sorted(changes) == ["bd-a", "bd-c"]
+    assert changes["bd-a"].before == stored and changes["bd-a"].event == "update"
+    assert changes["bd-a"].after == store.get("bd-a")
+    assert changes["bd-c"].before is None and changes["bd-c"].event == "create"

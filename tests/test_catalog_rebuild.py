@@ -269,3 +269,26 @@ def test_the_fast_loader_fails_and_succeeds_as_bead_load_does(data: bytes) -> No
         got = str(exc)
     assert got == expected
     assert (canonical.read(data) is None) == data.endswith(b"'no such'\n")
+
+
+def test_one_commit_of_many_changes_leaves_the_rows_a_rebuild_builds(
+    store: Store, repo: Path
+) -> None:
+    """The writer's shortcut applies a whole commit with one statement per table (executemany,
+    issue 13's import): creates, updates and deletes of top-level beads and of children in one
+    transaction must leave the rows, labels and top-level count a cold rebuild finds."""
+    with store.transaction() as tx:
+        top = [tx.create({"title": f"t{i}", "labels": ["a", f"l{i}"]})["id"] for i in range(6)]
+        kids = [tx.create({"title": f"k{i}"}, parent=top[0])["id"] for i in range(3)]
+    with store.transaction() as tx:
+        tx.update(top[1], {"labels": ["b"], "status": "in_progress"})
+        tx.update(kids[0], {"labels": ["c", "a"]})
+        tx.delete(top[2])
+        tx.delete(kids[1])
+        tx.delete(kids[2])
+        tx.create({"title": "new top", "labels": ["a"]})
+        tx.create({"title": "new child"}, parent=top[1])
+    incremental = snapshot(store.catalog)
+    assert store.catalog.count_top_level() == 6  # 6 - 1 deleted + 1 new
+    assert len(incremental["beads"]) == 8
+    assert rebuilt(repo) == incremental

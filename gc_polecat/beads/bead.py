@@ -177,6 +177,8 @@ def canonical_time(m: re.Match[str]) -> str:
     zeros dropped as Go's RFC3339Nano writes it. ValueError/OverflowError for impossible times."""
     year, month, day, hour, minute, second, fraction, sign, off_h, off_m = m.groups()
     moment = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    if sign is None and (fraction is None or (len(fraction) <= 9 and fraction[-1] != "0")):
+        return m.group(0)  # already the stored form (a real time: checked just above)
     if sign is not None:
         if int(off_h) > 23 or int(off_m) > 59:
             raise ValueError("offset out of range")
@@ -319,6 +321,10 @@ def _check_json(bid: str, key: str, value: Any) -> Any:
     return value
 
 
+_TEXT_AND_STRING_KEYS = TEXT_KEYS + STRING_KEYS
+_KEY_SET = frozenset(KEY_ORDER)
+
+
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {} or value is False
 
@@ -339,7 +345,7 @@ def normalize(raw: Any) -> Bead:
     if len(title) > MAX_TITLE:
         raise _fail(bid, "title", f"is longer than {MAX_TITLE} characters")
     out["title"] = title
-    for key in TEXT_KEYS + STRING_KEYS:
+    for key in _TEXT_AND_STRING_KEYS:
         if not _empty(raw.get(key)):
             out[key] = _check_str(bid, key, raw[key])
     status = raw.get("status", "open")
@@ -378,7 +384,7 @@ def normalize(raw: Any) -> Bead:
         out["timeout"] = _check_int(bid, "timeout", raw["timeout"], 0, None)
     if not _empty(raw.get("waiters")):
         out["waiters"] = _check_str_list(bid, "waiters", raw["waiters"])
-    extra = set(raw) - set(KEY_ORDER)
+    extra = set(raw) - _KEY_SET
     for key in extra:
         if not isinstance(key, str):  # before sorting: keys of mixed types do not sort
             raise InvalidBead(f"bead {bid}: invalid key {key!r}")

@@ -256,6 +256,27 @@ class Catalog:
             self._top_delta -= 1
         db.execute("DELETE FROM labels WHERE id=?", (bead_id,))
 
+    def _remove_many(self, bead_ids: list[str]) -> None:
+        """`_remove` for many beads, a statement each for all of them (a large import)."""
+        db = self.db
+        db.executemany("DELETE FROM bad WHERE path=?", [(ids.id_path(b),) for b in bead_ids])
+        top = [(b,) for b in bead_ids if "." not in b]
+        if top:
+            self._top_delta -= db.executemany("DELETE FROM beads WHERE id=?", top).rowcount
+        db.executemany("DELETE FROM beads WHERE id=?", [(b,) for b in bead_ids if "." in b])
+        db.executemany("DELETE FROM labels WHERE id=?", [(b,) for b in bead_ids])
+
+    def _insert_many(self, beads: list[beadmod.Bead], blobs: dict[str, bytes | None]) -> None:
+        """`_insert` for many beads (their blobs by path), with executemany."""
+        rows, labels = [], []
+        for bead in beads:
+            path = ids.id_path(bead["id"])
+            rows.append(_row(bead, path, blobs.get(path)))
+            labels += [(bead["id"], label) for label in bead.get("labels", [])]
+        self.db.executemany("INSERT INTO beads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.executemany("INSERT OR IGNORE INTO labels VALUES (?, ?)", labels)
+        self._top_delta += sum(row[7] for row in rows)
+
     def _apply_path(self, path: str, blob: bytes | None, data: bytes | None) -> None:
         db = self.db
         bead_id = ids.path_id(path)
@@ -291,11 +312,13 @@ class Catalog:
                 db.execute("ROLLBACK")
                 return
             self._top_delta = 0
-            for change in tx.changes():
-                path = ids.id_path(change.id)
-                self._remove(change.id, path)
-                if change.after is not None:
-                    self._insert(change.after, path, blobs.get(path))
+            changes = tx.changes()
+            # A bead absent at the base (None before) has no row: the catalog is at the base,
+            # and a bad file at its path would have failed the read. Were a row left, the
+            # INSERT below would fail and roll back, and the next refresh catches up.
+            self._remove_many([change.id for change in changes if change.before is not None])
+            after = [change.after for change in changes if change.after is not None]
+            self._insert_many(after, blobs)
             self._save_top_count()
             db.execute("INSERT OR REPLACE INTO meta VALUES ('commit', ?)", (commit.decode(),))
             db.execute("COMMIT")
@@ -405,5 +428,9 @@ def _row(bead: beadmod.Bead, path: str, blob: bytes | None) -> tuple[str | int |
         bead.get("assignee"),
         int("." not in bead["id"]),
         bead["created_at"],
-        json.dumps(bead, separators=(",", ":"), allow_nan=False),
+        _JSON.encode(bead),
     )
+
+
+# json.dumps with these options, made once (dumps builds an encoder per call otherwise).
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)

@@ -158,11 +158,14 @@ class Git:
         for obj in pending.values():
             self._write_loose(obj)
 
-    def add_object(self, obj: ShaFile) -> None:
+    def add_object(self, obj: ShaFile) -> bytes:
+        """Write (or queue, inside `batch`) an object; its hex SHA, computed once here."""
+        sha = obj.id
         if self._pending is not None:
-            self._pending[obj.id] = obj
+            self._pending[sha] = obj
         else:
             self._write_loose(obj)
+        return sha
 
     def write_pack(self, objects: list[ShaFile]) -> bool:
         """Write objects as one pack and its index (git's pack format, version 2, undeltified).
@@ -177,7 +180,7 @@ class Git:
         for obj in objects:
             raw = obj.as_raw_string()
             data = _pack_header(obj.type_num, len(raw)) + zlib.compress(raw, 1)
-            entries.append((bytes.fromhex(obj.id.decode()), zlib.crc32(data), offset))
+            entries.append((obj.sha().digest(), zlib.crc32(data), offset))
             chunks.append(data)
             offset += len(data)
         if offset > MAX_PACK_BYTES:
@@ -243,9 +246,7 @@ class Git:
     def add_blob(self, data: bytes) -> bytes:
         from dulwich.objects import Blob
 
-        blob = Blob.from_string(data)
-        self.add_object(blob)
-        return blob.id
+        return self.add_object(Blob.from_string(data))
 
     def edit_tree(self, root_tree: bytes | None, changes: Mapping[str, bytes | None]) -> bytes:
         """Write the trees for `changes` (path -> blob sha, None deletes); return the new root."""
@@ -289,9 +290,9 @@ class Git:
         return self._write_tree_obj(tree)
 
     def _write_tree_obj(self, tree: Tree) -> bytes:
-        self.add_object(tree)
-        self._trees[tree.id] = tree
-        return tree.id
+        sha = self.add_object(tree)
+        self._trees[sha] = tree
+        return sha
 
     def make_commit(self, tree: bytes, parent: bytes | None, author: bytes, message: str) -> bytes:
         from dulwich.objects import Commit

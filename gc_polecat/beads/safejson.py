@@ -83,6 +83,13 @@ def _has_surrogate(value: Any) -> bool:
     return False
 
 
+# What `json.loads(text, parse_int=..., ...)` builds on every call, built once (a bulk import
+# decodes thousands of lines).
+_DECODER = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+)
+
+
 def loads(data: str | bytes, where: str, error: type[Exception] = BadInput) -> Any:
     """Decode one JSON document; anything unsafe or not JSON raises `error("<where>: ...")`.
 
@@ -92,12 +99,7 @@ def loads(data: str | bytes, where: str, error: type[Exception] = BadInput) -> A
     try:
         text = _decode(data)
         try:
-            value = json.loads(
-                text,
-                parse_int=_parse_int,
-                parse_float=_parse_float,
-                parse_constant=_parse_constant,
-            )
+            value = _DECODER.decode(text)
         except json.JSONDecodeError as exc:
             raise _Refused(
                 f"malformed JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"

@@ -923,6 +923,13 @@ def _prune_empty_dirs(directory: Path, root: Path) -> None:
         directory = directory.parent
 
 
+class _Unread:
+    """The type of `_UNREAD`: `Transaction.put` was not given the stored bead."""
+
+
+_UNREAD = _Unread()
+
+
 class Transaction:
     """Pending changes to beads (and a few repository files), committed as one."""
 
@@ -977,15 +984,21 @@ class Transaction:
         self.files[path] = data
 
     def put(
-        self, new: beadmod.Bead, summary: str | None = None, *, normalized: bool = False
+        self,
+        new: beadmod.Bead,
+        summary: str | None = None,
+        *,
+        normalized: bool = False,
+        stored: beadmod.Bead | None | _Unread = _UNREAD,
     ) -> beadmod.Bead:
         """Stage a whole bead (validated); the building block of every other change.
         `normalized`: the caller passes `normalize`'s own result (a bulk import), not checked
-        twice."""
+        twice. `stored`: the caller already read the bead at this transaction's base (None:
+        absent), so it is not read again; only for a bead this transaction has not staged."""
         clean = new if normalized else beadmod.normalize(new)
         bid = clean["id"]
         if bid not in self._before:
-            self._before[bid] = self.get(bid)
+            self._before[bid] = self.get(bid) if stored is _UNREAD else stored
         self._beads[bid] = clean
         self.files[ids.id_path(bid)] = beadmod.dump(clean)
         self._summaries.append(summary or _describe(self._before[bid], clean))

@@ -346,9 +346,10 @@ def import_lines(store: Store, parsed: Parsed, source: str) -> ImportResult:
             if clean == existing:
                 result.unchanged += 1
                 continue
-            tx.put(clean, normalized=True)
+            line = _describe(existing, clean)
+            tx.put(clean, line, normalized=True, stored=existing)  # read above: not again
             (result.created if existing is None else result.updated).append(bid)
-            body.append(_describe(existing, clean))
+            body.append(line)
         result.memories = _stage_memories(tx, parsed.memories)
         result.custom = custom_vocabulary(clean for clean, _ in final.values())
         if body or result.memories:
