@@ -25,6 +25,15 @@ from gc_polecat.plugins import make_plugin_manager
 ROOT = Path(__file__).resolve().parent.parent
 
 
+PROPERTY_SCALE = float(os.environ.get("GC_POLECAT_PROPERTY_SCALE", "1"))
+
+
+def examples(count: int) -> int:
+    """A property test's hypothesis examples in the suite's run; `GC_POLECAT_PROPERTY_SCALE=5`
+    runs the CPU-bound ones longer (docs/testing.md)."""
+    return max(1, round(count * PROPERTY_SCALE))
+
+
 # The longest tests (seconds under `-n 4`, docs/testing.md "Time"), longest first. Each worker
 # of pytest-xdist's work-stealing schedule starts on its own contiguous share of the
 # collection; putting one long test at the head of each share starts them all at once, instead

@@ -599,6 +599,7 @@ def test_an_import_reads_no_stored_bead_twice_and_reports_each_as_it_was(
     """The import reads each stored bead once (from the catalog at HEAD) and hands it to
     `Transaction.put`, which does not read it again; observers still get each bead's stored
     version as `before` (None for a new one) and the right event."""
+
     def lines(*records: dict[str, Any]) -> bytes:
         return "".join(json.dumps(r) + "\n" for r in records).encode()
 

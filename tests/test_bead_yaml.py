@@ -22,6 +22,8 @@ from ruamel.yaml import YAML
 from gc_polecat.beads import bead
 from gc_polecat.errors import InvalidBead
 
+from .conftest import examples
+
 T = "2026-11-21T14:00:00Z"
 BD_EXPORT = Path(__file__).resolve().parents[2] / "shared" / "data" / "bd-issues.jsonl"
 _PURE = YAML(typ="safe", pure=True)
@@ -222,7 +224,7 @@ def beads(draw: st.DrawFn) -> dict[str, Any]:
 # --- properties ----------------------------------------------------------------------------
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(800), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(beads())
 def test_every_bead_loads_back_unchanged(b: dict[str, Any]) -> None:
     out = assert_round_trip(b)

@@ -22,7 +22,7 @@ from gc_polecat.beads.ids import id_path
 from gc_polecat.beads.store import Store
 from gc_polecat.errors import InvalidBead
 
-from .conftest import git
+from .conftest import examples, git
 from .test_bead_yaml import BD_EXPORT, adversarial, beads, fast_path, ordered
 
 Snapshot = dict[str, list[tuple[Any, ...]]]
@@ -150,7 +150,7 @@ def yaml_value(data: bytes) -> Any:
         return None
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(beads())
 def test_the_fast_reader_reads_every_file_dump_writes(b: dict[str, Any]) -> None:
     data = bead.dump(b)
@@ -201,7 +201,7 @@ SNIPPETS = [
 ]
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(800), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(beads(), st.lists(st.tuples(st.floats(0, 1), st.integers(0, 3), st.sampled_from(SNIPPETS))))
 def test_an_edited_file_is_read_as_yaml_reads_it_or_declined(
     b: dict[str, Any], edits: list[tuple[float, int, str]]
