@@ -42,7 +42,10 @@ PREFIX = "gc"
 CACHE_ENV = "GC_POLECAT_BENCH_CACHE"
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "gc_polecat"
 # Modules that decide what a built repository looks like on disk: a change invalidates the cache.
-_SHAPE_MODULES = ("bead.py", "ids.py", "store.py", "git.py", "gitindex.py", "catalog.py")
+_SHAPE_MODULES = tuple(
+    f"beads/{name}"
+    for name in ("bead.py", "ids.py", "store.py", "git.py", "gitindex.py", "catalog.py")
+)
 # Plain git must never pause a benchmark for `gc --auto` or ask who we are.
 GIT_OPTS = ("-c", "gc.auto=0", "-c", "user.name=bench", "-c", "user.email=bench@localhost")
 

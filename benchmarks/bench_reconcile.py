@@ -41,7 +41,7 @@ from gc_polecat.beads.catalog import Query
 from gc_polecat.beads.store import Store
 from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
-from gc_polecat.lifecycle import verdict as verdicts
+from gc_polecat.lifecycle import submit as submitting
 from gc_polecat.lifecycle.providers import SessionProvider, get_providers
 from gc_polecat.pool.reconcile import reconcile
 from gc_polecat.procs import process_start_time
@@ -118,7 +118,7 @@ def build_pool(store: Store, pid: int) -> None:
                 fields["metadata"]["polecat"] = polecat["id"]
                 tx.create(fields)
                 tx.update(work["id"], {"status": "in_progress", "assignee": sid})
-                verdicts.submit(
+                submitting.submit(
                     tx,
                     work["id"],
                     session_id=sid,
@@ -158,7 +158,7 @@ def check_scenario(store: Store) -> dict[str, int]:
             for b in every
         ),
         "open submissions": sum(
-            verdicts.SUBMISSION_LABEL in b.get("labels", []) and b["status"] != "closed"
+            submitting.SUBMISSION_LABEL in b.get("labels", []) and b["status"] != "closed"
             for b in every
         ),
     }

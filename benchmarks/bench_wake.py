@@ -47,7 +47,7 @@ import _common as c
 from gc_polecat.beads.store import Store
 from gc_polecat.lifecycle import doorbell as wake
 from gc_polecat.lifecycle import session as sessions
-from gc_polecat.lifecycle import verdict as verdicts
+from gc_polecat.lifecycle import submit as submitting
 from gc_polecat.lifecycle import wait as waits
 from gc_polecat.lifecycle.providers import get_providers
 
@@ -194,7 +194,7 @@ class Refinery:
                     "assignee": session.id,
                 }
             )
-            done = verdicts.submit(
+            done = submitting.submit(
                 tx,
                 work["id"],
                 session_id=session.id,
