@@ -42,6 +42,7 @@ from gc_polecat.beads.store import Store
 from gc_polecat.lifecycle import polecat as polecats
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import submit as submitting
+from gc_polecat.lifecycle import wait as waits
 from gc_polecat.lifecycle.providers import SessionProvider, get_providers
 from gc_polecat.pool.reconcile import reconcile
 from gc_polecat.procs import process_start_time
@@ -142,7 +143,7 @@ def check_scenario(store: Store) -> dict[str, int]:
         "sessions awaiting a verdict": sum(
             b.get("issue_type") == "session"
             and pool_label in b.get("labels", [])
-            and b.get("metadata", {}).get("state") == "awaiting_verdict"
+            and sessions.state_of(b) == "awaiting_verdict"  # ours, beside gc's state name
             for b in every
         ),
         "polecats awaiting a verdict": sum(
@@ -152,9 +153,7 @@ def check_scenario(store: Store) -> dict[str, int]:
             for b in every
         ),
         "pending waits": sum(
-            "gc:wait" in b.get("labels", [])
-            and b["status"] != "closed"
-            and b.get("metadata", {}).get("state") == "pending"
+            waits.is_wait(b) and b["status"] != "closed" and waits.state(b) == "pending"
             for b in every
         ),
         "open submissions": sum(
