@@ -20,7 +20,7 @@ among them, kills something with SIGKILL:
   of the store's write protocol (GC_POLECAT_TEST_CRASH_AT, see store.crash_point).
 
 The CLI processes run the real click command. Most are forked from the test (an interpreter's
-start-up is what would not fit 200 runs in the test's time budget); about one in seven is a fresh
+start-up is what would not fit 120 runs in the test's time budget); about one in seven is a fresh
 `python -m gc_polecat`. Either way a separate process dies at an arbitrary instruction.
 
 Then the controller restarts: `controller.one_pass` passes, with in-process refinery passes for
@@ -1054,7 +1054,7 @@ def summary(stats: Stats) -> str:
 
 def test_chaos_sigkill_at_random_points_converges_without_leaks(tmp_path: Path) -> None:
     seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(1 << 32))
-    runs = int(os.environ.get(RUNS_ENV, "200"))
+    runs = int(os.environ.get(RUNS_ENV, "120"))
     workers = int(os.environ.get(WORKERS_ENV) or min(2, os.cpu_count() or 1))
     print(f"\nchaos: {SEED_ENV}={seed}, {runs} runs, {workers} workers")
     started = time.monotonic()
