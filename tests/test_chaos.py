@@ -273,7 +273,7 @@ def _wait_for(probe: Callable[[], Any], what: str, timeout: float = 10.0) -> Non
 # --- the city ---------------------------------------------------------------------------------
 
 
-class City:
+class ChaosCity:
     """One city and everything the test does to it."""
 
     def __init__(self, tmp: Path, rng: random.Random, stats: Stats) -> None:
@@ -998,28 +998,28 @@ def _serial(
     while n < runs:
         home = Path(tempfile.mkdtemp(prefix=f"city{stats.cities}-", dir=tmp))
         t0 = time.monotonic()
-        city = City(home, rng, stats)
+        chaos_city = ChaosCity(home, rng, stats)
         stats.phases["city set-up and final audit"] += time.monotonic() - t0
         stats.cities += 1
         try:
             for _ in range(min(city_runs, runs - n)):
-                _attempt(city, city.run, seed, n)
+                _attempt(chaos_city, chaos_city.run, seed, n)
                 n += 1
                 if report is not None:
                     report(n, stats)
             t0 = time.monotonic()
-            _attempt(city, city.audit, seed, n)
+            _attempt(chaos_city, chaos_city.audit, seed, n)
             stats.phases["city set-up and final audit"] += time.monotonic() - t0
         finally:
-            city.teardown()
+            chaos_city.teardown()
     return stats
 
 
-def _attempt(city: City, what: Callable[[], None], seed: int, n: int) -> None:
+def _attempt(chaos_city: ChaosCity, what: Callable[[], None], seed: int, n: int) -> None:
     try:
         what()
     except Exception as exc:
-        log = "\n    ".join(city.log[-80:])
+        log = "\n    ".join(chaos_city.log[-80:])
         raise ChaosFailure(
             f"chaos seed {seed}, run {n}: reproduce with {SEED_ENV}={seed} {WORKERS_ENV}=1 "
             f"{RUNS_ENV}={n + 1}: {exc}\n  the run did:\n    {log}"
@@ -1075,49 +1075,53 @@ def _no_inherited_crash_point(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def city(tmp_path: Path) -> Any:
-    c = City(tmp_path, random.Random(0), Stats())
+def chaos_city(tmp_path: Path) -> Any:
+    c = ChaosCity(tmp_path, random.Random(0), Stats())
     yield c
     c.teardown()
 
 
-def _crashed(city: City, args: list[str], point: str) -> None:
+def _crashed(chaos_city: ChaosCity, args: list[str], point: str) -> None:
     """A real `python -m gc_polecat` writer, killed at `point` of its first commit."""
-    proc = start_cli(city.beads, args, {}, point, fresh=True)
+    proc = start_cli(chaos_city.beads, args, {}, point, fresh=True)
     assert proc.wait(60) == -signal.SIGKILL, f"{args} was not killed at {point}"
 
 
-def test_a_launcher_killed_before_its_commit_leaves_no_session_running(city: City) -> None:
+def test_a_launcher_killed_before_its_commit_leaves_no_session_running(
+    chaos_city: ChaosCity,
+) -> None:
     """`sling` starts the polecat's session before the commit that records it; killed in
     between, it used to leave a `sleep` running that no bead named, forever. The controller
     now stops it and records it (from the launch record `session.launch` writes first)."""
-    work = city.new_work("slung by a launcher killed before its commit")
-    _crashed(city, ["sling", work, "--pool", POOL], "objects-written")
-    (orphan,) = _processes_of(city.beads)
+    work = chaos_city.new_work("slung by a launcher killed before its commit")
+    _crashed(chaos_city, ["sling", work, "--pool", POOL], "objects-written")
+    (orphan,) = _processes_of(chaos_city.beads)
     sid = orphan[1]["GC_SESSION_ID"]
-    assert city.session(sid) is None  # nothing recorded it
-    head = city.commit()
-    actions = controller_pass(city.store, city.providers)
+    assert chaos_city.session(sid) is None  # nothing recorded it
+    head = chaos_city.commit()
+    actions = controller_pass(chaos_city.store, chaos_city.providers)
     assert (sid, "stopped (launched, never recorded)") in actions
-    assert _processes_of(city.beads) == [] and city.stray_processes() == []
-    s = city.session(sid)
+    assert _processes_of(chaos_city.beads) == [] and chaos_city.stray_processes() == []
+    s = chaos_city.session(sid)
     assert s is not None and s.state == "stopped" and s.bead["close_reason"] == "launcher-died"
-    assert len(git(city.beads, "rev-list", f"{head}..HEAD").split()) == len(actions)
-    assert [a for a in controller_pass(city.store, city.providers) if a[0] == sid] == []
+    assert len(git(chaos_city.beads, "rev-list", f"{head}..HEAD").split()) == len(actions)
+    assert [a for a in controller_pass(chaos_city.store, chaos_city.providers) if a[0] == sid] == []
 
 
-def test_a_launcher_killed_while_starting_the_process_leaves_none_running(city: City) -> None:
+def test_a_launcher_killed_while_starting_the_process_leaves_none_running(
+    chaos_city: ChaosCity,
+) -> None:
     """Killed inside the provider's start (no handle yet): found by its identity."""
     from gc_polecat.lifecycle.session import LAUNCHING, session_fields
 
-    fields = session_fields("cats-ghost", POOL, "process", str(city.code), {})
+    fields = session_fields("cats-ghost", POOL, "process", str(chaos_city.code), {})
     fields["id"] = "gc-ghost"
-    record = city.store.state_dir / LAUNCHING / "gc-ghost.json"
+    record = chaos_city.store.state_dir / LAUNCHING / "gc-ghost.json"
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(fields))
-    env = {**os.environ, "GC_SESSION_ID": "gc-ghost", "GC_POLECAT_REPO": str(city.beads)}
+    env = {**os.environ, "GC_SESSION_ID": "gc-ghost", "GC_POLECAT_REPO": str(chaos_city.beads)}
     ghost = subprocess.Popen(["sleep", "900"], env=env, start_new_session=True)
-    actions = controller_pass(city.store, city.providers)
+    actions = controller_pass(chaos_city.store, chaos_city.providers)
     try:
         ghost.wait(10)  # one pass: nothing runs unknown
     except subprocess.TimeoutExpired:
@@ -1125,66 +1129,71 @@ def test_a_launcher_killed_while_starting_the_process_leaves_none_running(city: 
         seen = [e for e in environ if e.startswith((b"GC_SESSION_ID=", b"GC_POLECAT_REPO="))]
         why = (
             f"ghost still runs after {actions}; record left: {record.exists()}; its identity "
-            f"{seen}; pgid {os.getpgid(ghost.pid)} vs ours {os.getpgrp()}; repo {city.store.root}"
+            f"{seen}; pgid {os.getpgid(ghost.pid)} vs ours {os.getpgrp()}; "
+            f"repo {chaos_city.store.root}"
         )
         ghost.kill()
         raise AssertionError(why) from None
     assert not record.exists()
     if ("gc-ghost", "stopped (launched, never recorded)") in actions:  # (else: died meanwhile)
         assert ghost.returncode == -signal.SIGKILL
-        assert city.get("gc-ghost")["close_reason"] == "launcher-died"
+        assert chaos_city.get("gc-ghost")["close_reason"] == "launcher-died"
 
 
 def test_a_retired_polecats_cleanup_killed_after_its_commit_leaves_no_session(
-    city: City,
+    chaos_city: ChaosCity,
 ) -> None:
     """The cleanup that retires an ephemeral polecat stopped its session after committing
     it stopped; killed in between, the process ran on under a stopped bead, which nothing
     looks at again. It now stops the process first."""
-    works = [city.new_work(f"work {i}") for i in range(3)]
-    slung = [sling(city.store, city.providers, w, POOL) for w in works]
+    works = [chaos_city.new_work(f"work {i}") for i in range(3)]
+    slung = [sling(chaos_city.store, chaos_city.providers, w, POOL) for w in works]
     ephemeral = next(s for s in slung if s.allocated)
-    sub = city.polecat_submit(ephemeral.work)
-    city.judge(sub, "merged")
-    fin = polecats.get(city.store, ephemeral.polecat).bead["metadata"]["cleanup"]
-    _crashed(city, ["cleanup", fin], "ref-moved")
-    s = city.session(ephemeral.session)
+    sub = chaos_city.polecat_submit(ephemeral.work)
+    chaos_city.judge(sub, "merged")
+    fin = polecats.get(chaos_city.store, ephemeral.polecat).bead["metadata"]["cleanup"]
+    _crashed(chaos_city, ["cleanup", fin], "ref-moved")
+    s = chaos_city.session(ephemeral.session)
     assert s is not None and s.state == "stopped"  # the commit landed
-    assert not sessions.is_alive(dataclasses_replace_state(s), city.providers)
-    city.store.catalog.refresh()  # the crashed writer's commit, recovered
-    assert session_leaks(city.store, city.providers) == []
+    assert not sessions.is_alive(dataclasses_replace_state(s), chaos_city.providers)
+    chaos_city.store.catalog.refresh()  # the crashed writer's commit, recovered
+    assert session_leaks(chaos_city.store, chaos_city.providers) == []
 
 
-def test_a_late_merge_of_released_work_deletes_its_branches_on_origin(city: City) -> None:
+def test_a_late_merge_of_released_work_deletes_its_branches_on_origin(
+    chaos_city: ChaosCity,
+) -> None:
     """Work released to the pool (its waiter died), then merged: no polecat held it at the
     merge, so nobody deleted its branch on origin. A finalizer without a polecat does now;
     and a merge that arrives before the release's cleanup ran upgrades that cleanup."""
     for cleanup_first in (True, False):
-        work = city.new_work("released, then merged")
-        slung = sling(city.store, city.providers, work, POOL)
-        sub = city.polecat_submit(work)
-        s = city.session(slung.session)
+        work = chaos_city.new_work("released, then merged")
+        slung = sling(chaos_city.store, chaos_city.providers, work, POOL)
+        sub = chaos_city.polecat_submit(work)
+        s = chaos_city.session(slung.session)
         assert s is not None
         os.killpg(int(s.handle["pgid"]), signal.SIGKILL)
-        _wait_for(lambda s=s: not sessions.is_alive(s, city.providers), "the kill")
-        with city.store.transaction() as tx:  # the controller's fallback, without its cleanup
+        _wait_for(lambda s=s: not sessions.is_alive(s, chaos_city.providers), "the kill")
+        with chaos_city.store.transaction() as tx:  # the controller's fallback, without its cleanup
             from gc_polecat.lifecycle.routing import fall_back
 
-            wait = tx.require(city.get(sub)["metadata"]["wait"])
+            wait = tx.require(chaos_city.get(sub)["metadata"]["wait"])
             waits.cancel(tx, wait, "session-dead")
             fall_back(tx, work, s.id, "session-dead")
         if cleanup_first:
-            (fin,) = city.open_beads(cleanup.CLEANUP_LABEL)
-            assert cleanup.run(city.store, fin["id"], city.providers).result == "verified"
-        remote = git(city.origin, "for-each-ref", "--format=%(refname)", "refs/heads/polecat")
+            (fin,) = chaos_city.open_beads(cleanup.CLEANUP_LABEL)
+            assert (
+                cleanup.run(chaos_city.store, fin["id"], chaos_city.providers).result == "verified"
+            )
+        remote = git(chaos_city.origin, "for-each-ref", "--format=%(refname)", "refs/heads/polecat")
         assert slung.branch in remote  # kept for whoever resumes the work
-        city.judge(sub, "merged")
-        (fin,) = city.open_beads(cleanup.CLEANUP_LABEL)
+        chaos_city.judge(sub, "merged")
+        (fin,) = chaos_city.open_beads(cleanup.CLEANUP_LABEL)
         assert fin["metadata"]["reason"] == "merged"
-        city.converge()
-        assert git(city.origin, "for-each-ref", "refs/heads/polecat") == ""
-        assert city.open_beads(cleanup.CLEANUP_LABEL) == []
-    city.audit()
+        chaos_city.converge()
+        assert git(chaos_city.origin, "for-each-ref", "refs/heads/polecat") == ""
+        assert chaos_city.open_beads(cleanup.CLEANUP_LABEL) == []
+    chaos_city.audit()
 
 
 def dataclasses_replace_state(s: sessions.Session) -> sessions.Session:
@@ -1195,7 +1204,7 @@ def dataclasses_replace_state(s: sessions.Session) -> sessions.Session:
 
 
 def test_a_writer_killed_inside_an_object_write_does_not_block_that_object(
-    city: City,
+    chaos_city: ChaosCity,
 ) -> None:
     """dulwich writes a loose object through `<object>.lock`; a writer killed there left the
     lock, and every later write of that same object (same content, same name: a retried
@@ -1204,10 +1213,10 @@ def test_a_writer_killed_inside_an_object_write_does_not_block_that_object(
 
     content = b"the same change, retried after a crash\n"
     sha = Blob.from_string(content).id.decode()
-    stale = city.beads / ".git" / "objects" / sha[:2] / f"{sha[2:]}.lock"
+    stale = chaos_city.beads / ".git" / "objects" / sha[:2] / f"{sha[2:]}.lock"
     stale.parent.mkdir(exist_ok=True)
     stale.write_bytes(b"")  # as left by the killed writer
-    with city.store.transaction("retry") as tx:
+    with chaos_city.store.transaction("retry") as tx:
         tx.write_file(".beads/README.md", content)
-    assert git(city.beads, "cat-file", "-p", sha) == content.decode()
-    assert city.repository_problems(full=True) == []
+    assert git(chaos_city.beads, "cat-file", "-p", sha) == content.decode()
+    assert chaos_city.repository_problems(full=True) == []

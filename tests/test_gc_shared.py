@@ -128,7 +128,7 @@ class GcWaitPass:
 # --- a city: our store, one live session process ------------------------------------------
 
 
-class City:
+class SharedCity:
     def __init__(self, root: Path, tmp: Path) -> None:
         self.root, self.tmp = root, tmp
         self.store = Store(root)
@@ -179,8 +179,8 @@ class City:
 
 
 @pytest.fixture
-def city(repo: Path, tmp_path: Path) -> Iterator[City]:
-    c = City(repo, tmp_path)
+def shared_city(repo: Path, tmp_path: Path) -> Iterator[SharedCity]:
+    c = SharedCity(repo, tmp_path)
     try:
         yield c
     finally:
@@ -195,60 +195,63 @@ def now_plus(seconds: float = 0.0) -> dt.datetime:
 # --- waits --------------------------------------------------------------------------------
 
 
-def test_a_verdict_is_delivered_once_by_await_and_never_by_gc(city: City) -> None:
+def test_a_verdict_is_delivered_once_by_await_and_never_by_gc(shared_city: SharedCity) -> None:
     """gc's controller ticking on the same store does nothing to our wait: it does not ready
     it when the submission closes, and does not close it as delivered; `await` delivers it,
     once (a second `await` answers the same, writing nothing)."""
-    gc = GcWaitPass(city.store)
-    sid = city.ours()
-    work = city.work(sid)
-    made = city.submit(work, sid)
+    gc = GcWaitPass(shared_city.store)
+    sid = shared_city.ours()
+    work = shared_city.work(sid)
+    made = shared_city.submit(work, sid)
     assert made.returncode == 0, made.stderr
     sub, wait = submitted_ids(made.stdout)
     gc.tick(now_plus())
-    judged = city.cli("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "red")
+    judged = shared_city.cli("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "red")
     assert judged.returncode == 0, judged.stderr
-    assert city.bead(sub)["status"] == "closed"  # the wait's dependency: gc would ready it
+    assert shared_city.bead(sub)["status"] == "closed"  # the wait's dependency: gc would ready it
     for _ in range(3):
         gc.tick(now_plus())
     assert gc.touched == [] and gc.delivered == []
     env = {"GC_SESSION_ID": sid, "GC_CONTINUATION_EPOCH": "1"}
-    first = city.cli("await", wait, "--json", env=env)
+    first = shared_city.cli("await", wait, "--json", env=env)
     assert first.returncode == 10, first.stderr
-    delivered = city.bead(wait)
+    delivered = shared_city.bead(wait)
     assert delivered["status"] == "closed" and delivered["metadata"]["state"] == "closed"
     assert delivered["metadata"]["delivered_to"].startswith(sid)
     assert delivered["metadata"]["closed_at"]  # gc's key for it
-    head = city.head()
-    again = city.cli("await", wait, "--json", env=env)
-    assert again.returncode == 10 and city.head() == head  # no second delivery
-    log = git(city.root, "log", "--format=%s").splitlines()
+    head = shared_city.head()
+    again = shared_city.cli("await", wait, "--json", env=env)
+    assert again.returncode == 10 and shared_city.head() == head  # no second delivery
+    log = git(shared_city.root, "log", "--format=%s").splitlines()
     assert sum(f"{wait}: delivered" in line for line in log) == 1
-    assert city.bead(wait)["labels"][:2] == ["polecat:wait", f"polecat:session:{sid}"]
+    assert shared_city.bead(wait)["labels"][:2] == ["polecat:wait", f"polecat:session:{sid}"]
 
 
-def test_gc_never_cancels_or_expires_our_waits(city: City) -> None:
+def test_gc_never_cancels_or_expires_our_waits(shared_city: SharedCity) -> None:
     """Past its expiry, its session's epoch moved on, and gc's `CancelWaits` for the session:
     gc's pass leaves the wait pending; our controller is the one that ends it."""
-    gc = GcWaitPass(city.store)
-    sid = city.ours()
-    _sub, wait = submitted_ids(city.submit(city.work(sid), sid).stdout)
+    gc = GcWaitPass(shared_city.store)
+    sid = shared_city.ours()
+    _sub, wait = submitted_ids(shared_city.submit(shared_city.work(sid), sid).stdout)
     later = now_plus(10 * 86400)  # past any wait_ttl
-    with city.store.transaction() as tx:  # as gc's `gc handoff` bumps it
+    with shared_city.store.transaction() as tx:  # as gc's `gc handoff` bumps it
         s = tx.require(sid)
         tx.update(sid, {"metadata": {**s["metadata"], "continuation_epoch": "2"}})
     gc.tick(later)
     gc.cancel_waits(sid, later)
     assert gc.touched == []
-    assert (city.bead(wait)["status"], waits.state(city.bead(wait))) == ("open", "pending")
-    done = city.cli("controller", "run", "--once")
+    assert (shared_city.bead(wait)["status"], waits.state(shared_city.bead(wait))) == (
+        "open",
+        "pending",
+    )
+    done = shared_city.cli("controller", "run", "--once")
     assert done.returncode == 0 and f"{wait} canceled (continuation-stale)" in done.stdout
-    assert city.bead(wait)["metadata"]["last_error"] == "continuation-stale"
+    assert shared_city.bead(wait)["metadata"]["last_error"] == "continuation-stale"
 
 
-def _legacy_wait(city: City, sid: str) -> str:
+def _legacy_wait(shared_city: SharedCity, sid: str) -> str:
     """A wait as gc-polecat wrote it before this change: gc's labels."""
-    with city.store.transaction() as tx:
+    with shared_city.store.transaction() as tx:
         sub = tx.create({"title": "Merge: w", "issue_type": "merge-request"})["id"]
         session = sessions.get(tx, sid)
         wait = waits.create(tx, session, sub, "gc-none", 3600)
@@ -257,37 +260,39 @@ def _legacy_wait(city: City, sid: str) -> str:
     return wait["id"]
 
 
-def test_a_wait_in_the_old_shape_is_read_and_relabelled_by_the_controller(city: City) -> None:
+def test_a_wait_in_the_old_shape_is_read_and_relabelled_by_the_controller(
+    shared_city: SharedCity,
+) -> None:
     """Existing repositories hold waits with gc's labels, which gc drives (the stand-in
     readies one): our commands still find them; one controller pass gives every open one our
     labels, in one commit, and gc leaves it alone from then on."""
-    sid = city.ours()
-    legacy, driven = _legacy_wait(city, sid), _legacy_wait(city, sid)
-    gc = GcWaitPass(city.store)
+    sid = shared_city.ours()
+    legacy, driven = _legacy_wait(shared_city, sid), _legacy_wait(shared_city, sid)
+    gc = GcWaitPass(shared_city.store)
     gc.tick(now_plus())
     assert (driven, "ready") in gc.touched  # the stand-in does see gc's shape
-    listed = city.cli("wait", "list", "--session", sid, "--json")
+    listed = shared_city.cli("wait", "list", "--session", sid, "--json")
     assert {w["id"] for w in json.loads(listed.stdout)} == {legacy, driven}
-    head = city.head()
-    done = city.cli("controller", "run", "--once")
+    head = shared_city.head()
+    done = shared_city.cli("controller", "run", "--once")
     assert f"{legacy} relabelled polecat:wait" in done.stdout, done.stdout + done.stderr
-    assert git(city.root, "rev-list", "--count", f"{head}..HEAD").strip() != "0"
+    assert git(shared_city.root, "rev-list", "--count", f"{head}..HEAD").strip() != "0"
     for w in (legacy, driven):
-        assert "gc:wait" not in city.bead(w)["labels"]
-        assert f"polecat:session:{sid}" in city.bead(w)["labels"]
+        assert "gc:wait" not in shared_city.bead(w)["labels"]
+        assert f"polecat:session:{sid}" in shared_city.bead(w)["labels"]
     gc.touched.clear()
     gc.tick(now_plus(10 * 86400))
     gc.cancel_waits(sid, now_plus())
     assert gc.touched == []
 
 
-def test_gc_own_waits_stay_gc_own(city: City) -> None:
+def test_gc_own_waits_stay_gc_own(shared_city: SharedCity) -> None:
     """A wait gc's `gc session wait` made (a fake of the Go program's output, modelled on
     cmd/gc/cmd_wait.go `cmdSessionWait`: gate, `gc:wait`, `session:<id>`, kind deps, no
     submission) on a session of gc's: our controller neither relabels, expires nor cancels it,
     and our wait commands refuse it; gc's pass still drives it."""
-    sid = city.gcs("awake")
-    with city.store.transaction() as tx:
+    sid = shared_city.gcs("awake")
+    with shared_city.store.transaction() as tx:
         dep = tx.create({"title": "dep"})["id"]
         meta = {
             "session_id": sid, "session_name": f"s-{sid}", "kind": "deps", "state": "pending",
@@ -298,13 +303,13 @@ def test_gc_own_waits_stay_gc_own(city: City) -> None:
         labels = ["gc:wait", f"session:{sid}"]
         theirs = tx.create({"title": "wait:polecat", "issue_type": "gate", "description": "n",
                             "labels": labels, "metadata": meta})["id"]  # fmt: skip
-    head = city.head()
-    done = city.cli("controller", "run", "--once")
+    head = shared_city.head()
+    done = shared_city.cli("controller", "run", "--once")
     assert done.returncode == 0 and theirs not in done.stdout, done.stdout
-    assert city.head() == head
+    assert shared_city.head() == head
     for verb in ("ready", "cancel"):
-        assert city.cli("wait", verb, theirs).returncode == 2
-    gc = GcWaitPass(city.store)
+        assert shared_city.cli("wait", verb, theirs).returncode == 2
+    gc = GcWaitPass(shared_city.store)
     gc.tick(now_plus())
     assert gc.touched == [(theirs, "canceled")]  # gc's epoch rule, on its own wait
 
@@ -313,51 +318,55 @@ def test_gc_own_waits_stay_gc_own(city: City) -> None:
 
 
 @pytest.mark.parametrize("gc_state", ["creating", "awake", "active"])
-def test_a_session_gc_started_submits_and_awaits(city: City, gc_state: str) -> None:
+def test_a_session_gc_started_submits_and_awaits(shared_city: SharedCity, gc_state: str) -> None:
     """gc's session (its GC_SESSION_ID and GC_CONTINUATION_EPOCH, its own states) submits
     and awaits; its `state` stays gc's, our finer state goes to `polecat.state`."""
-    sid = city.gcs(gc_state)
-    work = city.work(sid)
-    made = city.submit(work, sid)
+    sid = shared_city.gcs(gc_state)
+    work = shared_city.work(sid)
+    made = shared_city.submit(work, sid)
     assert made.returncode == 0, made.stderr
     sub, wait = submitted_ids(made.stdout)
-    meta = city.bead(sid)["metadata"]
+    meta = shared_city.bead(sid)["metadata"]
     assert (meta["state"], meta["polecat.state"]) == (gc_state, "awaiting_verdict")
-    shown = json.loads(city.cli("session", "show", sid, "--json").stdout)
+    shown = json.loads(shared_city.cli("session", "show", sid, "--json").stdout)
     assert shown["state"] == "awaiting_verdict"
-    judged = city.cli("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "red")
+    judged = shared_city.cli("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "red")
     assert judged.returncode == 0, judged.stderr
-    assert city.bead(work)["assignee"] == sid  # a live waiter: the work stays with it
+    assert shared_city.bead(work)["assignee"] == sid  # a live waiter: the work stays with it
     env = {"GC_SESSION_ID": sid, "GC_CONTINUATION_EPOCH": "1"}
-    got = city.cli("await", "--json", env=env)
+    got = shared_city.cli("await", "--json", env=env)
     assert got.returncode == 10, got.stderr
     assert json.loads(got.stdout)["wait"] == wait
-    meta = city.bead(sid)["metadata"]
+    meta = shared_city.bead(sid)["metadata"]
     assert (meta["state"], meta["polecat.state"]) == (gc_state, "active")
-    assert city.bead(sid)["status"] == "open"
+    assert shared_city.bead(sid)["status"] == "open"
 
 
 @pytest.mark.parametrize("gc_state", ["asleep", "drained", "archived"])
-def test_a_gc_session_gc_put_to_sleep_cannot_submit(city: City, gc_state: str) -> None:
-    sid = city.gcs(gc_state)
-    made = city.submit(city.work(sid), sid)
+def test_a_gc_session_gc_put_to_sleep_cannot_submit(shared_city: SharedCity, gc_state: str) -> None:
+    sid = shared_city.gcs(gc_state)
+    made = shared_city.submit(shared_city.work(sid), sid)
     assert made.returncode == 2 and "cannot submit" in made.stderr
     assert made.stderr.count("\n") == 1
 
 
 def test_through_its_provider_gc_sees_no_wait_of_ours_and_only_states_it_knows(
-    city: City,
+    shared_city: SharedCity,
 ) -> None:
     """gc's own read path: `exec-beads list-by-label` as gc's exec store calls it
     (internal/beads/exec/exec.go; GC_STORE_ROOT finds the store): under `gc:wait` none of our
     waits, under `gc:session` every session in a state of gc's `knownSessionStates`."""
-    ours, theirs = city.ours(), city.gcs("awake")
+    ours, theirs = shared_city.ours(), shared_city.gcs("awake")
     for sid in (ours, theirs):
-        assert city.submit(city.work(sid), sid).returncode == 0
+        assert shared_city.submit(shared_city.work(sid), sid).returncode == 0
 
     def listed(label: str) -> list[dict[str, Any]]:
-        env = {"GC_STORE_ROOT": str(city.root), "GC_STORE_SCOPE": "city", "GC_POLECAT_REPO": ""}
-        proc = run_cli("exec-beads", "list-by-label", label, env=env, cwd=city.root.parent)
+        env = {
+            "GC_STORE_ROOT": str(shared_city.root),
+            "GC_STORE_SCOPE": "city",
+            "GC_POLECAT_REPO": "",
+        }
+        proc = run_cli("exec-beads", "list-by-label", label, env=env, cwd=shared_city.root.parent)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
@@ -367,126 +376,128 @@ def test_through_its_provider_gc_sees_no_wait_of_ours_and_only_states_it_knows(
     assert set(found.values()) <= GC_KNOWN_SESSION_STATES
 
 
-def test_stopping_a_gc_session_is_ours_only_and_lasts_one_incarnation(city: City) -> None:
+def test_stopping_a_gc_session_is_ours_only_and_lasts_one_incarnation(
+    shared_city: SharedCity,
+) -> None:
     """`session stop` on gc's session: its wait canceled, its work to the pool, but its bead
     stays open in gc's state (gc stops its runtime, not us). Stopped for us until gc starts it
     again: at the next `continuation_epoch` it submits again."""
-    sid = city.gcs("awake")
-    work = city.work(sid)
-    _sub, wait = submitted_ids(city.submit(work, sid).stdout)
-    stopped = city.cli("session", "stop", sid)
+    sid = shared_city.gcs("awake")
+    work = shared_city.work(sid)
+    _sub, wait = submitted_ids(shared_city.submit(work, sid).stdout)
+    stopped = shared_city.cli("session", "stop", sid)
     assert stopped.returncode == 0, stopped.stderr
-    bead = city.bead(sid)
+    bead = shared_city.bead(sid)
     assert (bead["status"], bead["metadata"]["state"]) == ("open", "awake")
     assert bead["metadata"]["polecat.state"] == "stopped"
-    assert waits.state(city.bead(wait)) == "canceled"
-    other = city.work(sid)
-    refused = city.submit(other, sid)
+    assert waits.state(shared_city.bead(wait)) == "canceled"
+    other = shared_city.work(sid)
+    refused = shared_city.submit(other, sid)
     assert refused.returncode == 2 and "stopped" in refused.stderr
-    with city.store.transaction() as tx:  # gc restarts it (a new continuation)
+    with shared_city.store.transaction() as tx:  # gc restarts it (a new continuation)
         s = tx.require(sid)
         tx.update(sid, {"metadata": {**s["metadata"], "continuation_epoch": "2"}})
-    again = city.submit(other, sid, epoch="2")
+    again = shared_city.submit(other, sid, epoch="2")
     assert again.returncode == 0, again.stderr
 
 
-def test_our_sessions_only_ever_show_gc_states_it_knows(city: City) -> None:
+def test_our_sessions_only_ever_show_gc_states_it_knows(shared_city: SharedCity) -> None:
     """Through submit, verdict, await, and the controller finding the process gone, the
     bead's `state` is one of gc's known states; our own is in `polecat.state`."""
-    sid = city.ours()
+    sid = shared_city.ours()
 
     def states() -> tuple[str, str]:
-        meta = city.bead(sid)["metadata"]
+        meta = shared_city.bead(sid)["metadata"]
         assert meta["state"] in GC_KNOWN_SESSION_STATES, meta["state"]
         return meta["state"], meta["polecat.state"]
 
     assert states() == ("active", "active")
-    sub, wait = submitted_ids(city.submit(city.work(sid), sid).stdout)
+    sub, wait = submitted_ids(shared_city.submit(shared_city.work(sid), sid).stdout)
     assert states() == ("active", "awaiting_verdict")
-    city.cli("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "red")
+    shared_city.cli("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "red")
     assert states() == ("active", "active")
-    city.submit(city.bead(sub)["metadata"]["work"], sid)
+    shared_city.submit(shared_city.bead(sub)["metadata"]["work"], sid)
     assert states() == ("active", "awaiting_verdict")
-    city.proc.kill()
-    city.proc.wait()
-    done = city.cli("controller", "run", "--once")
+    shared_city.proc.kill()
+    shared_city.proc.wait()
+    done = shared_city.cli("controller", "run", "--once")
     assert done.returncode == 0, done.stderr
     assert states() == ("stopped", "dead")
-    assert json.loads(city.cli("session", "show", sid, "--json").stdout)["state"] == "dead"
+    assert json.loads(shared_city.cli("session", "show", sid, "--json").stdout)["state"] == "dead"
 
 
-def test_a_session_bead_in_the_old_shape_reads_as_before(city: City) -> None:
+def test_a_session_bead_in_the_old_shape_reads_as_before(shared_city: SharedCity) -> None:
     """Written before `polecat.state`: our states in `state` itself. Read as they were; the
     next change writes gc's name there and ours under `polecat.state`."""
-    sid = city.ours()
-    with city.store.transaction() as tx:
+    sid = shared_city.ours()
+    with shared_city.store.transaction() as tx:
         s = tx.require(sid)
         meta = {k: v for k, v in s["metadata"].items() if k != "polecat.state"}
         tx.update(sid, {"metadata": {**meta, "state": "awaiting_verdict"}})
-    assert sessions.get(city.store, sid).state == "awaiting_verdict"
-    with city.store.transaction() as tx:
+    assert sessions.get(shared_city.store, sid).state == "awaiting_verdict"
+    with shared_city.store.transaction() as tx:
         sessions.set_state(tx, sessions.get(tx, sid), "active")
-    meta = city.bead(sid)["metadata"]
+    meta = shared_city.bead(sid)["metadata"]
     assert (meta["state"], meta["polecat.state"]) == ("active", "active")
 
 
 # --- `wait` commands, as gc's `gc wait` (cmd/gc/cmd_wait.go) --------------------------------
 
 
-def test_wait_ready_and_cancel_follow_gc_wait(city: City) -> None:
+def test_wait_ready_and_cancel_follow_gc_wait(shared_city: SharedCity) -> None:
     """`ready` on a ready wait readies it again (exit 0); `ready` on a delivered wait makes a
     retry that starts `ready` at the session's current epoch, attempt 2; `cancel` on a closed
     wait exits 0 and writes nothing; `cancel` records why in `last_error`."""
-    sid = city.ours()
-    sub, wait = submitted_ids(city.submit(city.work(sid), sid).stdout)
-    city.cli("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "red")
-    before = city.bead(wait)["metadata"]["ready_at"]
-    again = city.cli("wait", "ready", wait)
+    sid = shared_city.ours()
+    sub, wait = submitted_ids(shared_city.submit(shared_city.work(sid), sid).stdout)
+    shared_city.cli("verdict", sub, "--fix-needed", "--type", "tests", "--reason", "red")
+    before = shared_city.bead(wait)["metadata"]["ready_at"]
+    again = shared_city.cli("wait", "ready", wait)
     assert again.returncode == 0, again.stderr
-    assert waits.state(city.bead(wait)) == "ready"
-    assert city.bead(wait)["metadata"]["ready_at"] >= before
+    assert waits.state(shared_city.bead(wait)) == "ready"
+    assert shared_city.bead(wait)["metadata"]["ready_at"] >= before
     env = {"GC_SESSION_ID": sid, "GC_CONTINUATION_EPOCH": "1"}
-    assert city.cli("await", wait, env=env).returncode == 10
-    with city.store.transaction() as tx:  # a later incarnation of the same session
+    assert shared_city.cli("await", wait, env=env).returncode == 10
+    with shared_city.store.transaction() as tx:  # a later incarnation of the same session
         s = tx.require(sid)
         tx.update(sid, {"metadata": {**s["metadata"], "continuation_epoch": "2"}})
-    retried = city.cli("wait", "ready", wait)
+    retried = shared_city.cli("wait", "ready", wait)
     assert retried.returncode == 0, retried.stderr
     new = retried.stdout.split()[2]
-    meta = city.bead(new)["metadata"]
+    meta = shared_city.bead(new)["metadata"]
     got = (meta["state"], meta["delivery_attempt"], meta["registered_epoch"])
     assert got == ("ready", "2", "2")
     assert meta["retried_from_wait"] == wait and "delivered_to" not in meta
-    assert "polecat:wait" in city.bead(new)["labels"]
+    assert "polecat:wait" in shared_city.bead(new)["labels"]
     env2 = {"GC_SESSION_ID": sid, "GC_CONTINUATION_EPOCH": "2"}
-    assert city.cli("await", new, env=env2).returncode == 10  # re-delivered to the later one
-    head = city.head()
-    closed = city.cli("wait", "cancel", wait)
+    assert shared_city.cli("await", new, env=env2).returncode == 10  # re-delivered to the later one
+    head = shared_city.head()
+    closed = shared_city.cli("wait", "cancel", wait)
     assert closed.returncode == 0 and "already closed" in closed.stdout
-    assert city.head() == head and waits.state(city.bead(wait)) == "closed"
+    assert shared_city.head() == head and waits.state(shared_city.bead(wait)) == "closed"
 
 
-def test_a_canceled_wait_without_a_verdict_retries_pending(city: City) -> None:
+def test_a_canceled_wait_without_a_verdict_retries_pending(shared_city: SharedCity) -> None:
     """Our one difference from gc's retry: without a verdict to hand over, `ready` would be a
     promise we cannot keep (`await` would end 20), so the retry waits for it: `pending`."""
-    sid = city.ours()
-    _sub, wait = submitted_ids(city.submit(city.work(sid), sid).stdout)
-    canceled = city.cli("wait", "cancel", wait, "--reason", "operator")
+    sid = shared_city.ours()
+    _sub, wait = submitted_ids(shared_city.submit(shared_city.work(sid), sid).stdout)
+    canceled = shared_city.cli("wait", "cancel", wait, "--reason", "operator")
     assert canceled.returncode == 0, canceled.stderr
-    meta = city.bead(wait)["metadata"]
+    meta = shared_city.bead(wait)["metadata"]
     assert meta["last_error"] == "operator" and "reason" not in meta
-    retried = city.cli("wait", "ready", wait)
+    retried = shared_city.cli("wait", "ready", wait)
     assert retried.returncode == 0, retried.stderr
     new = retried.stdout.split()[2]
-    assert waits.state(city.bead(new)) == "pending"
-    assert "last_error" not in city.bead(new)["metadata"]
+    assert waits.state(shared_city.bead(new)) == "pending"
+    assert "last_error" not in shared_city.bead(new)["metadata"]
 
 
-def test_wait_commands_refuse_a_bead_that_is_not_a_wait(city: City) -> None:
-    with city.store.transaction() as tx:
+def test_wait_commands_refuse_a_bead_that_is_not_a_wait(shared_city: SharedCity) -> None:
+    with shared_city.store.transaction() as tx:
         task = tx.create({"title": "not a wait", "labels": ["polecat:wait"]})["id"]
-    head = city.head()
+    head = shared_city.head()
     for verb in ("ready", "cancel"):
-        out = city.cli("wait", verb, task)
+        out = shared_city.cli("wait", verb, task)
         assert out.returncode == 2 and "not a wait" in out.stderr and "Traceback" not in out.stderr
-    assert city.head() == head
+    assert shared_city.head() == head

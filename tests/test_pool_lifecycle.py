@@ -40,7 +40,7 @@ from .conftest import ROOT, assert_clean, code_origin, configure, git, wait_for
 AGENT = ROOT / "tests" / "polecat_agent.sh"
 
 
-class City:
+class PoolCity:
     """A bare origin, the code clone the sandboxes hang off, and the beads repository."""
 
     def __init__(self, repo: Path, tmp: Path) -> None:
@@ -159,11 +159,11 @@ def _running(pid: int) -> bool:
 
 
 @pytest.fixture
-def city(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[City]:
+def pool_city(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PoolCity]:
     monkeypatch.setenv("GC_TEST_PYTHON", sys.executable)
     monkeypatch.setenv("EVIDENCE", str(tmp_path / "evidence"))
     monkeypatch.setenv("GC_POLECAT_TMUX_SOCKET", str(tmp_path / "tmux.sock"))
-    c = City(repo, tmp_path)
+    c = PoolCity(repo, tmp_path)
     yield c
     for sid, (pid, _open) in c.session_pids().items():
         s = sessions.get(c.store, sid)
@@ -173,186 +173,196 @@ def city(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     subprocess.run(["tmux", "-S", str(tmp_path / "tmux.sock"), "kill-server"], capture_output=True)
 
 
-def _drain_until_idle(city: City, rounds: int = 150) -> None:
+def _drain_until_idle(pool_city: PoolCity, rounds: int = 150) -> None:
     """Controller passes until the pool has nothing left to do."""
     for _ in range(rounds):
-        done = controller_pass(city.store, city.providers)
-        if not done and not city.open_beads(cleanup.CLEANUP_LABEL):
+        done = controller_pass(pool_city.store, pool_city.providers)
+        if not done and not pool_city.open_beads(cleanup.CLEANUP_LABEL):
             return
         time.sleep(0.1)
-    raise AssertionError(f"pool never settled: {done}\n" + city.describe([]))
+    raise AssertionError(f"pool never settled: {done}\n" + pool_city.describe([]))
 
 
 # --- point 7: the four named tests -------------------------------------------------------------
 
 
-def test_pool_shrink_keeps_three_waiters_and_drains_only_the_idle_session(city: City) -> None:
-    city.configure(max_active=4, min_active=4, max_waiting=3)
-    polecats_made = [p.name for p in _init(city, 4)]
+def test_pool_shrink_keeps_three_waiters_and_drains_only_the_idle_session(
+    pool_city: PoolCity,
+) -> None:
+    pool_city.configure(max_active=4, min_active=4, max_waiting=3)
+    polecats_made = [p.name for p in _init(pool_city, 4)]
     assert len(polecats_made) == 4
-    started = [a for a, out in reconcile(city.store, city.providers) if a.kind == "start"]
+    started = [a for a, out in reconcile(pool_city.store, pool_city.providers) if a.kind == "start"]
     assert len(started) == 4
-    works = [city.work(f"task {i}") for i in range(3)]
+    works = [pool_city.work(f"task {i}") for i in range(3)]
     for w in works:
-        done = sling(city.store, city.providers, w, "cats")
+        done = sling(pool_city.store, pool_city.providers, w, "cats")
         assert not done.started  # an idle live session took it: no new session
-    subs = [city.submission(w, 1) for w in works]
-    wait_for(lambda: len(city.pending_waits()) == 3, "three waiters")
-    waiters = {w["metadata"]["session_id"] for w in city.pending_waits()}
+    subs = [pool_city.submission(w, 1) for w in works]
+    wait_for(lambda: len(pool_city.pending_waits()) == 3, "three waiters")
+    waiters = {w["metadata"]["session_id"] for w in pool_city.pending_waits()}
 
-    city.configure(max_active=1, min_active=0, max_waiting=3)  # shrink while they wait
-    plan = reconcile(city.store, city.providers, dry_run=True)
+    pool_city.configure(max_active=1, min_active=0, max_waiting=3)  # shrink while they wait
+    plan = reconcile(pool_city.store, pool_city.providers, dry_run=True)
     assert [a.kind for a, _ in plan] == ["drain"]
     assert plan[0][0].target not in waiters
-    head = git(city.beads, "rev-parse", "HEAD")
-    assert git(city.beads, "rev-parse", "HEAD") == head  # the dry run wrote nothing
-    applied = reconcile(city.store, city.providers)
+    head = git(pool_city.beads, "rev-parse", "HEAD")
+    assert git(pool_city.beads, "rev-parse", "HEAD") == head  # the dry run wrote nothing
+    applied = reconcile(pool_city.store, pool_city.providers)
     assert [(a.kind, out) for a, out in applied] == [("drain", "drained")]
     for sid in waiters:
-        s = sessions.get(city.store, sid)
-        assert s.state == "awaiting_verdict" and sessions.is_alive(s, city.providers)
-    assert len(city.pending_waits()) == 3
-    assert reconcile(city.store, city.providers) == []  # pinned: a second pass does nothing
+        s = sessions.get(pool_city.store, sid)
+        assert s.state == "awaiting_verdict" and sessions.is_alive(s, pool_city.providers)
+    assert len(pool_city.pending_waits()) == 3
+    assert (
+        reconcile(pool_city.store, pool_city.providers) == []
+    )  # pinned: a second pass does nothing
 
     for sub in subs:
-        assert city.verdict(sub, "merged") == "closed"
-    wait_for(lambda: len([e for e in city.evidence_lines() if e[1] == "0"]) == 3, "3 merges")
-    wait_for(lambda: not city.open_beads(cleanup.CLEANUP_LABEL), "cleanups by the sessions")
-    for line in city.evidence_lines():  # each merge reached the session that submitted it
+        assert pool_city.verdict(sub, "merged") == "closed"
+    wait_for(lambda: len([e for e in pool_city.evidence_lines() if e[1] == "0"]) == 3, "3 merges")
+    wait_for(lambda: not pool_city.open_beads(cleanup.CLEANUP_LABEL), "cleanups by the sessions")
+    for line in pool_city.evidence_lines():  # each merge reached the session that submitted it
         assert line[3] in waiters
-    _drain_until_idle(city)
-    city.audit()
-    assert not [s for s in city.session_pids().values() if s[1]]  # idle sessions drained
+    _drain_until_idle(pool_city)
+    pool_city.audit()
+    assert not [s for s in pool_city.session_pids().values() if s[1]]  # idle sessions drained
 
 
-def test_waiting_maximum_releases_the_oldest_and_its_work_reaches_the_pool(city: City) -> None:
-    city.configure(max_active=3, max_waiting=2)
-    _init(city, 3)
-    first, second = city.work("first"), city.work("second")
-    sling(city.store, city.providers, first, "cats")
-    sub1 = city.submission(first, 1)
-    old_branch = city.bead(first)["metadata"]["branch"]
-    old_commit = city.bead(sub1)["metadata"]["commit"]
+def test_waiting_maximum_releases_the_oldest_and_its_work_reaches_the_pool(
+    pool_city: PoolCity,
+) -> None:
+    pool_city.configure(max_active=3, max_waiting=2)
+    _init(pool_city, 3)
+    first, second = pool_city.work("first"), pool_city.work("second")
+    sling(pool_city.store, pool_city.providers, first, "cats")
+    sub1 = pool_city.submission(first, 1)
+    old_branch = pool_city.bead(first)["metadata"]["branch"]
+    old_commit = pool_city.bead(sub1)["metadata"]["commit"]
     time.sleep(1.1)  # waits are ordered by creation time, to the second
-    sling(city.store, city.providers, second, "cats")
-    sub2 = city.submission(second, 1)
-    wait_for(lambda: len(city.pending_waits()) == 2, "two waiters")
-    first_polecat = city.bead(first)["metadata"]["gc.polecat"]
-    city.configure(max_active=3, max_waiting=1)  # lowered by hand below the waiters
+    sling(pool_city.store, pool_city.providers, second, "cats")
+    sub2 = pool_city.submission(second, 1)
+    wait_for(lambda: len(pool_city.pending_waits()) == 2, "two waiters")
+    first_polecat = pool_city.bead(first)["metadata"]["gc.polecat"]
+    pool_city.configure(max_active=3, max_waiting=1)  # lowered by hand below the waiters
 
-    done = reconcile(city.store, city.providers)
+    done = reconcile(pool_city.store, pool_city.providers)
     assert ("release", "released") in [(a.kind, out) for a, out in done]
-    released = city.bead(city.bead(first)["metadata"]["gc.wait"])
+    released = pool_city.bead(pool_city.bead(first)["metadata"]["gc.wait"])
     assert released["metadata"]["state"] == "canceled"
     assert released["metadata"]["last_error"] == "released-capacity"
-    work = city.bead(first)
+    work = pool_city.bead(first)
     assert work.get("assignee", "") == "" and work["metadata"]["gc.routed_to"] == "cats"
     assert work["metadata"]["gc.fallback_reason"] == "released-capacity"
-    assert [w["metadata"]["work"] for w in city.pending_waits()] == [second]  # newest kept
-    wait_for(lambda: any(e[:2] == [first, "20"] for e in city.evidence_lines()), "await 20")
-    sling_try = reconcile(city.store, city.providers)
+    assert [w["metadata"]["work"] for w in pool_city.pending_waits()] == [second]  # newest kept
+    wait_for(lambda: any(e[:2] == [first, "20"] for e in pool_city.evidence_lines()), "await 20")
+    sling_try = reconcile(pool_city.store, pool_city.providers)
     assert "sling" not in [a.kind for a, _ in sling_try]  # blocked by its open submission
-    city.configure(max_active=3, max_waiting=2)  # raised again: the resubmit below keeps both
+    pool_city.configure(max_active=3, max_waiting=2)  # raised again: the resubmit below keeps both
 
-    assert city.verdict(sub1, "fix_needed", "tests") == "pool"  # the late verdict finds it
-    assert city.bead(first)["metadata"]["rejection_reason"] == "tests failed"
-    _drain_until_idle(city)
-    wait_for(lambda: city.bead(first).get("assignee"), "the pool to sling it again")
+    assert pool_city.verdict(sub1, "fix_needed", "tests") == "pool"  # the late verdict finds it
+    assert pool_city.bead(first)["metadata"]["rejection_reason"] == "tests failed"
+    _drain_until_idle(pool_city)
+    wait_for(lambda: pool_city.bead(first).get("assignee"), "the pool to sling it again")
     # it went through the pool, and the pool preferred the identity that knew it (idle again)
-    assert "slung to polecat" in git(city.beads, "log", "-1", "--format=%s", "--grep", first)
-    assert city.bead(first)["metadata"]["gc.polecat"] == first_polecat
-    sub1b = city.submission(first, 2)
-    new_branch = city.bead(sub1b)["metadata"]["branch"]
+    assert "slung to polecat" in git(pool_city.beads, "log", "-1", "--format=%s", "--grep", first)
+    assert pool_city.bead(first)["metadata"]["gc.polecat"] == first_polecat
+    sub1b = pool_city.submission(first, 2)
+    new_branch = pool_city.bead(sub1b)["metadata"]["branch"]
     assert new_branch != old_branch
-    new_commit = city.bead(sub1b)["metadata"]["commit"]
-    git(city.code, "fetch", "-q", "origin")
-    git(city.code, "merge-base", "--is-ancestor", old_commit, new_commit)  # resumed, not redone
+    new_commit = pool_city.bead(sub1b)["metadata"]["commit"]
+    git(pool_city.code, "fetch", "-q", "origin")
+    git(
+        pool_city.code, "merge-base", "--is-ancestor", old_commit, new_commit
+    )  # resumed, not redone
     for sub in (sub1b, sub2):
-        city.verdict(sub, "merged")
-    wait_for(lambda: city.bead(first)["status"] == "closed", "first merged")
-    _drain_until_idle(city)
-    wait_for(lambda: not city.open_beads(cleanup.CLEANUP_LABEL), "cleanups")
-    city.audit()
+        pool_city.verdict(sub, "merged")
+    wait_for(lambda: pool_city.bead(first)["status"] == "closed", "first merged")
+    _drain_until_idle(pool_city)
+    wait_for(lambda: not pool_city.open_beads(cleanup.CLEANUP_LABEL), "cleanups")
+    pool_city.audit()
 
 
-def test_twenty_cycles_on_a_pool_of_three_leave_nothing_behind(city: City) -> None:
+def test_twenty_cycles_on_a_pool_of_three_leave_nothing_behind(pool_city: PoolCity) -> None:
     """Fixes (every 4th work), kills while waiting (every 5th), an ephemeral polecat beyond
     the two persistent ones; the refinery (this test) answers in random order."""
-    city.configure(max_active=3, max_waiting=3)
-    _init(city, 2)
-    works = [city.work(f"cycle {i}") for i in range(20)]
+    pool_city.configure(max_active=3, max_waiting=3)
+    _init(pool_city, 2)
+    works = [pool_city.work(f"cycle {i}") for i in range(20)]
     for w in works:
-        sling(city.store, city.providers, w, "cats")  # three assigned, the rest queued
+        sling(pool_city.store, pool_city.providers, w, "cats")  # three assigned, the rest queued
     plan = {
         w: ("fix" if i % 4 == 1 else "kill" if i % 5 == 2 else "merge") for i, w in enumerate(works)
     }
     handled: set[str] = set()
     killed: dict[str, str] = {}  # work -> the submission whose waiter was killed
     deadline = time.monotonic() + 120
-    while any(city.bead(w)["status"] != "closed" for w in works):
-        assert time.monotonic() < deadline, city.describe(works)
-        controller_pass(city.store, city.providers)
-        for sub in city.open_beads(SUBMISSION_LABEL):
+    while any(pool_city.bead(w)["status"] != "closed" for w in works):
+        assert time.monotonic() < deadline, pool_city.describe(works)
+        controller_pass(pool_city.store, pool_city.providers)
+        for sub in pool_city.open_beads(SUBMISSION_LABEL):
             if sub["id"] in handled:
                 continue
             meta = sub["metadata"]
             work, attempt = meta["work"], int(meta["attempt"])
             if plan[work] == "kill" and work not in killed:
-                if waits.state(city.bead(meta["wait"])) != "pending":
+                if waits.state(pool_city.bead(meta["wait"])) != "pending":
                     continue
-                s = sessions.get(city.store, meta["session"])
+                s = sessions.get(pool_city.store, meta["session"])
                 os.killpg(int(s.handle["pgid"]), signal.SIGKILL)
                 killed[work] = sub["id"]
                 continue  # the controller must notice; the verdict comes later
             if killed.get(work) == sub["id"]:
-                if waits.state(city.bead(meta["wait"])) == "pending":
+                if waits.state(pool_city.bead(meta["wait"])) == "pending":
                     continue  # not yet noticed
-                assert city.verdict(sub["id"], "fix_needed", "tests") == "pool"
+                assert pool_city.verdict(sub["id"], "fix_needed", "tests") == "pool"
             elif plan[work] == "fix" and attempt == 1:
-                assert city.verdict(sub["id"], "fix_needed", "tests") == "session"
+                assert pool_city.verdict(sub["id"], "fix_needed", "tests") == "session"
             else:
-                assert city.verdict(sub["id"], "merged") == "closed"
+                assert pool_city.verdict(sub["id"], "merged") == "closed"
             handled.add(sub["id"])
         time.sleep(0.1)
-    _drain_until_idle(city)
-    city.audit()
+    _drain_until_idle(pool_city)
+    pool_city.audit()
     record = {c: 0 for c in polecats.COUNTERS}
-    for p in polecats.of_pool(city.store, "cats", include_retired=True):
+    for p in polecats.of_pool(pool_city.store, "cats", include_retired=True):
         for c in polecats.COUNTERS:
             record[c] += p.count(c)
     assert record["completed"] == 20
     assert len(killed) == list(plan.values()).count("kill") == 3  # works 2, 7, 12
     assert record["fallbacks"] >= len(killed)
     assert record["fix_cycles"] == list(plan.values()).count("fix") == 5  # 1, 5, 9, 13, 17
-    assert len(polecats.of_pool(city.store, "cats", include_retired=True)) > 2  # one ephemeral
+    assert len(polecats.of_pool(pool_city.store, "cats", include_retired=True)) > 2  # one ephemeral
 
 
-def test_reuse_is_branch_only_in_the_same_tmux_backed_worktree(city: City) -> None:
-    city.configure(provider="tmux", max_active=1)
-    (furiosa,) = _init(city, 1)
+def test_reuse_is_branch_only_in_the_same_tmux_backed_worktree(pool_city: PoolCity) -> None:
+    pool_city.configure(provider="tmux", max_active=1)
+    (furiosa,) = _init(pool_city, 1)
     tree = Path(furiosa.sandbox)
     inode = tree.stat().st_ino
     branches = []
     for title in ("one", "two"):
-        w = city.work(title)
-        done = sling(city.store, city.providers, w, "cats")
+        w = pool_city.work(title)
+        done = sling(pool_city.store, pool_city.providers, w, "cats")
         assert done.sandbox == str(tree) and done.name == furiosa.name
-        sub = city.submission(w, 1)
-        branches.append(city.bead(sub)["metadata"]["branch"])
-        assert sandbox.worktrees(city.code) == [tree.resolve()]  # no worktree add
+        sub = pool_city.submission(w, 1)
+        branches.append(pool_city.bead(sub)["metadata"]["branch"])
+        assert sandbox.worktrees(pool_city.code) == [tree.resolve()]  # no worktree add
         assert tree.stat().st_ino == inode
-        city.verdict(sub, "merged")
-        wait_for(lambda p=furiosa: city.polecat(p.name).state == "idle", "cleanup by the session")
+        pool_city.verdict(sub, "merged")
+        wait_for(
+            lambda p=furiosa: pool_city.polecat(p.name).state == "idle", "cleanup by the session"
+        )
     assert branches[0] != branches[1]
     assert all(b.startswith(f"polecat/{furiosa.name}/") for b in branches)
-    sessions_used = {e[3] for e in city.evidence_lines()}
+    sessions_used = {e[3] for e in pool_city.evidence_lines()}
     assert len(sessions_used) == 1  # the same tmux session took both assignments
-    s = sessions.get(city.store, sessions_used.pop())
-    assert s.provider == "tmux" and sessions.is_alive(s, city.providers)
-    city.audit()
+    s = sessions.get(pool_city.store, sessions_used.pop())
+    assert s.provider == "tmux" and sessions.is_alive(s, pool_city.providers)
+    pool_city.audit()
 
 
-def _init(city: City, size: int) -> list[polecats.Polecat]:
+def _init(pool_city: PoolCity, size: int) -> list[polecats.Polecat]:
     from gc_polecat.pool.status import init_pool
 
-    return init_pool(city.store, "cats", size)
+    return init_pool(pool_city.store, "cats", size)
