@@ -314,6 +314,26 @@ def test_gc_own_waits_stay_gc_own(shared_city: SharedCity) -> None:
     assert gc.touched == [(theirs, "canceled")]  # gc's epoch rule, on its own wait
 
 
+def test_stopping_a_session_leaves_gc_own_waits_alone(shared_city: SharedCity) -> None:
+    """`session stop` ends our waits on the session (lifecycle/routing.py `stop_session`), never
+    a wait gc's `gc session wait` made on it (the shape of cmd/gc/cmd_wait.go, as above)."""
+    sid = shared_city.gcs("awake")
+    work = shared_city.work(sid)
+    _sub, ours = submitted_ids(shared_city.submit(work, sid).stdout)
+    with shared_city.store.transaction() as tx:
+        dep = tx.create({"title": "dep"})["id"]
+        meta = {"session_id": sid, "kind": "deps", "state": "pending", "dep_ids": dep,
+                "registered_epoch": "1", "created_by_session": sid}  # fmt: skip
+        labels = ["gc:wait", f"session:{sid}"]
+        theirs = tx.create({"title": "wait:gc", "issue_type": "gate", "description": "n",
+                            "labels": labels, "metadata": meta})["id"]  # fmt: skip
+    stopped = shared_city.cli("session", "stop", sid)
+    assert stopped.returncode == 0, stopped.stderr
+    assert waits.state(shared_city.bead(ours)) == "canceled"
+    left = shared_city.bead(theirs)
+    assert (left["status"], waits.state(left)) == ("open", "pending")
+
+
 # --- sessions -----------------------------------------------------------------------------
 
 

@@ -109,7 +109,9 @@ def hold_to_cap(tx: Transaction, pool: str, new_wait: Bead) -> list[str]:
     catalog.refresh()  # at this transaction's base: the write lock is held
     pending = [new_wait]
     for listed in waits.list_waits(catalog, pool=pool):
-        if listed["id"] == new_wait["id"] or waits.state(listed) != "pending":
+        if listed["id"] == new_wait["id"] or not waits.is_wait(listed):
+            continue
+        if waits.state(listed) != "pending":
             continue
         wait = tx.get(listed["id"]) if tx.changed(listed["id"]) else listed
         if wait is not None and waits.state(wait) == "pending":
@@ -172,7 +174,8 @@ def stop_session(
     target = sessions.get(store, session_id)
     why = "" if target.gc_owned else sessions.stop_process(store, target, providers)
     store.catalog.refresh()
-    mine = waits.list_waits(store.catalog, session_id=session_id, open_only=True)
+    found = waits.list_waits(store.catalog, session_id=session_id, open_only=True)
+    mine = [w for w in found if waits.is_wait(w)]  # never a wait gc made (`gc session wait`)
     with store.transaction(f"{session_id}: stopped ({reason})") as tx:
         for wait in mine:
             current = tx.require(wait["id"])
