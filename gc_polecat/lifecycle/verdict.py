@@ -254,8 +254,8 @@ def _live_waiter(
     wait: Bead | None, session: sessions.Session | None, providers: Mapping[str, SessionProvider]
 ) -> bool:
     """A waiter that can take the work back: pending wait, same epoch, process alive."""
-    if wait is None or session is None:
-        return False
+    if wait is None or session is None or not waits.is_wait(wait):
+        return False  # a bead edited into something else at the wait's ID: nobody waits
     view = waits.Wait.of(wait)
     if view.state != "pending" or str(session.epoch) != view.registered_epoch:
         return False
