@@ -43,12 +43,17 @@ DEFAULT_PLUGINS = (
     "gc_polecat.builtin.refinery_commands",
     "gc_polecat.builtin.timeline_command",
     "gc_polecat.builtin.wake_plugin",
+    "gc_polecat.builtin.settings_sections",
 )
+SETTINGS_PLUGINS = ("gc_polecat.builtin.settings_sections",)
 
 _pm: pluggy.PluginManager | None = None
+_settings_pm: pluggy.PluginManager | None = None
 
 
-def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
+def make_plugin_manager(
+    load_entrypoints: bool = True, builtins: tuple[str, ...] = DEFAULT_PLUGINS
+) -> pluggy.PluginManager:
     """A fresh manager with the built-ins and (optionally) installed plugins registered."""
     import pluggy  # lazy: start-up
 
@@ -56,7 +61,7 @@ def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
 
     pm = pluggy.PluginManager("gc_polecat")
     pm.add_hookspecs(hookspecs)
-    for name in DEFAULT_PLUGINS:
+    for name in builtins:
         pm.register(importlib.import_module(name), name=name)
     if load_entrypoints:
         _load_entrypoints(pm)
@@ -90,6 +95,18 @@ def get_plugin_manager() -> pluggy.PluginManager:
     if _pm is None:
         _pm = make_plugin_manager()
     return _pm
+
+
+def settings_plugin_manager() -> pluggy.PluginManager:
+    """What reading the settings needs: the process-wide manager once it exists, else one with
+    the built-in sections and the installed plugins (which may own sections) but not the
+    command modules, so a command that only reads (exec-beads) loads no click."""
+    global _settings_pm
+    if _pm is not None:
+        return _pm
+    if _settings_pm is None:
+        _settings_pm = make_plugin_manager(builtins=SETTINGS_PLUGINS)
+    return _settings_pm
 
 
 # What the observers are being told about, for the warning an isolated observer prints.

@@ -341,6 +341,7 @@ BUILTIN_COMMANDS: dict[str, set[str]] = {
     "gc_polecat.builtin.refinery_commands": {"refinery"},
     "gc_polecat.builtin.timeline_command": {"timeline"},
     "gc_polecat.builtin.wake_plugin": set(),  # an observer only: wakes waiting sessions
+    "gc_polecat.builtin.settings_sections": set(),  # the pools and refinery settings sections
 }
 
 

@@ -367,3 +367,30 @@ def test_fast_show_imports_neither_click_nor_pluggy_nor_the_metadata_scan(
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
     assert runs[-1].stdout.startswith(f"{bead_id}  [task]"), runs[-1].stdout
     assert runs[-1].stdout.endswith("\n[]\n"), runs[-1].stdout
+
+
+def test_a_cold_exec_read_of_a_configured_repository_loads_no_click(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """gc spawns `exec-beads` per store call: reading the settings (here with a pool and a
+    refinery section, which their plugin parses) must not load the command line
+    (plugins.settings_plugin_manager), and a bad pool value is still refused."""
+    settings = repo / ".beads" / "config.yaml"
+    settings.write_text(
+        settings.read_text() + "pools:\n  p:\n    max_active: 2\nrefinery:\n  push_retries: 2\n"
+    )
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['gc-polecat', 'exec-beads', 'ready']\n"
+        "try:\n    runpy.run_module('gc_polecat', run_name='__main__')\n"
+        "except SystemExit as exc:\n    print('exit', exc.code)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('click', 'gc_polecat.cli',\n"
+        "      'gc_polecat.builtin.pool_commands', 'gc_polecat.pool.config'))))\n"
+    )
+    env = {**os.environ, "GC_POLECAT_REPO": str(repo), "XDG_CACHE_HOME": str(tmp_path / "c")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == ["exit 0", "['gc_polecat.pool.config']"], done.stdout
+    settings.write_text(settings.read_text().replace("max_active: 2", "max_active: -1"))
+    bad = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert "max_active" in bad.stderr and "exit 1" in bad.stdout, (bad.stdout, bad.stderr)

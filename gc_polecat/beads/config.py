@@ -72,11 +72,11 @@ SectionParser = Callable[[Any, str], Any]  # (raw value or None, where) -> the p
 
 def registered_sections(pm: Any = None) -> dict[str, SectionParser]:
     """The settings sections plugins own ({name: parser}), from `gc_polecat_settings_sections`
-    of `pm` (the process's plugin manager when None); a name claimed twice is an error."""
+    of `pm` (`plugins.settings_plugin_manager()` when None); a name claimed twice is an error."""
     if pm is None:
-        from gc_polecat.plugins import get_plugin_manager  # lazy: start-up (pluggy, plugins)
+        from gc_polecat.plugins import settings_plugin_manager  # lazy: start-up (pluggy)
 
-        pm = get_plugin_manager()
+        pm = settings_plugin_manager()
     sections: dict[str, SectionParser] = {}
     for found in pm.hook.gc_polecat_settings_sections():
         for name, parse in found.items():

@@ -237,7 +237,7 @@ class Store:
         except OSError:
             stamp = None
         if self._config is None or self._config_stamp != stamp:
-            self._config = load_config(path, registered_sections(self.pm))
+            self._config = load_config(path, registered_sections(self._pm))
             self._config_stamp = stamp
         return self._config
 
@@ -245,7 +245,7 @@ class Store:
     def prefix(self) -> str:
         """The ID prefix of new beads: the settings file's `prefix`, by the same parser."""
         if self._prefix is None:
-            self._prefix = load_prefix(self.settings_path(), registered_sections(self.pm))
+            self._prefix = load_prefix(self.settings_path(), registered_sections(self._pm))
         return self._prefix
 
     @property

@@ -258,18 +258,6 @@ def gc_polecat_register_commands(cli: click.Group) -> None:
         cli.add_command(command)
 
 
-def _parse_pools(raw: Any, where: str) -> Any:
-    from gc_polecat.pool.config import parse_pools  # lazy: start-up (read with the settings)
-
-    return parse_pools(raw, where)
-
-
-@hookimpl
-def gc_polecat_settings_sections() -> dict[str, Any]:
-    """The `pools` section of the settings file, parsed by pool/config.py."""
-    return {"pools": _parse_pools}
-
-
 @hookimpl
 def gc_polecat_controller_pass(store: Any, providers: Any) -> list[tuple[str, str]]:
     """Each controller pass brings every configured pool to its desired state."""

@@ -75,15 +75,3 @@ def refinery_process(app: AppContext, once: bool, interval: float, clone: str | 
 @hookimpl
 def gc_polecat_register_commands(cli: click.Group) -> None:
     cli.add_command(refinery_group)
-
-
-def _parse_refinery(raw: object, where: str) -> object:
-    from gc_polecat.refinery.config import parse_refinery  # lazy: start-up (read with settings)
-
-    return parse_refinery(raw, f"{where} ")
-
-
-@hookimpl
-def gc_polecat_settings_sections() -> dict[str, object]:
-    """The `refinery` section of the settings file, parsed by refinery/config.py."""
-    return {"refinery": _parse_refinery}
