@@ -141,6 +141,11 @@ def ready_statuses(config: dict[str, Any]) -> frozenset[str]:
     return frozenset(("open", *(name for name, category in custom if category == "active")))
 
 
+def metadata(bead: Bead) -> dict[str, str]:
+    """A copy of the bead's metadata, to read or to change and write back."""
+    return dict(bead.get("metadata", {}))
+
+
 def meta_int(bead: Bead, key: str, default: int) -> int:
     """A whole number kept in string metadata (attempts, epochs, counters). A malformed value
     (a hand edit) is bad input naming the bead and key, not an internal error."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gc_polecat.beads.bead import metadata
 from gc_polecat.errors import BadInput, NotFound
 from gc_polecat.lifecycle import cleanup, keys
 from gc_polecat.lifecycle import session as sessions
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from gc_polecat.lifecycle.providers import SessionProvider
 
 ESCALATED_LABEL = "gc:escalated"
-
-
-def _meta(bead: Bead) -> dict[str, str]:
-    return dict(bead.get("metadata", {}))
 
 
 def find_session(tx: Transaction, session_id: str) -> sessions.Session | None:
@@ -136,12 +133,12 @@ def route_after_verdict(
 ) -> None:
     """Where the work goes with its verdict: closed (merged), escalated (blocked, unassigned),
     back to the pool with its resume fields, or kept by the session (in progress)."""
-    meta = _meta(work)
+    meta = metadata(work)
     meta[keys.VERDICT] = verdict["id"]
     deps = [d for d in work.get("dependencies", []) if d["depends_on_id"] != sub["id"]]
     changes: Bead = {"dependencies": deps, "metadata": meta}
     if routed == "closed":
-        meta.update({"merge_result": "merged", "merged_target": _meta(sub).get("target", "")})
+        meta.update({"merge_result": "merged", "merged_target": metadata(sub).get("target", "")})
         if merge_commit:
             meta["merged_sha"] = merge_commit
         changes.update({"status": "closed", "close_reason": "merged"})
@@ -150,15 +147,15 @@ def route_after_verdict(
             {
                 "rejection_reason": reason,
                 keys.FAILURE_TYPE: failure_type or "",
-                keys.FAILED_COMMIT: _meta(sub).get("commit", ""),
+                keys.FAILED_COMMIT: metadata(sub).get("commit", ""),
             }
         )
         if routed == "escalated":
             labels = [*work.get("labels", []), ESCALATED_LABEL]
-            meta[keys.ESCALATED] = f"attempt cap reached at attempt {_meta(sub).get('attempt')}"
+            meta[keys.ESCALATED] = f"attempt cap reached at attempt {metadata(sub).get('attempt')}"
             changes.update({"status": "blocked", "assignee": "", "labels": labels})
         elif routed == "pool":
-            changes.update(pool_fields(work, meta, _meta(sub).get("pool", "")))
+            changes.update(pool_fields(work, meta, metadata(sub).get("pool", "")))
         else:
             changes["status"] = "in_progress"
     tx.update(work["id"], changes)

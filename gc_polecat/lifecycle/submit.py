@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gc_polecat.beads.bead import Bead, meta_int
+from gc_polecat.beads.bead import Bead, meta_int, metadata
 from gc_polecat.beads.ids import check_ref, check_sha
 from gc_polecat.errors import BadInput
 from gc_polecat.lifecycle import keys, routing
@@ -71,13 +71,9 @@ class Submitted:
     attempt: int
 
 
-def _meta(bead: Bead) -> dict[str, str]:
-    return dict(bead.get("metadata", {}))
-
-
 def open_submission(tx: Transaction, work: Bead) -> Bead | None:
     """The work's current submission if it is still waiting for a verdict."""
-    sid = _meta(work).get(keys.SUBMISSION)
+    sid = metadata(work).get(keys.SUBMISSION)
     if not sid:
         return None
     sub = tx.get(sid)
@@ -122,7 +118,7 @@ def submit(
     pending = open_submission(tx, work)
     if pending is not None:
         raise BadInput(f"{work_id} already has an open submission {pending['id']}")
-    meta = _meta(work)
+    meta = metadata(work)
     attempt = meta_int(work, keys.ATTEMPT, 0) + 1
     cap = tx.store.config()["max_attempts"]
     if attempt > cap:
@@ -133,8 +129,8 @@ def submit(
     if (
         previous is not None
         and waits.state(previous) == "ready"
-        and _meta(previous).get("session_id") == session.id
-        and _meta(previous).get("registered_epoch") == str(session.epoch)
+        and metadata(previous).get("session_id") == session.id
+        and metadata(previous).get("registered_epoch") == str(session.epoch)
     ):  # the fix-needed verdict it answers reached it (a nudge) without an `await`
         waits.deliver(tx, previous, f"{session.id} (resubmitted)")
     sub = tx.create(
@@ -156,7 +152,7 @@ def submit(
         }
     )
     wait = waits.create(tx, session, sub["id"], work_id, ttl, note)
-    sub = tx.update(sub["id"], {"metadata": {**_meta(sub), "wait": wait["id"]}})
+    sub = tx.update(sub["id"], {"metadata": {**metadata(sub), "wait": wait["id"]}})
     sessions.set_state(tx, session, "awaiting_verdict", work=work_id)
     polecat = polecats.of_session(tx, session.bead)
     if polecat is not None and polecat.work == work_id:

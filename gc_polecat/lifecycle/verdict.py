@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gc_polecat.beads.bead import Bead, meta_int
+from gc_polecat.beads.bead import Bead, meta_int, metadata
 from gc_polecat.beads.ids import check_sha
 from gc_polecat.errors import BadInput, NotFound
 from gc_polecat.lifecycle import cleanup, keys, routing
@@ -68,10 +68,6 @@ class Verdict:
                 + ("routed", "merge_commit")
             },
         )
-
-
-def _meta(bead: Bead) -> dict[str, str]:
-    return dict(bead.get("metadata", {}))
 
 
 @dataclass(frozen=True)
@@ -127,20 +123,20 @@ def record_verdict(
     sub = tx.get(submission_id)
     if sub is None or SUBMISSION_LABEL not in sub.get("labels", []):
         raise NotFound(f"no submission {submission_id}")
-    meta = _meta(sub)
+    meta = metadata(sub)
     if commit is not None and not meta.get("commit", "").startswith(commit):
         raise BadInput(f"{submission_id} submitted commit {meta.get('commit')}, not {commit}")
     if sub["status"] == "closed":
         return _repeat(tx, sub, outcome, failure_type, merge_commit)
     work = tx.require(meta["work"])
-    if _meta(work).get(keys.SUBMISSION) != submission_id:
+    if metadata(work).get(keys.SUBMISSION) != submission_id:
         raise BadInput(
             f"{submission_id} is a superseded attempt of {work['id']} "
-            f"(current: {_meta(work).get(keys.SUBMISSION) or 'none'})"
+            f"(current: {metadata(work).get(keys.SUBMISSION) or 'none'})"
         )
     submission = Submission.of(sub)
     wait = tx.get(submission.wait) if submission.wait else None
-    session = _maybe_session(tx, submission.session)
+    session = routing.find_session(tx, submission.session) if submission.session else None
     live = _live_waiter(wait, session, providers)
     attempt = meta_int(sub, "attempt", 1)
     cap = tx.store.config()["max_attempts"]
@@ -241,13 +237,6 @@ def _repeat(
             f" by {verdict.id}; a different verdict is refused"
         )
     return Judged(bead, verdict.routed, noop=True)
-
-
-def _maybe_session(tx: Transaction, session_id: str) -> sessions.Session | None:
-    try:
-        return sessions.get(tx, session_id) if session_id else None
-    except (NotFound, BadInput):
-        return None
 
 
 def _live_waiter(

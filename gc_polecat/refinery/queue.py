@@ -1,15 +1,6 @@
 """The refinery: a merge queue over a code repository that turns git work into verdicts.
 
-```yaml
-refinery:
-  repo: ../refinery        # the refinery's own clone of the shared origin
-  build: [make]            # argv of the build gate (optional; never run through a shell)
-  test: [make, test]       # argv of the test gate (optional)
-  build_timeout: 10m
-  test_timeout: 20m
-  claim_ttl: 15m           # a claim older than this is stale and may be taken over
-  push_retries: 3          # times to rebase and retry when the target moved under the push
-```
+Its settings (`refinery:` in the settings file) are refinery/config.py's.
 
 **Order.** Open submissions are taken by (work priority + retry penalty, age): the penalty is
 the attempt number minus one, so a first attempt at priority 2 goes before a third attempt at
