@@ -16,8 +16,8 @@ bd's and Gas City's keys are ignored so the file can be shared with them).
 
 Sections owned by other layers are parsed by the module that owns them, registered through the
 `gc_polecat_settings_sections` hook rather than imported here: `pools` (`gc_polecat/pool/
-config.py`, registered by builtin/pool_commands.py) and `refinery` (`gc_polecat/refinery/
-config.py`, by builtin/refinery_commands.py). A plugin may add its own section the same way.
+config.py`) and `refinery` (`gc_polecat/refinery/config.py`), both registered by
+builtin/settings_sections.py. A plugin may add its own section the same way.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The refinery's section of the settings file, parsed here and registered with the base
-settings parser through the `gc_polecat_settings_sections` hook (builtin/refinery_commands.py).
+settings parser through the `gc_polecat_settings_sections` hook (builtin/settings_sections.py).
 
 ```yaml
 refinery:
