@@ -54,6 +54,22 @@ LONGEST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Byte-compile the package once, as a regular (non-editable) install does, so each of the
+    suite's thousands of `python -m gc_polecat` processes reads cached bytecode instead of
+    compiling every module it imports. Without this, where PYTHONDONTWRITEBYTECODE is set (this
+    sandbox and its CI set it) a fresh clone never gets a cache: every CLI process compiled
+    40-140 modules, about half the suite's CPU time (docs/testing.md, "Time"). The cache goes
+    where Python puts it, `__pycache__/` beside each source (git-ignored); a stale entry is
+    recompiled, and Python checks each against its source's mtime on import anyway."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller compiled already
+        return
+    import compileall  # lazy: only the suite's controller needs it
+
+    for tree in ("gc_polecat", "tests"):
+        compileall.compile_dir(ROOT / tree, quiet=1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `-n N`, one long test at the head of each worker's share (see LONGEST)."""
     workers = getattr(config.option, "numprocesses", None)
