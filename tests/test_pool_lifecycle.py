@@ -229,6 +229,50 @@ def test_pool_shrink_keeps_three_waiters_and_drains_only_the_idle_session(
     assert not [s for s in pool_city.session_pids().values() if s[1]]  # idle sessions drained
 
 
+@pytest.mark.parametrize("gc_state", ["ready", "pending"])
+def test_a_drain_never_ends_a_wait_gc_made_for_the_session(
+    pool_city: PoolCity, gc_state: str
+) -> None:
+    """gc's own waits (`gc session wait`: a gate labelled `gc:wait` and `session:<id>`, no
+    `submission`) are gc's to end (Gas City: `internal/session/waits.go`, `IsWaitBead`,
+    `CancelWaits`, `IsWaitTerminalState`). Draining an idle session must neither cancel one
+    nor strand it: while it is open and not terminal, the session is not drained."""
+    pool_city.configure(max_active=1, min_active=1)
+    _init(pool_city, 1)
+    started = [a for a, _ in reconcile(pool_city.store, pool_city.providers) if a.kind == "start"]
+    assert len(started) == 1
+    (sid,) = pool_city.session_pids()
+    with pool_city.store.transaction() as tx:
+        gc_wait = tx.create(
+            {
+                "title": "gc session wait",
+                "issue_type": "gate",
+                "labels": [waits.LEGACY_WAIT_LABEL, waits.LEGACY_SESSION_LABEL_PREFIX + sid],
+                "metadata": {"session_id": sid, "state": gc_state, "kind": "deps"},
+            }
+        )
+    before = pool_city.bead(gc_wait["id"])
+
+    pool_city.configure(max_active=1, min_active=0)
+    assert [a.kind for a, _ in reconcile(pool_city.store, pool_city.providers, dry_run=True)] == [
+        "drain"
+    ]
+    applied = reconcile(pool_city.store, pool_city.providers)
+    assert [(a.kind, out) for a, out in applied] == [("drain", "skipped (no longer needed)")]
+    assert pool_city.bead(gc_wait["id"]) == before  # untouched: gc ends its own waits
+    s = sessions.get(pool_city.store, sid)
+    assert s.state in sessions.LIVE_STATES and sessions.is_alive(s, pool_city.providers)
+
+    with pool_city.store.transaction() as tx:  # gc ends its wait: now the session may go
+        tx.put({**tx.require(gc_wait["id"]), "status": "closed", "closed_at": waits.at()})
+    assert [(a.kind, out) for a, out in reconcile(pool_city.store, pool_city.providers)] == [
+        ("drain", "drained")
+    ]
+    assert pool_city.bead(gc_wait["id"])["metadata"]["state"] == gc_state  # still gc's word
+    _drain_until_idle(pool_city)
+    pool_city.audit()
+
+
 def test_waiting_maximum_releases_the_oldest_and_its_work_reaches_the_pool(
     pool_city: PoolCity,
 ) -> None:

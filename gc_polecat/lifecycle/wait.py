@@ -39,7 +39,7 @@ SESSION_LABEL_PREFIX = "polecat:session:"
 LEGACY_WAIT_LABEL = "gc:wait"
 LEGACY_SESSION_LABEL_PREFIX = "session:"
 STATES = ("pending", "ready", "closed", "canceled", "expired", "failed")
-TERMINAL = ("closed", "canceled", "expired", "failed")
+TERMINAL = ("closed", "canceled", "expired", "failed")  # gc: IsWaitTerminalState
 ENDED = ("canceled", "expired", "failed")  # terminal without a verdict: `await` exits 20
 # `await` exit statuses (PRODUCT.md)
 EXIT_MERGED, EXIT_FIX_NEEDED, EXIT_ENDED, EXIT_PENDING = 0, 10, 20, 30

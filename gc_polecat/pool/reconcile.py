@@ -307,6 +307,15 @@ def _sling(store: Store, work_id: str, cfg: PoolConfig, providers: Any) -> str |
     return None if done.queued else f"slung to {done.name} ({done.session})"
 
 
+def _pins(wait: Bead) -> bool:
+    """A wait that keeps its session from being drained: ours while pending; one of gc's own
+    (`gc session wait`, no `submission`) until gc ends it, since stopping the session would
+    strand it (Gas City: `internal/session/waits.go`, `IsWaitTerminalState`)."""
+    if waits.is_wait(wait):
+        return waits.state(wait) == "pending"
+    return waits.state(wait) not in waits.TERMINAL
+
+
 def _drain(store: Store, session_id: str, cfg: PoolConfig, providers: Any) -> str | None:
     """Stop an idle session; its polecat stays (identity and sandbox persist)."""
     s = sessions.get(store, session_id)
@@ -318,8 +327,9 @@ def _drain(store: Store, session_id: str, cfg: PoolConfig, providers: Any) -> st
 
     store.catalog.refresh()
     held = waits.list_waits(store.catalog, session_id=session_id, open_only=True)
-    if any(waits.state(w) == "pending" for w in held):
+    if any(_pins(w) for w in held):
         return None  # a waiter is pinned: never drained
+    held = [w for w in held if waits.is_wait(w)]  # gc's own waits are gc's to end
     sessions.stop_process(store, s, providers, grace=2.0)  # this machine's record only
     with store.transaction(f"pool {cfg.name}: {session_id} drained (idle)") as tx:
         current = sessions.get(tx, session_id)
