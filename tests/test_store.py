@@ -256,6 +256,43 @@ def test_catalog_is_derived_and_rebuildable(store: Store, repo: Path) -> None:
     assert len(again.catalog.list(Query())) == 5
 
 
+def test_a_busy_catalog_is_reported_not_removed(
+    store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a bad catalog file is removed and rebuilt. One that another process holds locked
+    past SQLite's busy timeout ("database is locked", an OperationalError) is sound: removing
+    it from under that process made every reader rebuild. It is reported as a conflict to
+    retry (exit 1, one line), and the file stays, with everything another process put in it."""
+    import sqlite3
+
+    from gc_polecat.beads import catalog
+    from gc_polecat.beads.catalog import Query
+    from gc_polecat.errors import Conflict
+
+    with store.transaction() as tx:
+        for i in range(3):
+            tx.create({"title": f"b{i}"})
+    path = repo / ".git" / "gc-polecat" / "catalog.sqlite"
+    inode = path.stat().st_ino
+    monkeypatch.setattr(catalog, "BUSY_TIMEOUT", 0.2)
+    reader = Store(repo)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("DELETE FROM meta WHERE key='commit'")  # the reader must catch up
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(Conflict, match="database is locked"):
+            reader.catalog.refresh()
+        assert path.stat().st_ino == inode  # neither removed nor replaced under `other`
+        other.execute("INSERT OR REPLACE INTO meta VALUES ('marker', 'kept')")
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    reader.catalog.refresh()  # the lock gone, the same file catches up
+    assert path.stat().st_ino == inode
+    assert reader.catalog.db.execute("SELECT value FROM meta WHERE key='marker'").fetchone()
+    assert len(reader.catalog.list(Query())) == 3
+
+
 def test_json_payload_is_bd_shape(store: Store) -> None:
     with store.transaction() as tx:
         b = tx.create(

@@ -22,7 +22,7 @@ from gc_polecat.beads import bead as beadmod
 from gc_polecat.beads import ids
 from gc_polecat.beads.canonical import load as load_bead
 from gc_polecat.beads.git import read_head
-from gc_polecat.errors import InvalidBead
+from gc_polecat.errors import Conflict, InvalidBead
 
 if TYPE_CHECKING:
     from gc_polecat.beads.store import Store, Transaction
@@ -44,6 +44,17 @@ CREATE TABLE IF NOT EXISTS labels (id TEXT NOT NULL, label TEXT NOT NULL, PRIMAR
 CREATE INDEX IF NOT EXISTS labels_label ON labels (label);
 CREATE TABLE IF NOT EXISTS bad (path TEXT PRIMARY KEY, error TEXT NOT NULL);
 """
+
+
+BUSY_TIMEOUT = 30.0  # seconds SQLite waits for another process's lock before "database is locked"
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether the catalog file itself is bad (not a database, corrupt, another schema), so
+    removing it and rebuilding from git is the cure. A busy lock or a failing disk
+    (OperationalError) is not: the file is sound, and removing it from under the processes
+    that have it open would only make each of them rebuild."""
+    return not isinstance(exc, sqlite3.OperationalError)
 
 
 def _prepare(db: sqlite3.Connection) -> None:
@@ -104,13 +115,13 @@ class Catalog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(2):
             try:
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=OFF")  # derived data: rebuilt if ever lost
                 _prepare(db)
                 return db
-            except sqlite3.DatabaseError:
-                if attempt:
+            except sqlite3.DatabaseError as exc:
+                if attempt or not _damaged(exc):
                     raise
                 with contextlib.suppress(Exception):
                     db.close()
@@ -174,7 +185,11 @@ class Catalog:
         store.recover_if_needed()
         try:
             self._refresh()
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise Conflict(
+                    f"the catalog could not be brought up to date ({exc}); retry"
+                ) from exc
             self.close()
             self._remove_files()
             self._refresh()
