@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from gc_polecat.beads.store import Store
 from gc_polecat.errors import BadInput, NotFound
 from gc_polecat.plugins import make_plugin_manager
 
-from .conftest import assert_clean, git
+from .conftest import ROOT, assert_clean, git
 
 
 def count_commits(repo: Path) -> int:
@@ -344,3 +346,47 @@ def test_a_stale_catalog_never_feeds_stale_content_into_a_write(store: Store, re
         tx.update(bid, {"priority": 0})
     after = store.get(bid)
     assert after["title"] == "edited by a person" and after["priority"] == 0
+
+
+_SHORT_WRITE = """
+import os, resource, signal, sys
+from pathlib import Path
+from gc_polecat.beads.git import atomic_write
+from gc_polecat.beads.gitindex import _atomic_write
+where = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit: a short write, then EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+for write in (lambda: atomic_write(where / "obj", b"x" * 10000, where / "tmp"),
+              lambda: _atomic_write(where / "index", b"y" * 10000)):
+    try:
+        write()
+    except OSError as exc:
+        print(exc.errno)
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_short_write_never_puts_a_short_file_in_place(tmp_path: Path, existing: bool) -> None:
+    """os.write may write less than asked (here a real file size limit, RLIMIT_FSIZE, as a full
+    disk does) and reports it only in its return value. An object or index file cut short must
+    never be renamed into place: the write fails, what was there stays, no temp file remains."""
+    import errno
+
+    where = tmp_path / "w"
+    where.mkdir()
+    if existing:
+        (where / "obj").write_bytes(b"old object")
+        (where / "index").write_bytes(b"old index")
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHORT_WRITE, str(where)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(errno.EFBIG)] * 2
+    if existing:
+        assert (where / "obj").read_bytes() == b"old object"
+        assert (where / "index").read_bytes() == b"old index"
+    else:
+        assert not (where / "obj").exists() and not (where / "index").exists()
+    leftovers = [p.name for p in where.rglob("*") if p.is_file()]
+    assert sorted(leftovers) == (["index", "obj"] if existing else [])

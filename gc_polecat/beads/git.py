@@ -400,6 +400,14 @@ def _pack_header(type_num: int, size: int) -> bytes:
     return bytes(out)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of data: os.write may write less than asked (a full disk, a file size limit)
+    and says so only in its return value; the next write then raises."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def atomic_write(
     path: Path | str,
     data: bytes,
@@ -417,10 +425,13 @@ def atomic_write(
     tmp = f"{tmp_dir}/{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
+        write_all(fd, data)
         os.fchmod(fd, mode)
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)  # a short file must never be renamed into place, nor left behind
+        raise
+    os.close(fd)
     if made is None or parent not in made:
         os.makedirs(parent, exist_ok=True)
     if made is not None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from gc_polecat.beads.git import write_all
 from gc_polecat.beads.locks import LockBusy, OwnLock
 from gc_polecat.errors import GcPolecatError
 
@@ -464,14 +465,6 @@ def _smudge(worktree: Path, path: bytes, e: _Entry) -> _Entry:
 # --- writing files -----------------------------------------------------------------------------
 
 
-def _write_fd(fd: int, data: bytes) -> None:
-    """Write all of data. No fsync, as git's default core.fsync does not sync the index either:
-    the rename makes the update atomic against process death, which is what we guarantee."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _atomic_write(path: Path, data: bytes) -> os.stat_result:
     """Write via a temp file + rename so readers and crashes only ever see whole files.
     Returns the stat of the file written, to recognise it later."""
@@ -480,10 +473,13 @@ def _atomic_write(path: Path, data: bytes) -> os.stat_result:
     tmp = tmp_dir / f"tmp-{os.getpid()}-{secrets.token_hex(4)}"
     fd = os.open(tmp, _CREATE, 0o644)
     try:
-        _write_fd(fd, data)
+        write_all(fd, data)  # no fsync: git's default core.fsync does not sync the index
         st = os.fstat(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        tmp.unlink()  # a short index must never be renamed into place, nor left behind
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     return st
 
