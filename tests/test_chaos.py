@@ -52,6 +52,7 @@ longer, with statistics. The tests after the chaos test pin down, one each, the 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import random
@@ -298,6 +299,7 @@ class ChaosCity:
         self.refinery = Refinery(self.store, self.providers, self.store.config()["refinery"])
         init_pool(self.store, POOL, 2)
         self.works: list[str] = []
+        self.last_pass_at = dt.datetime.now(dt.UTC)
         self.procs: list[Proc] = []  # CLI processes started
         self.log: list[str] = []  # what the current run did, for a failure message
         self.number = 0
@@ -616,6 +618,7 @@ class ChaosCity:
     def converge(self, limit: int = 40) -> int:
         """The restarted controller, with the refinery judging what is still open."""
         for n in range(1, limit + 1):
+            self.last_pass_at = dt.datetime.now(dt.UTC)  # the time the quiet pass judged by
             actions = controller_pass(self.store, self.providers)
             judged: list[Any] = []
             if self.open_beads(SUBMISSION_LABEL):
@@ -757,12 +760,12 @@ class ChaosCity:
     def finalizer_and_branch_leaks(self) -> list[str]:
         """After convergence a cleanup finalizer is open only while it is not due yet (a merge
         whose live session has `delivery_timeout` to clean up itself); a merged work item's
-        polecat branches, local or on origin, are gone once no finalizer for it is open."""
-        import datetime as dt
-
+        polecat branches, local or on origin, are gone once no finalizer for it is open.
+        "Due" is judged at the start of the last, quiet, controller pass: one that fell due
+        while these checks ran (slow under load) had no pass to run it yet."""
         problems, cleaning = [], set()
         grace = self.store.config()["delivery_timeout"]
-        now = dt.datetime.now(dt.UTC)
+        now = self.last_pass_at
         for fin in self.open_beads(cleanup.CLEANUP_LABEL):
             meta = fin["metadata"]
             cleaning.add(meta.get("work", ""))
