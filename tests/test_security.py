@@ -649,3 +649,103 @@ def test_nothing_gc_polecat_creates_is_world_writable(repo: Path, tmp_path: Path
     assert _world_writable(root) == []
     wake = Path(f"/tmp/gc-polecat-wake-{os.getuid()}")
     assert not wake.exists() or _world_writable(wake) == []
+
+
+# --- 10. a sandbox path from a bead is used only if it is the pool's ----------------------------
+
+
+class Victim:
+    """A clean git repository outside the city, on its branch `main`, with a branch `keep` of
+    its own: clean, so no uncommitted-changes check stands between it and a stray cleanup
+    (before the check, cleanup checked its base out there, detached)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        git(path.parent, "init", "-q", "-b", "main", str(path))
+        commit(path, "precious")
+        git(path, "branch", "keep")
+        self.before = self.state()
+
+    def state(self) -> tuple[str, ...]:
+        return (
+            git(self.path, "for-each-ref", "--format=%(refname) %(objectname)"),
+            git(self.path, "status", "--porcelain"),
+            git(self.path, "worktree", "list", "--porcelain"),
+            git(self.path, "config", "--local", "--list"),
+            (self.path / "precious").read_text(),
+        )
+
+
+@pytest.fixture
+def pool_repo(repo: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A beads repository with a pool `cats` over a code clone; (code clone, sandbox root)."""
+    origin, code = tmp_path / "origin.git", tmp_path / "code"
+    code_origin(origin, code)
+    configure(
+        repo,
+        f"pools:\n  cats:\n    max_active: 1\n    repo: {code}\n    provider: process\n"
+        "    command: [sleep, '60']\n",
+    )
+    return code, tmp_path / "polecats" / "cats"
+
+
+@pytest.mark.parametrize("forged", ["sandbox", "repo", "link", "parent", "name"])
+def test_a_forged_finalizer_never_runs_git_outside_the_pools_sandboxes(
+    repo: Path, pool_repo: tuple[Path, Path], tmp_path: Path, forged: str
+) -> None:
+    """A finalizer's `sandbox` and `repo` are bead content (a synced commit, a bd edit, an
+    agent): cleanup runs git in them (push, reset, branch -D, worktree remove). Each must be
+    the pool's own (pool/config.py `sandbox_path`, lifecycle/cleanup.py `_places`), or the
+    cleanup fails with one recorded line and the other repository is untouched."""
+    from gc_polecat.lifecycle import cleanup
+
+    code, root = pool_repo
+    victim = Victim(tmp_path / "victim")
+    root.mkdir(parents=True)
+    box = {
+        "sandbox": str(victim.path),
+        "repo": str(root / "cats-1"),
+        "link": str(root / "cats-1"),
+        "parent": str(root / "cats-1" / ".." / ".." / ".." / "victim"),
+        "name": str(root.parent / "victim"),
+    }[forged]
+    if forged == "link":
+        (root / "cats-1").symlink_to(victim.path)
+    meta = {"pool": "cats", "sandbox": box, "repo": str(code), "reason": "released",
+            "target": "main", "retire": "1"}  # fmt: skip
+    if forged == "repo":
+        meta["repo"] = str(victim.path)
+    store = Store(repo)
+    with store.transaction() as tx:
+        fin = tx.create(
+            {"title": "cleanup", "labels": [cleanup.CLEANUP_LABEL, "pool:cats"], "metadata": meta}
+        )
+    head = git(repo, "rev-parse", "HEAD")
+    out = cleanup.run(store, fin["id"])
+    assert out.result == "failed"
+    assert ("is not pools.cats.repo" if forged == "repo" else "sandbox") in out.detail
+    assert victim.state() == victim.before
+    recorded = store.get(fin["id"])
+    assert recorded["status"] == "open" and recorded["metadata"]["last_error"] == out.detail
+    assert git(repo, "rev-list", "--count", f"{head.strip()}..HEAD").strip() == "1"  # the error
+
+
+def test_a_forged_polecat_sandbox_is_neither_checked_out_nor_started_in(
+    repo: Path, pool_repo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A polecat bead whose `sandbox` names another repository: `sling` refuses it with one
+    line, exit 2, before any git runs there or any session starts in it."""
+    from gc_polecat.lifecycle import polecat as polecats
+
+    victim = Victim(tmp_path / "victim")
+    store = Store(repo)
+    with store.transaction() as tx:
+        tx.create(polecats.fields("cats-1", "cats", str(victim.path), ephemeral=False))
+        work = tx.create({"title": "work"})["id"]
+    head = git(repo, "rev-parse", "HEAD")
+    proc = run_cli("--repo", str(repo), "sling", work, "--pool", "cats")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "is not one of pool cats's" in proc.stderr
+    assert victim.state() == victim.before
+    assert git(repo, "rev-parse", "HEAD") == head  # nothing written
+    assert not list(store.state_dir.glob("sessions/*"))  # no session started

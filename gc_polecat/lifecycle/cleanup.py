@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gc_polecat.beads.bead import Bead, parse_time
+from gc_polecat.errors import BadInput
 from gc_polecat.lifecycle import keys
 from gc_polecat.lifecycle import polecat as polecats
 
@@ -152,17 +153,33 @@ def pending(store: Store, pool: str | None = None) -> list[Bead]:
     return store.catalog.list(Query(labels=labels, include_closed=False))
 
 
-def _git_steps(meta: Mapping[str, str], name: str) -> str:
+def _places(store: Store, meta: Mapping[str, str]) -> tuple[Path | None, Path | None]:
+    """(sandbox, code clone) a finalizer names, each only if it is its pool's as configured:
+    its metadata is bead content, untrusted, and git runs in both (docs/security.md,
+    section 10). BadInput for one that is not."""
+    if not meta.get("sandbox") and not meta.get("repo"):
+        return None, None
+    pool = meta.get("pool", "")
+    cfg = store.config()["pools"].get(pool)
+    if cfg is None or not cfg.repo:
+        raise BadInput(f"pool {pool!r} is not configured with a repo: its sandboxes are unknown")
+    repo = cfg.code_repo(store.root)
+    if meta.get("repo") and Path(meta["repo"]) != repo:
+        raise BadInput(f"repo {meta['repo']!r} is not pools.{pool}.repo ({repo})")
+    box = cfg.sandbox_path(store.root, meta["sandbox"]) if meta.get("sandbox") else None
+    return box, repo if meta.get("repo") else None
+
+
+def _git_steps(meta: Mapping[str, str], name: str, box: Path | None, repo: Path | None) -> str:
     """Bring the sandbox to its documented state; '' when verified, else why not."""
     from gc_polecat.lifecycle import sandbox  # lazy: start-up
     from gc_polecat.lifecycle.sandbox import SandboxError  # lazy: start-up
 
-    path = Path(meta.get("sandbox", ""))
+    path = box or Path()
     target = meta.get("target", "main")
     also = [meta["also"]] if meta.get("also") else []
     retire = meta.get("retire") == "1"
-    repo = Path(meta["repo"]) if meta.get("repo") else None
-    if not meta.get("sandbox"):  # nothing local to clean; after a merge, origin's branches
+    if box is None:  # nothing local to clean; after a merge, origin's branches
         if meta.get("reason") == "merged" and also and repo is not None and meta.get("work"):
             try:
                 sandbox.prune_remote(repo, meta["work"], also)
@@ -216,8 +233,11 @@ def run(
     name = polecat.name if polecat else ""
     try:
         with polecats.sandbox_lock(store, meta.get("pool", ""), name).acquire(timeout=0):
-            error = _git_steps(meta, name)
-            return _record(store, finalizer_id, error, providers)
+            try:
+                box, repo = _places(store, meta)
+            except BadInput as exc:
+                return _record(store, finalizer_id, str(exc), providers)
+            return _record(store, finalizer_id, _git_steps(meta, name, box, repo), providers)
     except Timeout:
         return Outcome(finalizer_id, "busy", "another cleanup of this sandbox is running")
 

@@ -80,6 +80,18 @@ class PoolConfig:
             return (root / self.worktree_root).resolve()
         return self.code_repo(root).parent / "polecats" / self.name.replace("/", "-")
 
+    def sandbox_path(self, root: Path, recorded: str) -> Path:
+        """The sandbox a bead names (a polecat's or a finalizer's `sandbox`), checked before
+        any git or session runs there: bead content is untrusted (docs/security.md, section
+        10), so it must be one of this pool's, an entry named like a polecat directly under
+        sandbox_root and not a symbolic link. BadInput otherwise."""
+        path, base = Path(recorded), self.sandbox_root(root)
+        if not (path.is_absolute() and path.parent == base and NAME_RE.fullmatch(path.name)):
+            raise BadInput(f"sandbox {recorded!r} is not one of pool {self.name}'s (under {base})")
+        if path.is_symlink():
+            raise BadInput(f"sandbox {recorded!r} is a symbolic link")
+        return path
+
     @property
     def waiting_cap(self) -> int:
         return self.max_active if self.max_waiting is None else self.max_waiting

@@ -173,9 +173,10 @@ def _assign(
     from gc_polecat.lifecycle import sandbox  # lazy: start-up
 
     repo = cfg.code_repo(store.root)
-    path = (
-        Path(chosen.sandbox) if chosen and chosen.sandbox else cfg.sandbox_root(store.root) / name
-    )
+    if chosen and chosen.sandbox:  # bead content: used only if it is one of the pool's
+        path = cfg.sandbox_path(store.root, chosen.sandbox)
+    else:
+        path = cfg.sandbox_root(store.root) / name
     sandbox.create(repo, path, cfg.target)
     branch = _branch_for(path, name, work, cfg.target)
     live = chosen is not None and _alive(chosen, store, providers)
@@ -227,7 +228,7 @@ def launch_for(
         name=f"{cfg.name.replace('/', '-')}-{polecat.name}-{suffix}",
         provider_name=cfg.provider,
         argv=cfg.command,
-        work_dir=Path(polecat.sandbox),
+        work_dir=cfg.sandbox_path(tx.store.root, polecat.sandbox),
         extra_env=polecats.env(polecat),
         extra_meta={"polecat": polecat.id, **meta},
     )

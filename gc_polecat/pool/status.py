@@ -5,7 +5,6 @@ sandboxes (docs/pool.md)."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gc_polecat.beads.bead import BLOCKING_DEP_TYPES, parse_time
@@ -56,7 +55,7 @@ def init_pool(store: Store, name: str, size: int) -> list[Any]:
         raise BadInput(f"pools.{name}.repo: {repo} is not a git repository")
     existing = [p for p in polecats.of_pool(store, name) if not p.ephemeral]
     for p in existing:
-        sandbox.create(repo, Path(p.sandbox), cfg.target)
+        sandbox.create(repo, cfg.sandbox_path(store.root, p.sandbox), cfg.target)
     taken = {p.name for p in polecats.of_pool(store, name)}
     names = [n for n in cfg.names if n not in taken]
     base, n = name.replace("/", "-"), 1
