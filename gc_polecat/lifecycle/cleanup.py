@@ -206,7 +206,7 @@ def run(
     store: Store, finalizer_id: str, providers: Mapping[str, SessionProvider] | None = None
 ) -> Outcome:
     """Do and verify one cleanup; closes the finalizer only when every check holds."""
-    from filelock import Timeout
+    from gc_polecat.beads.locks import LockTimeout  # lazy: start-up
 
     fin = store.get(finalizer_id)
     if fin["status"] == "closed":
@@ -218,7 +218,7 @@ def run(
         with polecats.sandbox_lock(store, meta.get("pool", ""), name).acquire(timeout=0):
             error = _git_steps(meta, name)
             return _record(store, finalizer_id, error, providers)
-    except Timeout:
+    except LockTimeout:
         return Outcome(finalizer_id, "busy", "another cleanup of this sandbox is running")
 
 
