@@ -274,7 +274,7 @@ class Store:
         """git's user.name / user.email, read once per Store (this is on the write path)."""
         if key not in self._git_users:
             try:
-                value = self.git.repo.get_config_stack().get((b"user",), key).decode()
+                value = self.git.config_stack().get((b"user",), key).decode()
             except KeyError:
                 value = None
             self._git_users[key] = value
