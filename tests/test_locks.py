@@ -169,9 +169,8 @@ def test_a_write_waits_out_a_held_write_lock_and_then_fails_busy(
     before = store.head()
     proc = holder(OLD_HOLDER, store.state_dir / "write.lock")
     try:
-        with pytest.raises(GcPolecatError, match="repository busy"):
-            with store.transaction() as tx:
-                tx.create({"title": "never"})
+        with pytest.raises(GcPolecatError, match="repository busy"), store.transaction() as tx:
+            tx.create({"title": "never"})
     finally:
         proc.kill()
         proc.wait()
