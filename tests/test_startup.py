@@ -401,16 +401,17 @@ def test_a_write_loads_no_lock_package_no_dulwich_repo_and_no_idle_observer(
 ) -> None:
     """What a cold `bead create` no longer pays for, checked by what it imports: filelock
     (our own flock lock replaced it), dulwich's whole Repo (a plain repository opens only its
-    object store and config), the wake policy (no gate bead changed) and the on_* runner (no
-    .beads/hooks). The write itself still happens, and a repository dulwich would refuse (an
-    extension it does not know) is still refused."""
+    object store and config), the wake policy (no gate bead changed), the on_* runner (no
+    .beads/hooks) and bd's verbs (the options' choices live in beads/bead.py). The write itself
+    still happens, and a repository dulwich would refuse (an extension it does not know) is
+    still refused."""
     probe = (
         "import runpy, sys\n"
         "sys.argv = ['gc-polecat', 'bead', 'create', 'Made cold']\n"
         "try:\n    runpy.run_module('gc_polecat', run_name='__main__')\n"
         "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
         "heavy = ('filelock', 'dulwich.repo', 'dulwich.worktree', 'secrets',\n"
-        "         'gc_polecat.lifecycle.wakeup', 'gc_polecat.interop.bd_hooks_out')\n"
+        "         'gc_polecat.lifecycle.wakeup', 'gc_polecat.interop')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
     env = {**os.environ, "GC_POLECAT_REPO": str(repo), "XDG_CACHE_HOME": str(tmp_path / "c")}
