@@ -584,9 +584,9 @@ def test_layout_constants_read_without_the_store_match_it() -> None:
 def _plain_commit(repo: Path, path: str, old: str, new: str) -> None:
     """A hand edit committed with plain git under the store's write lock (as a person or
     another tool may do): no gc-polecat code runs, the catalog is behind HEAD afterwards."""
-    from filelock import FileLock
+    from gc_polecat.beads.locks import FileLock
 
-    with FileLock(str(repo / ".git" / "gc-polecat" / "write.lock"), timeout=10):
+    with FileLock(repo / ".git" / "gc-polecat" / "write.lock", timeout=10):
         file = repo / path
         text = file.read_text()
         assert old in text, text

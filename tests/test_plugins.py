@@ -22,9 +22,9 @@ import click
 import pluggy
 import pytest
 from click.testing import CliRunner, Result
-from filelock import FileLock, Timeout
 
 from gc_polecat.beads.ids import id_path
+from gc_polecat.beads.locks import FileLock, LockTimeout
 from gc_polecat.beads.store import CommitResult, Store
 from gc_polecat.cli import AppContext, make_cli
 from gc_polecat.hookspecs import hookimpl
@@ -263,9 +263,9 @@ def test_observer_runs_after_commit_is_durable_and_unlocked(
             seen["status"] = git(repo, "status", "--porcelain")
             seen["journal"] = store.journal_pending()
             try:  # a separate lock object: the store's own lock is re-entrant
-                with FileLock(str(store.state_dir / "write.lock"), timeout=0):
+                with FileLock(store.state_dir / "write.lock", timeout=0):
                     seen["lock_free"] = True
-            except Timeout:
+            except LockTimeout:
                 seen["lock_free"] = False
             seen["commit"] = result.commit
 

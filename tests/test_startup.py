@@ -394,3 +394,35 @@ def test_a_cold_exec_read_of_a_configured_repository_loads_no_click(
     settings.write_text(settings.read_text().replace("max_active: 2", "max_active: -1"))
     bad = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert "max_active" in bad.stderr and "exit 1" in bad.stdout, (bad.stdout, bad.stderr)
+
+
+def test_a_write_loads_no_lock_package_no_dulwich_repo_and_no_idle_observer(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """What a cold `bead create` no longer pays for, checked by what it imports: filelock
+    (our own flock lock replaced it), dulwich's whole Repo (a plain repository opens only its
+    object store and config), the wake policy (no gate bead changed), the on_* runner (no
+    .beads/hooks) and bd's verbs (the options' choices live in beads/bead.py). The write itself
+    still happens, and a repository dulwich would refuse (an extension it does not know) is
+    still refused."""
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['gc-polecat', 'bead', 'create', 'Made cold']\n"
+        "try:\n    runpy.run_module('gc_polecat', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = ('filelock', 'dulwich.repo', 'dulwich.worktree', 'secrets',\n"
+        "         'gc_polecat.lifecycle.wakeup', 'gc_polecat.interop')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    env = {**os.environ, "GC_POLECAT_REPO": str(repo), "XDG_CACHE_HOME": str(tmp_path / "c")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    made, imported = done.stdout.splitlines()[-2:]
+    assert imported == "[]", done.stdout
+    assert cli("bead", "show", made, "--json").stdout.count('"Made cold"') == 1
+
+    with open(repo / ".git" / "config", "a") as config:
+        config.write("[extensions]\n\tnoSuchExtension = true\n")
+    refused = run_cli("--repo", str(repo), "bead", "create", "never", env=env)
+    assert refused.returncode == 1 and "noSuchExtension".lower() in refused.stderr.lower()
+    assert len(refused.stderr.splitlines()) == 1, refused.stderr

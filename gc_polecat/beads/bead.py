@@ -33,6 +33,14 @@ GASCITY_TYPES = (
     "session", "spec", "convergence",
 )  # fmt: skip
 TYPES = tuple(dict.fromkeys(BUILTIN_TYPES + ORCHESTRATOR_TYPES + GASCITY_TYPES))
+# bd: internal/utils/strings.go issueTypeAliases, applied wherever bd takes a type
+TYPE_ALIASES = {"mr": "merge-request", "feat": "feature", "mol": "molecule",
+                "enhancement": "feature", "dec": "decision", "adr": "decision"}  # fmt: skip
+# the fields `list --sort` and the policies `ready --sort` take (bd: cmd/bd/list.go, internal/types
+# SortPolicy): here, not in interop/bd_verbs.py, so the command line's options need no verbs module
+SORT_FIELDS = ("priority", "created", "updated", "closed", "status", "id", "title", "type",
+               "assignee")  # fmt: skip
+READY_SORTS = ("priority", "hybrid", "oldest")
 # bd's own vocabulary is only the default: any status or type of this shape is kept as data
 # (bd keeps them as configured custom ones: `status.custom`, `types.custom`). Status names
 # follow bd's rule for custom statuses (bd: `internal/types/types.go`, statusNameRegexp);

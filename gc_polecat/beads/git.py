@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from dulwich.config import ConfigFile, StackedConfig
+    from dulwich.object_store import DiskObjectStore
     from dulwich.objects import ShaFile, Tree
     from dulwich.repo import Repo
 
@@ -60,18 +62,48 @@ def read_head(git_dir: Path) -> tuple[str | None, str | None]:
 
 
 class Git:
-    """A dulwich repository with a tree cache and the few operations the store needs."""
+    """A dulwich object store with a tree cache and the few operations the store needs.
+
+    A plain repository (`.git` a directory, format 0, no extensions, not shared) opens only
+    dulwich's object store and config: its whole `Repo` (refs, hooks, reflog, worktrees: ~10 ms
+    of imports) is made on first use of `repo`, which the write path never needs. Anything
+    else is opened as dulwich's `Repo` at once, which validates it as before."""
 
     def __init__(self, root: Path, tree_cache: int = 4096) -> None:
-        from dulwich.repo import Repo
+        self.root = Path(root)
+        self._repo: Repo | None = None
+        self.git_dir = self.root / ".git"
+        self.config = _plain_config(self.git_dir)
+        if self.config is None:
+            self.git_dir = Path(self.repo.controldir())
+            self.config = self.repo.get_config()
+            self.store: DiskObjectStore = self.repo.object_store
+        else:
+            from dulwich.object_store import DiskObjectStore  # lazy: start-up
 
-        self.repo: Repo = Repo(str(root))
-        self.git_dir = Path(self.repo.controldir())
-        self.store = self.repo.object_store
+            self.store = DiskObjectStore.from_config(str(self.git_dir / "objects"), self.config)
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._commit_trees: dict[bytes, bytes] = {}
         self._tree_cache = tree_cache
         self._pending: dict[bytes, ShaFile] | None = None
+
+    @property
+    def repo(self) -> Repo:
+        """dulwich's whole `Repo` (sharing this object store), made on first use."""
+        if self._repo is None:
+            from dulwich.repo import Repo  # lazy: start-up
+
+            store = getattr(self, "store", None)
+            self._repo = Repo(str(self.root), object_store=store)
+        return self._repo
+
+    def config_stack(self) -> StackedConfig:
+        """The repository's config over the user's and the system's, as `Repo` stacks them."""
+        if self._repo is not None:
+            return self._repo.get_config_stack()
+        from dulwich.config import StackedConfig  # lazy: start-up
+
+        return StackedConfig([self.config, *StackedConfig.default_backends()], self.config)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -346,6 +378,26 @@ class Git:
             return self.repo.refs[ref]
         except KeyError:
             return None
+
+
+def _plain_config(git_dir: Path) -> ConfigFile | None:
+    """`.git/config` of a plain repository (see `Git`), else None."""
+    if not (git_dir / "objects").is_dir():
+        return None  # `.git` is a file (a linked worktree, a submodule) or no repository
+    from dulwich.config import ConfigFile  # lazy: start-up
+
+    try:
+        config = ConfigFile.from_path(str(git_dir / "config"))
+    except FileNotFoundError:
+        config = ConfigFile()
+    core = {key.lower(): value for key, value in config.items((b"core",))}
+    if core.get(b"repositoryformatversion", b"0").strip() not in (b"0", b""):
+        return None
+    if b"worktree" in core or b"sharedrepository" in core:
+        return None
+    if any(True for _ in config.items((b"extensions",))):
+        return None
+    return config
 
 
 REF_LOCK_WAIT = 2.0

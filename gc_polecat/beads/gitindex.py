@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import mmap
 import os
-import secrets
 import struct
 import threading
 import time
@@ -470,7 +469,7 @@ def _atomic_write(path: Path, data: bytes) -> os.stat_result:
     Returns the stat of the file written, to recognise it later."""
     tmp_dir = path.parent if path.parent.name == SIDECAR_DIR else path.parent / SIDECAR_DIR
     tmp_dir.mkdir(exist_ok=True)
-    tmp = tmp_dir / f"tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = tmp_dir / f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
     fd = os.open(tmp, _CREATE, 0o644)
     try:
         write_all(fd, data)  # no fsync: git's default core.fsync does not sync the index

@@ -15,13 +15,20 @@ that let a leftover lock be proved ours:
 A lock is removed by anyone but its taker only when its record says a gc-polecat writer took it
 and that writer is gone (`remove_if_dead`); a lock from git, an editor or a live process is never
 touched (docs/security.md, "Locks").
+
+`FileLock` is the other kind: an `flock` on a file that stays in place (`.git/gc-polecat/
+write.lock`, `sync.lock`, a sandbox's lock), which the kernel releases when its holder exits,
+however it dies. It replaces the `filelock` package with the part of it gc-polecat used: same
+files, same `flock`, so processes of either kind exclude each other.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import errno
+import fcntl
 import os
-import secrets
 import time
 from pathlib import Path
 
@@ -50,7 +57,7 @@ def writer_identity() -> tuple[int, str]:
 
 def _record() -> bytes:
     pid, start = writer_identity()
-    return b"%s %d %s %s\n" % (TAG, pid, start.encode(), secrets.token_hex(8).encode())
+    return b"%s %d %s %s\n" % (TAG, pid, start.encode(), os.urandom(8).hex().encode())
 
 
 def _read_record(path: Path) -> bytes | None:
@@ -82,7 +89,7 @@ class OwnLock:
         self.path, self.tmp_dir = path, tmp_dir
         self.record = _record()
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / f"lock-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = tmp_dir / f"lock-{os.getpid()}-{os.urandom(4).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.write(fd, self.record)
@@ -140,7 +147,7 @@ def remove_if_dead(path: Path, tmp_dir: Path) -> bool:
     if writer is None or _alive(*writer):
         return False
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    grave = tmp_dir / f"dead-lock-{os.getpid()}-{secrets.token_hex(4)}"
+    grave = tmp_dir / f"dead-lock-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         os.rename(path, grave)
     except FileNotFoundError:
@@ -150,3 +157,103 @@ def remove_if_dead(path: Path, tmp_dir: Path) -> bool:
             os.link(grave, path)
     grave.unlink(missing_ok=True)
     return True
+
+
+# --- flock locks ------------------------------------------------------------------------------
+
+POLL_SECONDS = 0.05  # how often a waiter retries a held flock (filelock's default interval)
+_CONTENDED = (errno.EAGAIN, errno.EACCES)  # EWOULDBLOCK is EAGAIN on Linux
+
+
+class LockTimeout(GcPolecatError):
+    """An flock (`FileLock`) was still held by another holder when the timeout ran out. Not an
+    OSError (filelock's Timeout was one, so `except OSError` around a write caught it first and
+    the write failed as an internal error instead of "repository busy")."""
+
+
+class FileLock:
+    """An exclusive `flock` on `path`, created (mode 0644 less the umask) if missing and never
+    removed, so every waiter locks the same inode. Re-entrant per thread: each thread holds
+    through its own descriptor, so two threads exclude each other as two processes do, and a
+    thread's nested acquires only count. `timeout` is in seconds, negative waits forever, 0
+    tries once; LockTimeout when it runs out. A child forked while the lock is held does not
+    hold it: its `release` only closes its copy of the descriptor."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float = -1) -> None:
+        self.path = os.fspath(path)
+        self.timeout = timeout
+        self._held: dict[int, list[int]] = {}  # thread id: [descriptor, depth, pid]
+
+    @property
+    def is_locked(self) -> bool:
+        return _thread.get_ident() in self._held
+
+    def acquire(self, timeout: float | None = None) -> Acquired:
+        """Take the lock (or count one more hold); `with lock.acquire(timeout=0):` holds it for
+        the block, as filelock's acquire did."""
+        held = self._held.get(_thread.get_ident())
+        if held is not None and held[2] == os.getpid():
+            held[1] += 1
+            return Acquired(self)
+        wait = self.timeout if timeout is None else timeout
+        deadline = None if wait < 0 else time.monotonic() + wait
+        while True:
+            fd = self._try_lock()
+            if fd is not None:
+                self._held[_thread.get_ident()] = [fd, 1, os.getpid()]
+                return Acquired(self)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LockTimeout(f"{self.path} is locked by another process")
+            time.sleep(POLL_SECONDS)
+
+    def _try_lock(self) -> int | None:
+        """A descriptor holding the flock, or None while another holder has it."""
+        while True:
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self.path, flags, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in _CONTENDED:
+                    return None
+                raise
+            if os.fstat(fd).st_nlink > 0:
+                return fd
+            os.close(fd)  # removed before we locked it: lock the file at that name now
+
+    def release(self) -> None:
+        """Drop one hold; the last one unlocks. Releasing a lock this thread does not hold
+        does nothing."""
+        tid = _thread.get_ident()
+        held = self._held.get(tid)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] > 0 and held[2] == os.getpid():
+            return
+        del self._held[tid]
+        if held[2] == os.getpid():  # a forked child closes its copy: the parent still holds
+            with contextlib.suppress(OSError):
+                fcntl.flock(held[0], fcntl.LOCK_UN)
+        os.close(held[0])
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Acquired:
+    """What `FileLock.acquire` returns: a block that releases the hold just taken."""
+
+    def __init__(self, lock: FileLock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> FileLock:
+        return self.lock
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()

@@ -2,7 +2,7 @@
 
 Write protocol (see docs/formats.md, "Crash safety"):
 
-1. take the repository's write lock (filelock, an flock on `.git/gc-polecat/write.lock`; the
+1. take the repository's write lock (an flock on `.git/gc-polecat/write.lock`; the
    kernel drops it when a holder dies, so a killed writer never wedges the repository);
 2. finish any half-done write left by a killed writer (`recover`);
 3. write blobs, trees and the commit into the object store (unreferenced until step 8);
@@ -274,7 +274,7 @@ class Store:
         """git's user.name / user.email, read once per Store (this is on the write path)."""
         if key not in self._git_users:
             try:
-                value = self.git.repo.get_config_stack().get((b"user",), key).decode()
+                value = self.git.config_stack().get((b"user",), key).decode()
             except KeyError:
                 value = None
             self._git_users[key] = value
@@ -325,17 +325,15 @@ class Store:
     def warm_write_path(self) -> None:
         """Load what a commit needs now. A process that blocks and then writes (await records
         delivery right after its wake) would otherwise pay these imports on the wake path."""
-        import filelock  # noqa: F401
-
         # lazy: this is the warm-up, ahead of the wake that needs it
-        from gc_polecat.beads import gitindex  # noqa: F401
+        from gc_polecat.beads import gitindex, locks  # noqa: F401
 
         _ = self.git, self.catalog.db, self.pm
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the repository write lock (re-entrant within this Store) and recover first."""
-        from filelock import FileLock, Timeout
+        from gc_polecat.beads.locks import FileLock, LockTimeout  # lazy: start-up
 
         try:
             if self._lock is None:
@@ -348,7 +346,7 @@ class Store:
             raise ReadOnlyRepository(
                 f"cannot write to {self.root}: {exc.strerror} ({exc.filename})"
             ) from None
-        except Timeout:
+        except LockTimeout:
             raise GcPolecatError(
                 f"repository busy: could not take the write lock in {LOCK_TIMEOUT:.0f} s"
             ) from None

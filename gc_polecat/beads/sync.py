@@ -659,13 +659,13 @@ class SyncResult:
 @contextlib.contextmanager
 def _sync_lock(store: Store) -> Iterator[None]:
     """One sync at a time per repository (they share the fetched ref); writers are not held."""
-    from filelock import FileLock, Timeout
+    from gc_polecat.beads.locks import FileLock, LockTimeout  # lazy: start-up
 
     store.state_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(store.state_dir / "sync.lock"), timeout=GIT_TIMEOUT)
+    lock = FileLock(store.state_dir / "sync.lock", timeout=GIT_TIMEOUT)
     try:
         lock.acquire()
-    except Timeout:
+    except LockTimeout:
         raise GcPolecatError("another sync of this repository is still running") from None
     try:
         yield

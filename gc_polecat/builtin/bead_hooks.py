@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from gc_polecat.hookspecs import hookimpl
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
 
 @hookimpl
 def gc_polecat_bead_committed(store: Store, result: CommitResult) -> None:
+    if not os.path.isdir(os.path.join(store.root, ".beads", "hooks")):
+        return  # no hook can run (the runner looks only there): skip loading it
     from gc_polecat.interop import bd_hooks_out as beadhooks  # lazy: start-up
 
     events = [

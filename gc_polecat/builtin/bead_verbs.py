@@ -13,7 +13,16 @@ from typing import Any
 
 import click
 
-from gc_polecat.beads.bead import AWAIT_TYPES, STATUSES, TYPES, Bead, ready_statuses
+from gc_polecat.beads.bead import (
+    AWAIT_TYPES,
+    READY_SORTS,
+    SORT_FIELDS,
+    STATUSES,
+    TYPE_ALIASES,
+    TYPES,
+    Bead,
+    ready_statuses,
+)
 from gc_polecat.builtin.bead_commands import (
     Duration,
     KeyValue,
@@ -27,7 +36,6 @@ from gc_polecat.builtin.bead_commands import (
 )
 from gc_polecat.cli import AppContext, echo, emit_json, json_option, validate_ids
 from gc_polecat.errors import BadInput
-from gc_polecat.interop.bd_verbs import READY_SORTS, SORT_FIELDS, TYPE_ALIASES, canonical_types
 
 # --- bd's text options (cmd/bd/flags.go registerCommonIssueFlags) ---------------------------
 
@@ -83,8 +91,6 @@ def text_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _description(opts: dict[str, Any]) -> tuple[str | None, bool]:
     """The description from whichever one of bd's spellings was given, and whether it came
     from a file or stdin (bd refuses to blank a description from those by accident)."""
-    from gc_polecat.interop.bd_verbs import read_text_arg  # lazy: start-up
-
     given = {
         flag: opts.pop(key)
         for flag, key in (
@@ -104,6 +110,8 @@ def _description(opts: dict[str, Any]) -> tuple[str | None, bool]:
         return None, False
     ((flag, value),) = given.items()
     if flag in ("--body-file", "--description-file", "--stdin") or value == "-":
+        from gc_polecat.interop.bd_verbs import read_text_arg  # lazy: start-up (a file only)
+
         return read_text_arg(value, flag), True
     return value, False
 
@@ -111,8 +119,6 @@ def _description(opts: dict[str, Any]) -> tuple[str | None, bool]:
 def _text_changes(opts: dict[str, Any], current_notes: str = "") -> tuple[Bead, bool]:
     """bd's text flags as bead fields (popped from `opts`), plus whether the description was
     read from a file or stdin."""
-    from gc_polecat.interop.bd_verbs import read_text_arg  # lazy: start-up
-
     fields: Bead = {}
     description, from_file = _description(opts)
     if description is not None:
@@ -121,6 +127,8 @@ def _text_changes(opts: dict[str, Any], current_notes: str = "") -> tuple[Bead, 
     if design is not None and design_file is not None:
         raise BadInput("give --design or --design-file, not both")
     if design_file is not None:
+        from gc_polecat.interop.bd_verbs import read_text_arg  # lazy: start-up (a file only)
+
         design = read_text_arg(design_file, "--design-file")
     if design is not None:
         fields["design"] = design
@@ -232,7 +240,6 @@ def create_command(
     bd: cmd/bd/create.go.
     """
     from gc_polecat.beads.ids import id_path  # lazy: start-up
-    from gc_polecat.interop.bd_verbs import parse_metadata_json  # lazy: start-up
 
     if title is not None and title_flag is not None and title != title_flag:
         raise BadInput("give the title once: the argument and --title differ")
@@ -253,7 +260,11 @@ def create_command(
     given = {k: v for k, v in opts.items() if v is not None and v is not False and v != ()}
     bead: Bead = {"title": title, **given, **texts}
     bead["waiters"] = list(opts["waiters"])
-    metadata = parse_metadata_json(metadata_json) if metadata_json is not None else {}
+    metadata: dict[str, Any] = {}
+    if metadata_json is not None:
+        from gc_polecat.interop.bd_verbs import parse_metadata_json  # lazy: start-up
+
+        metadata = parse_metadata_json(metadata_json)
     bead["metadata"] = {**metadata, **dict(set_metadata)}
     validate_ids(*(explicit_id, parent))
     if explicit_id:
@@ -410,7 +421,7 @@ def list_command(
     still listed.
     """
     from gc_polecat.beads.catalog import Query  # lazy: start-up
-    from gc_polecat.interop.bd_verbs import ready, sort_beads  # lazy: start-up
+    from gc_polecat.interop.bd_verbs import canonical_types, ready, sort_beads  # lazy: start-up
 
     statuses_t, types_t = tuple(split_csv(statuses)), canonical_types(split_csv(types))
     opts["title_contains"] = opts["title_contains"] or title_search
@@ -659,7 +670,7 @@ def ready_command(
 
     bd: cmd/bd/ready.go; JSON as `bd ready --json`.
     """
-    from gc_polecat.interop.bd_verbs import Filter, ready  # lazy: start-up
+    from gc_polecat.interop.bd_verbs import Filter, canonical_types, ready  # lazy: start-up
 
     if claim and opts["assignee"]:
         raise BadInput("--claim cannot be combined with --assignee")
@@ -744,7 +755,7 @@ def search_command(
     Beads whose title or ID holds QUERY (bd: cmd/bd/search.go); closed ones only with
     --status closed or all.
     """
-    from gc_polecat.interop.bd_verbs import search, sort_beads  # lazy: start-up
+    from gc_polecat.interop.bd_verbs import canonical_types, search, sort_beads  # lazy: start-up
 
     text = " ".join(words) or query or ""
     if not text:

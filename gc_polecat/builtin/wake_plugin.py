@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 @hookimpl
 def gc_polecat_bead_committed(store: Store, result: CommitResult) -> None:
+    if not any(c.after is not None and c.after.get("issue_type") == "gate" for c in result.changes):
+        return  # only a wait (a gate bead) is ever woken: most commits need no wake policy
     from gc_polecat.lifecycle.wakeup import on_commit  # lazy: start-up
 
     on_commit(store, result)

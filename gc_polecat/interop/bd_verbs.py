@@ -18,20 +18,14 @@ from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from gc_polecat.beads.bead import Bead
+from gc_polecat.beads.bead import TYPE_ALIASES, Bead
 from gc_polecat.errors import BadInput, InvalidBead
 
 if TYPE_CHECKING:
     from gc_polecat.beads.store import Transaction
 
 RESERVED_LABEL_PREFIX = "provides:"  # bd: cmd/bd/label.go, only `bd ship` adds these
-SORT_FIELDS = ("priority", "created", "updated", "closed", "status", "id", "title", "type",
-               "assignee")  # fmt: skip
-READY_SORTS = ("priority", "hybrid", "oldest")  # bd: internal/types SortPolicy
 HYBRID_WINDOW = _dt.timedelta(hours=48)  # bd: internal/storage/issueops/ready_work.go
-# bd: internal/utils/strings.go issueTypeAliases, applied wherever bd takes a type
-TYPE_ALIASES = {"mr": "merge-request", "feat": "feature", "mol": "molecule",
-                "enhancement": "feature", "dec": "decision", "adr": "decision"}  # fmt: skip
 COMMENT_KEYS = ("id", "issue_id", "author", "text", "created_at")  # bd: internal/types Comment
 MAX_TEXT_FILE = 10 * 1024 * 1024
 

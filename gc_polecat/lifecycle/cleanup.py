@@ -223,7 +223,7 @@ def run(
     store: Store, finalizer_id: str, providers: Mapping[str, SessionProvider] | None = None
 ) -> Outcome:
     """Do and verify one cleanup; closes the finalizer only when every check holds."""
-    from filelock import Timeout
+    from gc_polecat.beads.locks import LockTimeout  # lazy: start-up
 
     fin = store.get(finalizer_id)
     if fin["status"] == "closed":
@@ -238,7 +238,7 @@ def run(
             except BadInput as exc:
                 return _record(store, finalizer_id, str(exc), providers)
             return _record(store, finalizer_id, _git_steps(meta, name, box, repo), providers)
-    except Timeout:
+    except LockTimeout:
         return Outcome(finalizer_id, "busy", "another cleanup of this sandbox is running")
 
 

@@ -21,6 +21,7 @@ from gc_polecat.beads.bead import Bead, meta_int
 from gc_polecat.errors import BadInput
 
 if TYPE_CHECKING:
+    from gc_polecat.beads.locks import FileLock
     from gc_polecat.beads.store import Store, Transaction
 
 POLECAT_LABEL = "gc:polecat"
@@ -151,10 +152,10 @@ def env(polecat: Polecat) -> dict[str, str]:
     }
 
 
-def sandbox_lock(store: Store, pool: str, name: str):  # noqa: ANN201 - a FileLock
+def sandbox_lock(store: Store, pool: str, name: str) -> FileLock:
     """One lock per sandbox: sling and cleanup never run git in the same worktree at once."""
-    from filelock import FileLock
+    from gc_polecat.beads.locks import FileLock  # lazy: start-up
 
     locks = store.state_dir / "sandboxes"
     locks.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(locks / f"{pool.replace('/', '-')}--{name}.lock"))
+    return FileLock(locks / f"{pool.replace('/', '-')}--{name}.lock")

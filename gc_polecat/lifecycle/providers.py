@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,8 @@ from gc_polecat.errors import GcPolecatError
 from gc_polecat.procs import ProcStat, proc_stat, process_start_time  # noqa: F401 - API
 
 if TYPE_CHECKING:
+    import subprocess
+
     import pluggy
 
 Handle = dict[str, str]
@@ -262,6 +263,8 @@ class ProcessProvider:
         child_env = {**env, INBOX_ENV: str(inbox)}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         _fresh_inbox(inbox)  # a fresh process owes nothing to its predecessor's nudges
+        import subprocess  # lazy: start-up (a verdict or submit starts no process)
+
         try:
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
@@ -437,6 +440,7 @@ class TmuxProvider:
     def _exec(self, socket: Path, cmd: list[str]) -> subprocess.CompletedProcess[str]:
         """Run `tmux -S socket cmd...`; only a missing or hung tmux is an error here."""
         import shutil  # lazy: start-up
+        import subprocess  # lazy: start-up
 
         exe = shutil.which(self._tmux)
         if exe is None:

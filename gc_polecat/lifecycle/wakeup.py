@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gc_polecat.beads import bead as beadmod
-from gc_polecat.lifecycle.doorbell import ring
 from gc_polecat.lifecycle.wait import ENDED, at, is_wait, moved_on, state
 
 if TYPE_CHECKING:
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
 
 def ring_for(state_dir: os.PathLike[str], wait: Bead) -> int:
     """Wake whoever blocks on this wait or its session; returns how many listeners heard."""
+    from gc_polecat.lifecycle.doorbell import ring  # lazy: start-up (a submit rings nobody)
     meta: Mapping[str, str] = wait.get("metadata", {})
     heard = ring(Path(state_dir) / "wake", wait["id"], "ready")
     if meta.get("session_id"):
