@@ -436,6 +436,28 @@ def test_a_large_import_writes_one_pack_git_reads(cli: Cli, repo: Path, tmp_path
     assert len(list((repo / ".git" / "objects" / "pack").glob("pack-*"))) == 2
 
 
+def test_a_large_reimport_reads_every_stored_bead_from_the_catalog(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """The import reads the stored beads of all its records from the catalog in a few queries
+    (500 IDs each, `Catalog.get_many`): across those chunks, with an ID repeated and new IDs
+    mixed in, every stored bead is found and compared, so only what differs is written."""
+    records = [record(f"bd-k{n:03d}") for n in range(620)]
+    assert run_import(cli, tmp_path, *records)["created"] == 620
+    changed = [
+        *records[:600],
+        record("bd-k611", title="retitled"),
+        record("bd-k611", title="retitled twice"),  # the later line wins, as in bd
+        record("bd-new"),
+        *records[612:],
+    ]
+    again = run_import(cli, tmp_path, *changed)
+    # bd-k600 to bd-k610 are not in the file: left alone, not counted
+    assert (again["created"], again["updated"], again["unchanged"]) == (1, 1, 608)
+    assert by_id(exported(cli))["bd-k611"]["title"] == "retitled twice"
+    assert run_import(cli, tmp_path, *changed)["commit"] is None
+
+
 @pytest.mark.parametrize("suffix", ["pack", "idx"])
 def test_a_pack_the_writer_thread_cannot_write_is_one_line_and_no_commit(
     cli: Cli, repo: Path, tmp_path: Path, suffix: str
