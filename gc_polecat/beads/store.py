@@ -5,7 +5,9 @@ Write protocol (see docs/formats.md, "Crash safety"):
 1. take the repository's write lock (filelock, an flock on `.git/gc-polecat/write.lock`; the
    kernel drops it when a holder dies, so a killed writer never wedges the repository);
 2. finish any half-done write left by a killed writer (`recover`);
-3. write blobs, trees and the commit into the object store (unreferenced until step 8);
+3. write blobs, trees and the commit into the object store (unreferenced until step 8); a
+   large commit's pack is written by a worker thread beside steps 4-7, and step 8 waits for it
+   (`Git.batch(background=True)`: a failure of that thread fails the write before step 8);
 4. check the work tree can be written, then write the journal (`.git/gc-polecat/journal.json`:
    the ref, old and new commit, paths), before the first lock, so that a writer killed while
    holding any lock always leaves a journal for the next command to recover;
