@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -431,6 +434,58 @@ def test_a_large_import_writes_one_pack_git_reads(cli: Cli, repo: Path, tmp_path
     small = run_import(cli, tmp_path, record("bd-one"))  # a small write stays loose
     assert small["created"] == 1
     assert len(list((repo / ".git" / "objects" / "pack").glob("pack-*"))) == 2
+
+
+def test_a_large_reimport_reads_every_stored_bead_from_the_catalog(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """The import reads the stored beads of all its records from the catalog in a few queries
+    (500 IDs each, `Catalog.get_many`): across those chunks, with an ID repeated and new IDs
+    mixed in, every stored bead is found and compared, so only what differs is written."""
+    records = [record(f"bd-k{n:03d}") for n in range(620)]
+    assert run_import(cli, tmp_path, *records)["created"] == 620
+    changed = [
+        *records[:600],
+        record("bd-k611", title="retitled"),
+        record("bd-k611", title="retitled twice"),  # the later line wins, as in bd
+        record("bd-new"),
+        *records[612:],
+    ]
+    again = run_import(cli, tmp_path, *changed)
+    # bd-k600 to bd-k610 are not in the file: left alone, not counted
+    assert (again["created"], again["updated"], again["unchanged"]) == (1, 1, 608)
+    assert by_id(exported(cli))["bd-k611"]["title"] == "retitled twice"
+    assert run_import(cli, tmp_path, *changed)["commit"] is None
+
+
+@pytest.mark.parametrize("suffix", ["pack", "idx"])
+def test_a_pack_the_writer_thread_cannot_write_is_one_line_and_no_commit(
+    cli: Cli, repo: Path, tmp_path: Path, suffix: str
+) -> None:
+    """A large commit's pack is written by a worker thread while the work tree is written
+    (`gc_polecat/beads/git.py`, `Git.batch(background=True)`); the ref moves only after it is
+    done. When that thread fails (here a real one: a directory sits where the pack's or its
+    index's temporary file goes), the error is one line, the work tree and the index are put
+    back, no commit is made, no thread is left running, and the same import succeeds next."""
+    records = [record(f"bd-k{n:03d}") for n in range(300)]
+    before, threads = head(repo), threading.active_count()
+    pack_dir = repo / ".git" / "objects" / "pack"
+    blocker = pack_dir / f"tmp_{suffix}_{os.getpid()}"  # the Cli fixture runs in this process
+    (blocker / "inside").mkdir(parents=True)
+    src = tmp_path / "many.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    failed = cli("import", str(src))
+    assert failed.exit_code == 1, failed.output
+    assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+    assert f"cannot write {blocker}" in failed.stderr and "nothing was written" in failed.stderr
+    assert threading.active_count() == threads
+    assert head(repo) == before and not (repo / ids.id_path("bd-k123")).exists()
+    assert not (repo / ".git" / "gc-polecat" / "journal.json").read_bytes()
+    assert git(repo, "status", "--porcelain") == ""
+    shutil.rmtree(blocker)
+    assert run_import(cli, tmp_path, *records)["created"] == 300
+    assert git(repo, "cat-file", "-p", f"HEAD:{ids.id_path('bd-k123')}").startswith("id: bd-k123\n")
+    assert_clean(repo)
 
 
 @pytest.mark.parametrize("where", ["new shard", "shard with a bead"])

@@ -450,6 +450,27 @@ def test_realistic_beads_are_byte_identical(raw: dict[str, Any]) -> None:
     assert bead.dump(b) == bead._dump_ruamel(b)
 
 
+@pytest.mark.parametrize(
+    "when",
+    [
+        T, "2026-06-14T05:24:01.125980081Z", "2026-06-14T05:24:01.1Z", "0001-01-01T00:00:00Z",
+        "2026-06-14T05:24:01+02:00", "2026-06-14 05:24:01Z", "2026-06-14T05:24:01Z'",
+        "2026-06-14T05:24:01.Z", "2026-6-14T05:24:01Z", "yesterday", "1:20",
+    ],
+)  # fmt: skip
+def test_times_in_time_keys_are_written_as_ruamel_writes_them(when: str) -> None:
+    """The emitter writes a time in `normalize`'s stored form straight into its quotes, outside
+    the scalar cache: the text any other one-line string gets (`_quote`), ruamel's for the
+    stored form, and every near miss takes the general path; all load back."""
+    data = {"id": "gc-1", **dict.fromkeys(bead.TIME_KEYS, when), "created_by": when}
+    quoted = bead._quote(when)
+    expected = "id: gc-1\n" + "".join(f"{key}: {quoted}\n" for key in list(data)[1:])
+    assert bead.dump(data) == expected.encode()
+    if when.endswith("Z") and when[:4].isdigit() and "'" not in when:
+        assert bead.dump(data) == bead._dump_ruamel(data)
+    assert_round_trip(data)
+
+
 def test_bd_export_is_byte_identical_or_falls_back(capsys: pytest.CaptureFixture[str]) -> None:
     if not BD_EXPORT.exists():
         pytest.skip(f"{BD_EXPORT} not present")

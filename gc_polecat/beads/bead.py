@@ -491,6 +491,10 @@ _NUMBER_LIKE = re.compile(
     re.IGNORECASE | re.ASCII,
 )
 _DATE_PREFIX = re.compile(r"[0-9]{4}-")  # timestamps may contain spaces: quote every date
+# A time as `normalize` stores it: number-like, so always single-quoted; unique to each bead,
+# so written without the scalar cache (where thousands of them would crowd out the repeats).
+_STORED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?Z")
+_TIME_KEY_SET = frozenset(TIME_KEYS)
 # Ids, statuses, timestamps, labels and keys repeat across beads: remember their rendering.
 _SCALAR_CACHE: dict[str, str] = {}
 _CACHE_SIZE = 4096
@@ -506,8 +510,18 @@ def _emit_bead(bead: Bead) -> str:
     if type(bead) is not dict or not bead:
         raise _Unsupported
     lines: list[str] = []
+    known_keys = _KNOWN_KEYS
     for key, value in bead.items():
-        _emit_entry(lines, "", 0, key, value, nested=True)
+        # the common entry, `known_key: one-line string`, written here without the general
+        # path's calls (the same text: `_emit_entry` would write exactly this)
+        known = known_keys.get(key) if type(key) is str else None
+        if known is not None and type(value) is str and "\n" not in value:
+            if known in _TIME_KEY_SET and _STORED_TIME.fullmatch(value):
+                lines.append(known + ": '" + value + "'")  # what `_quote` makes of a date
+            else:
+                lines.append(known + ": " + _single_line(value))
+        else:
+            _emit_entry(lines, "", 0, key, value, nested=True)
     lines.append("")
     return "\n".join(lines)
 

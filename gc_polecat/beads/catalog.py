@@ -25,6 +25,8 @@ from gc_polecat.beads.git import read_head
 from gc_polecat.errors import Conflict, InvalidBead
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from gc_polecat.beads.store import Store, Transaction
 
 SCHEMA_VERSION = "3"
@@ -346,6 +348,18 @@ class Catalog:
     def get(self, bead_id: str) -> beadmod.Bead | None:
         row = self.db.execute("SELECT json FROM beads WHERE id=?", (bead_id,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def get_many(self, bead_ids: Iterable[str]) -> dict[str, beadmod.Bead]:
+        """`get` for many IDs at once (a bulk import): the beads found, by ID. A query per 500
+        IDs, not one each (SQLite's older builds allow 999 parameters a statement)."""
+        wanted = list(dict.fromkeys(bead_ids))
+        found: dict[str, beadmod.Bead] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))  # placeholders only: the IDs are parameters
+            rows = self.db.execute(f"SELECT id, json FROM beads WHERE id IN ({marks})", chunk)
+            found.update((bead_id, json.loads(text)) for bead_id, text in rows)
+        return found
 
     def get_by_blob(self, bead_id: str, blob: bytes) -> beadmod.Bead | None:
         """The parsed bead if the catalog holds exactly this blob for it. Keyed by content, so

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
+
     from dulwich.config import ConfigFile, StackedConfig
     from dulwich.object_store import DiskObjectStore
     from dulwich.objects import ShaFile, Tree
@@ -86,6 +89,8 @@ class Git:
         self._commit_trees: dict[bytes, bytes] = {}
         self._tree_cache = tree_cache
         self._pending: dict[bytes, ShaFile] | None = None
+        # objects a background batch is still writing (`Batch`): read from here until it ends
+        self._unwritten: dict[bytes, ShaFile] = {}
 
     @property
     def repo(self) -> Repo:
@@ -107,12 +112,17 @@ class Git:
 
     # --- reading ---------------------------------------------------------------------------
 
+    def _object(self, sha: bytes) -> ShaFile:
+        """An object by SHA: one a background batch is still writing, else the store's."""
+        obj = self._unwritten.get(sha)
+        return self.store[sha] if obj is None else obj
+
     def tree(self, sha: bytes) -> Tree:
         cached = self._trees.get(sha)
         if cached is not None:
             self._trees.move_to_end(sha)
             return cached
-        tree = self.store[sha]
+        tree = self._object(sha)
         self._trees[sha] = tree
         if len(self._trees) > self._tree_cache:
             self._trees.popitem(last=False)
@@ -124,7 +134,7 @@ class Git:
             return None
         tree = self._commit_trees.get(commit)
         if tree is None:
-            tree = self._commit_trees[commit] = self.store[commit].tree
+            tree = self._commit_trees[commit] = self._object(commit).tree
             if len(self._commit_trees) > self._tree_cache:
                 self._commit_trees.clear()
         return tree
@@ -143,7 +153,7 @@ class Git:
         return mode, sha
 
     def blob(self, sha: bytes) -> bytes:
-        return self.store[sha].as_raw_string()
+        return self._object(sha).as_raw_string()
 
     def list_dir(self, root_tree: bytes | None, path: str) -> list[str]:
         found = self.lookup(root_tree, path)
@@ -176,18 +186,34 @@ class Git:
     # --- writing ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, background: bool = False) -> Iterator[Batch]:
         """Objects added inside are written when it ends (nothing when it raises): as one pack
-        when there are many (`PACK_MIN_OBJECTS`), else loose."""
-        pending: dict[bytes, ShaFile] = {}
-        self._pending = pending
+        when there are many (`PACK_MIN_OBJECTS`), else loose. With `background`, a pack is
+        written by a worker thread (zlib and SHA-1 release the GIL, so the caller's next steps
+        run beside it): the objects are readable here at once, but in the object store only
+        once the yielded `Batch.wait()` returns, which the caller must reach before anything
+        outside this process may see them (the ref moves)."""
+        batch = Batch(self)
+        self._pending = batch.pending
         try:
-            yield
+            yield batch
         finally:
             self._pending = None
-        if len(pending) >= PACK_MIN_OBJECTS and self.write_pack(list(pending.values())):
-            return
-        for obj in pending.values():
+        objects = list(batch.pending.values())
+        if len(objects) < PACK_MIN_OBJECTS:
+            self._write_all_loose(objects)
+        elif background:
+            self._unwritten = batch.pending
+            batch.start(self._write_pack_or_loose, objects)
+        else:
+            self._write_pack_or_loose(objects)
+
+    def _write_pack_or_loose(self, objects: list[ShaFile]) -> None:
+        if not self.write_pack(objects):
+            self._write_all_loose(objects)
+
+    def _write_all_loose(self, objects: list[ShaFile]) -> None:
+        for obj in objects:
             self._write_loose(obj)
 
     def add_object(self, obj: ShaFile) -> bytes:
@@ -398,6 +424,45 @@ def _plain_config(git_dir: Path) -> ConfigFile | None:
     if any(True for _ in config.items((b"extensions",))):
         return None
     return config
+
+
+class Batch:
+    """The objects of one `Git.batch`, and the worker thread writing them when it writes in
+    the background. `wait` is where the caller learns the outcome: it returns once every object
+    is in the object store and raises the worker's error (each time it is called) otherwise."""
+
+    def __init__(self, git: Git) -> None:
+        self.git = git
+        self.pending: dict[bytes, ShaFile] = {}
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, write: Callable[[list[ShaFile]], None], objects: list[ShaFile]) -> None:
+        import threading  # lazy: start-up (only a large import writes in the background)
+
+        def run() -> None:
+            try:
+                write(objects)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="gc-polecat pack writer")
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the objects are written; the writer's error if they were not."""
+        self.join()
+        if self._error is not None:
+            raise self._error
+
+    def join(self) -> None:
+        """Block until the writer has ended, whatever its outcome (no thread outlives a write);
+        from then on the objects are read from the object store, or nowhere."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            if self.git._unwritten is self.pending:
+                self.git._unwritten = {}
 
 
 REF_LOCK_WAIT = 2.0

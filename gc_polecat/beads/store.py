@@ -5,7 +5,9 @@ Write protocol (see docs/formats.md, "Crash safety"):
 1. take the repository's write lock (an flock on `.git/gc-polecat/write.lock`; the
    kernel drops it when a holder dies, so a killed writer never wedges the repository);
 2. finish any half-done write left by a killed writer (`recover`);
-3. write blobs, trees and the commit into the object store (unreferenced until step 8);
+3. write blobs, trees and the commit into the object store (unreferenced until step 8); a
+   large commit's pack is written by a worker thread beside steps 4-7, and step 8 waits for it
+   (`Git.batch(background=True)`: a failure of that thread fails the write before step 8);
 4. check the work tree can be written, then write the journal (`.git/gc-polecat/journal.json`:
    the ref, old and new commit, paths), before the first lock, so that a writer killed while
    holding any lock always leaves a journal for the next command to recover;
@@ -71,6 +73,8 @@ from gc_polecat.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pluggy
 
     from gc_polecat.beads.catalog import Catalog
@@ -376,19 +380,45 @@ class Store:
         git = self.git
         base = tx.base
         message = tx.commit_message()
-        with git.batch():  # one pack, not thousands of loose objects, for a large import
+        # one pack, not thousands of loose objects, for a large import, written by a worker
+        # thread while the work tree is checked and written; the ref moves after it is done
+        with git.batch(background=True) as objects:
             blobs = {
                 path: (git.add_blob(data) if data is not None else None)
                 for path, data in tx.files.items()
             }
             tree = git.edit_tree(git.commit_tree(base), blobs)
             commit = git.make_commit(tree, base, self.author(), message)
+        try:
+            commit, base = self._publish_commit(tx, base, commit, blobs, message, objects.wait)
+        finally:
+            objects.join()  # whatever happened, no writer thread outlives the write
+        self._update_catalog(tx.base if base == tx.base else None, commit, tx, blobs)
+        return CommitResult(commit.decode(), message, tuple(tx.changes()))
+
+    def _publish_commit(
+        self,
+        tx: Transaction,
+        base: bytes | None,
+        commit: bytes,
+        blobs: dict[str, bytes | None],
+        message: str,
+        objects_written: Callable[[], None],
+    ) -> tuple[bytes, bytes | None]:
+        """Publish `commit`, rebased onto a branch someone moved meanwhile: (commit, base) as
+        published. `objects_written` returns once the commit's objects are in the object store
+        (or raises): the ref never moves before."""
+        git = self.git
         contents = {sha: tx.files[path] for path, sha in blobs.items() if sha is not None}
         for _ in range(CAS_RETRIES):
             crash_point("objects-written")
             reflog = f"gc-polecat: {message}"
-            if self.publish(tx.ref, base, commit, list(blobs), reflog, contents):
-                break
+            if self.publish(tx.ref, base, commit, list(blobs), reflog, contents, objects_written):
+                return commit, base
+            try:
+                objects_written()  # the rebased commit's new trees name this batch's blobs
+            except OSError as exc:
+                raise _nothing_written(exc, self.root) from None
             # Someone outside gc-polecat moved the branch (a person's `git commit`): rebase our
             # files onto it unless they touched the same paths.
             moved = git.ref_value(tx.ref)
@@ -399,10 +429,7 @@ class Store:
             base = moved
             tree = git.edit_tree(git.commit_tree(base), blobs)
             commit = git.make_commit(tree, base, self.author(), message)
-        else:
-            raise Conflict("the branch kept moving during this write; retry")
-        self._update_catalog(tx.base if base == tx.base else None, commit, tx, blobs)
-        return CommitResult(commit.decode(), message, tuple(tx.changes()))
+        raise Conflict("the branch kept moving during this write; retry")
 
     def publish(
         self,
@@ -412,6 +439,7 @@ class Store:
         paths: list[str],
         reflog: str,
         contents: dict[bytes, bytes] | None = None,
+        objects_written: Callable[[], None] | None = None,
     ) -> bool:
         """The one write path, for ordinary commits (`transaction`) and sync's integrations
         alike: make `new` the branch, with its files in the work tree and the index, or change
@@ -420,7 +448,8 @@ class Store:
         are held and BEFORE the ref moves, so a `git commit` racing with us either fails on
         index.lock or reads our new index; it can never build on our commit from the old one.
         The ref's rename is the commit point: any failure before it is undone (nothing
-        committed), nothing after it can fail the write (docs/formats.md, "Crash safety")."""
+        committed), nothing after it can fail the write (docs/formats.md, "Crash safety").
+        `objects_written` (a background `Git.batch`'s wait) is called right before it."""
         from gc_polecat.beads.gitindex import hold_index_lock  # lazy: start-up
 
         git = self.git
@@ -442,8 +471,9 @@ class Store:
                     found = self._refuse_local_changes(old_tree, new_tree, paths)
                     written = True
                     self._write_and_move(
-                        ref_lock, new, old_tree, new_tree, paths, reflog, contents, found
-                    )
+                        ref_lock, new, old_tree, new_tree, paths, reflog, contents, found,
+                        objects_written,
+                    )  # fmt: skip
                     crash_point("ref-moved")
                 finally:
                     ref_lock.release()
@@ -463,24 +493,25 @@ class Store:
         reflog: str,
         written: dict[bytes, bytes] | None = None,
         found: dict[str, tuple[int, bytes] | None] | None = None,
+        objects_written: Callable[[], None] | None = None,
     ) -> None:
         """Steps 7 and 8: the files, the index, then the ref. A failure before the ref moved
         is undone here and reported as "nothing was written". `written`: blobs' content by
         SHA, for the work tree (they need not be read back); `found`: each path's entry in
-        `new_tree`, already looked up."""
+        `new_tree`, already looked up; `objects_written`: returns once the commit's objects
+        are in the object store (a pack written beside this), raises if they could not be."""
         try:
             self._sync_worktree(new_tree, paths, written, found)
             crash_point("index-written")
+            if objects_written is not None:
+                objects_written()
             ref_lock.move(new, self.author(), reflog)  # the commit point
         except BaseException as exc:
             if self.git.ref_value(ref_lock.ref) == new:  # it did move: committed, report success
                 return
             self._undo(old_tree, paths)
             if isinstance(exc, OSError):
-                where = exc.filename2 or exc.filename or self.root
-                raise GcPolecatError(
-                    f"cannot write {where}: {exc.strerror or exc}; nothing was written"
-                ) from None
+                raise _nothing_written(exc, self.root) from None
             raise
 
     def _undo(self, old_tree: bytes | None, paths: list[str]) -> None:
@@ -792,6 +823,12 @@ class Store:
             store=self,
             result=result,
         )
+
+
+def _nothing_written(exc: OSError, root: Path) -> GcPolecatError:
+    """A write that failed before its commit point, in one line."""
+    where = exc.filename2 or exc.filename or root
+    return GcPolecatError(f"cannot write {where}: {exc.strerror or exc}; nothing was written")
 
 
 _CRASH_AT = os.environ.get("GC_POLECAT_TEST_CRASH_AT")

@@ -323,7 +323,7 @@ def import_lines(store: Store, parsed: Parsed, source: str) -> ImportResult:
     # the commit feed its changes straight in, so the next reader needs no catch-up either.
     store.catalog.refresh()
     with store.transaction() as tx:
-        stored = _stored_reader(store, tx)
+        stored = _stored_reader(store, tx, parsed)
         final: dict[str, tuple[beadmod.Bead, beadmod.Bead | None]] = {}
         for line in parsed.lines:
             where = f"{source} line {line.number}"
@@ -365,14 +365,17 @@ def import_lines(store: Store, parsed: Parsed, source: str) -> ImportResult:
     return result
 
 
-def _stored_reader(store: Store, tx: Transaction) -> Callable[[str], beadmod.Bead | None]:
-    """How to read a stored bead: from the catalog by primary key when it holds exactly the
-    transaction's base and no unreadable file (one SQLite row, no git tree walk), else through
-    the transaction (which reports an unreadable file as InvalidBead)."""
+def _stored_reader(
+    store: Store, tx: Transaction, parsed: Parsed
+) -> Callable[[str], beadmod.Bead | None]:
+    """How to read a stored bead: from the catalog when it holds exactly the transaction's base
+    and no unreadable file (no git tree walk; every record's ID in a few queries, not one
+    each), else through the transaction (which reports an unreadable file as InvalidBead)."""
     catalog = store.catalog
     base = tx.base.decode() if tx.base else None
     if catalog.commit() == base and not catalog.bad_files():
-        return catalog.get
+        wanted = (line.record.get("id") for line in parsed.lines)
+        return catalog.get_many(bid for bid in wanted if isinstance(bid, str)).get
     return tx.get
 
 
