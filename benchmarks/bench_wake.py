@@ -229,7 +229,10 @@ class Refinery:
         assert w.proc is not None
         pid = w.proc.pid
         if w.proc.poll() is not None:
-            raise SystemExit(f"FAIL: await {w.wait} exited {w.proc.returncode} before its verdict")
+            err = w.proc.communicate()[1][-500:]
+            raise SystemExit(
+                f"FAIL: await {w.wait} exited {w.proc.returncode} before its verdict: {err}"
+            )
         try:
             names = os.listdir(wake._key_dir(self.wake_dir, w.wait))  # noqa: SLF001
             wchan = Path(f"/proc/{pid}/wchan").read_text()

@@ -381,10 +381,16 @@ def list_output(repo: str | None, json_output: bool, opts: dict[str, list[str]])
 
 def await_output(repo: str | None, json_output: bool, wait_id: str) -> tuple[list[str], int]:
     """`await`'s output and exit status for a wait that has settled without a write to make."""
+    from gc_polecat.beads.ids import validate_id  # lazy: start-up
     from gc_polecat.lifecycle import waitview  # lazy: start-up
 
-    sid_epoch = os.environ.get("GC_CONTINUATION_EPOCH")
-    epoch = int(sid_epoch) if sid_epoch else None  # ValueError: the full command line's error
+    raw_epoch = os.environ.get("GC_CONTINUATION_EPOCH")
+    epoch = int(raw_epoch) if raw_epoch else None  # ValueError: the full command line's error
+    session_id = os.environ.get("GC_SESSION_ID")
+    if session_id:  # the full `await` listens on it: a bad one is its error (doorbell keys)
+        validate_id(session_id)
+        if len(session_id) > 100:  # doorbell.MAX_KEY_LEN
+            raise StepAside
     get, close = _reader(repo)
     try:
         wait = get(wait_id)
