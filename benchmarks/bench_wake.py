@@ -49,6 +49,7 @@ from gc_polecat.lifecycle import doorbell as wake
 from gc_polecat.lifecycle import session as sessions
 from gc_polecat.lifecycle import submit as submitting
 from gc_polecat.lifecycle import wait as waits
+from gc_polecat.lifecycle import waiter
 from gc_polecat.lifecycle.providers import get_providers
 
 ROUNDS_ONE, WARMUP_ONE = 50, 3  # scenario "1 waiting": timed and untimed rounds
@@ -61,7 +62,8 @@ P50_TARGET_MS, P99_TARGET_MS = 50.0, 250.0
 AWAIT_TIMEOUT_S = 3600  # the awaits' own --timeout: 1,000 verdicts one by one take minutes
 BLOCK_TIMEOUT_S = 180.0  # give up if the awaits are not all blocked by then
 EXIT_TIMEOUT_S = 30.0  # give up on an await this long after its verdict returned
-IDLE_WINDOW_S = 10.0  # how long the CPU of idle awaits is sampled (two re-read periods)
+# how long the CPU of idle awaits is sampled: two of the slim waiter's re-read periods
+IDLE_WINDOW_S = 2 * waiter.RECHECK
 GAS_CITY_ANCHOR = "Gas City: 30 s controller tick"
 GAS_TOWN_ANCHOR = "Gas Town: 30 s - 5 min poll backoff"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -145,6 +147,7 @@ class Result:
     closed: int = 0  # waits found `closed` (delivered) afterwards
     blocked_s: float = 0.0  # from launching the awaits to all of them blocked
     idle_cpu: float | None = None  # CPU share of one core used by all idle awaits
+    daemon_cpu: float | None = None  # the same for the settling daemon over that window
 
     @property
     def latencies(self) -> list[float]:
@@ -226,7 +229,10 @@ class Refinery:
         assert w.proc is not None
         pid = w.proc.pid
         if w.proc.poll() is not None:
-            raise SystemExit(f"FAIL: await {w.wait} exited {w.proc.returncode} before its verdict")
+            err = w.proc.communicate()[1][-500:]
+            raise SystemExit(
+                f"FAIL: await {w.wait} exited {w.proc.returncode} before its verdict: {err}"
+            )
         try:
             names = os.listdir(wake._key_dir(self.wake_dir, w.wait))  # noqa: SLF001
             wchan = Path(f"/proc/{pid}/wchan").read_text()
@@ -286,6 +292,16 @@ class Refinery:
             fields = raw[raw.rfind(")") + 2 :].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
         return total / CLK_TCK
+
+    def daemon_cpu_seconds(self) -> float:
+        """User + system CPU of the repository's settling daemon (waiterd.py) so far; 0 if none."""
+        try:
+            pid = int((self.root / ".git" / "gc-polecat" / "waiterd.lock").read_text().strip())
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, ValueError):
+            return 0.0
+        fields = raw[raw.rfind(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def delivered(self, batch: Sequence[Waiter]) -> int:
         """How many of the waits ended `closed` (delivered), read by a fresh Store."""
@@ -353,9 +369,10 @@ def many_waiting(clock: ExitClock, keep: bool, n: int = MANY) -> Result:
         result.blocked_s = bench.until_blocked(batch)
         print(f"  {n} awaits launched and blocked in {result.blocked_s:.1f} s")
         time.sleep(1.0)  # let the launch storm's page cache and CPU settle
-        cpu = bench.cpu_seconds(batch)
+        cpu, daemon = bench.cpu_seconds(batch), bench.daemon_cpu_seconds()
         time.sleep(IDLE_WINDOW_S)
         result.idle_cpu = (bench.cpu_seconds(batch) - cpu) / IDLE_WINDOW_S
+        result.daemon_cpu = (bench.daemon_cpu_seconds() - daemon) / IDLE_WINDOW_S
         result.memory = [bench.memory(w) for w in batch]
         order = list(batch)
         random.Random(n).shuffle(order)
@@ -398,8 +415,9 @@ def print_result(r: Result) -> None:
         )
     if r.idle_cpu is not None:
         print(
-            f"  CPU of {r.waiting} idle awaits (5 s re-read of git): {100 * r.idle_cpu:.1f}% "
-            f"of one core, over {IDLE_WINDOW_S:g} s"
+            f"  CPU of {r.waiting} idle awaits ({waiter.RECHECK:g} s re-read of git): "
+            f"{100 * r.idle_cpu:.2f}% of one core, over {IDLE_WINDOW_S:g} s; the settling "
+            f"daemon (its 1 s ref watch): {100 * (r.daemon_cpu or 0):.2f}%"
         )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+_FAST_WORDS = frozenset(("show", "list", "await"))
+
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "exec-beads":  # gc's store calls: no click
@@ -20,7 +22,8 @@ def main() -> None:
         if is_fast_call(sys.argv[1:]):
             sys.exit(exec_main(sys.argv[1:]))
 
-    if "show" in sys.argv[2:]:  # the hottest read, answered without click if nothing overrides it
+    if _FAST_WORDS.intersection(sys.argv[1:]) and os.environ.get("GC_POLECAT_FAST") != "0":
+        # the hottest commands, answered without click if nothing overrides them (fast.py)
         from gc_polecat.fast import run as run_fast  # lazy: start-up
 
         answered = run_fast(sys.argv[1:])

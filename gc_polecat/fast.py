@@ -1,28 +1,46 @@
-"""The click-free hot path: `gc-polecat bead show ID...` answered without building the CLI.
+"""The click-free hot paths: `bead show`, `bead list` and a settled `await` without the CLI.
 
-An agent runs `bead show` as a fresh process, many times per work item. Importing click, pluggy
-and every built-in command costs more than reading the bead, so `__main__` first offers the
-command line to `run()`. It answers only a command line it knows exactly (`[--repo PATH]
-[--json] bead show ID... [--json]`) and only when no third-party plugin would load (a plugin may
-override `bead show` or any hook). Everything else steps aside, before anything is printed, to
-the full command line, which then does the same work itself: another option, a malformed or
-missing bead, a crash journal to complete, a plugin, a stdout that is not UTF-8. So an error is
-always reported in the full command line's words (docs/performance.md, "Start-up").
+An agent runs these as fresh processes, many times per work item. Importing click, pluggy and
+every built-in command costs more than the work, so `__main__` first offers the command line to
+`run()`. It answers only a command line it knows exactly, and only when no third-party plugin
+would load (a plugin may override any command or hook):
 
-The text helpers (`bead_lines`, `comment_lines`, and output.py's `printable` and `json_text`)
-are click-free so that both paths print through the same code.
+    [--repo PATH] [--json] bead show ID... [--json]
+    [--repo PATH] [--json] bead list [-s S] [-t T] [-a A] [-l L] [--all] [--include-gates]
+                                     [--include-infra] [-n N] [--json]
+    [--repo PATH] [--json] await WAIT [--timeout T] [--json]
+
+Everything else steps aside, before anything is printed, to the full command line, which then
+does the same work itself: another option, a malformed or missing bead, a bead file the catalog
+could not read, a crash journal to complete, a plugin, a stdout that is not UTF-8, and for
+`await` a wait that is still pending (the full command line hands it to the slim waiter) or
+`ready` (its delivery is a commit). So an error is always reported in the full command line's
+words, and `GC_POLECAT_FAST=0` turns this module off (docs/performance.md, "Start-up").
+
+The text helpers (`bead_lines`, `comment_lines`, `list_lines`, and output.py's `printable` and
+`json_text`) and the decisions (`lifecycle/waitview.py` for `await`, `list_selection` for `bead
+list`) are click-free so that both paths print and decide through the same code.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gc_polecat.output import json_text, printable
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from gc_polecat.beads.catalog import Catalog, Query
+
 _HEADER_KEYS = ("id", "title", "issue_type", "priority", "status")
+FAST_ENV = "GC_POLECAT_FAST"  # "0": every command goes through the full command line
+INFRA_TYPES = ("agent", "rig", "role", "message")  # bd: internal/storage/infra_types.go
 
 
 # --- how `bead show` prints a bead -------------------------------------------------------------
@@ -96,12 +114,72 @@ def when(stamp: str, local: bool) -> str:
     return at.astimezone(None if local else _dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-# --- the fast path -----------------------------------------------------------------------------
+# --- how `bead list` selects and prints -------------------------------------------------------
 
 
-def show_request(argv: list[str]) -> tuple[str | None, bool, list[str]] | None:
-    """(--repo, --json, IDs) of `[--repo PATH] [--json] bead show ID... [--json]`; None for any
-    other command line, which the full command line parses (and judges) itself."""
+def split_csv(values: Iterable[str]) -> list[str]:
+    """Repeated and comma-separated values of one option, as bd takes them."""
+    return [part.strip() for v in values for part in v.split(",") if part.strip()]
+
+
+def list_selection(
+    statuses: Iterable[str],
+    types: Iterable[str],
+    assignee: str | None,
+    labels: Iterable[str],
+    include_closed: bool,
+    include_gates: bool,
+    include_infra: bool,
+) -> tuple[Query, tuple[str, ...]]:
+    """`bead list`'s catalog query and the types it hides: as bd's `list` (cmd/bd/list.go),
+    gates and the infrastructure types unless --type names one or --include-* asks for them."""
+    from gc_polecat.beads.catalog import Query  # lazy: start-up
+    from gc_polecat.interop.bd_verbs import canonical_types  # lazy: start-up
+
+    types_t = canonical_types(split_csv(types))
+    query = Query(
+        statuses=tuple(split_csv(statuses)),
+        types=types_t,
+        assignee=assignee,
+        labels=tuple(split_csv(labels)),
+        include_closed=include_closed,
+    )
+    hidden = () if include_gates or "gate" in types_t else ("gate",)
+    if not include_infra and not set(types_t) & set(INFRA_TYPES):
+        hidden += INFRA_TYPES
+    return query, hidden
+
+
+def _cells(bead: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        bead["id"],
+        f"[{bead['issue_type']}]",
+        f"P{bead['priority']}",
+        bead["status"],
+        bead.get("assignee") or "-",
+    )
+
+
+def list_lines(beads: list[dict[str, Any]]) -> list[str]:
+    """One line per bead, columns as wide as this listing's widest cell (a long custom type or
+    assignee widens its column instead of pushing the titles out of line)."""
+    rows = [_cells(b) for b in beads]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "  " + b["title"]
+        for row, b in zip(rows, beads, strict=True)
+    ]
+
+
+# --- reading the command line ------------------------------------------------------------------
+
+
+class StepAside(Exception):
+    """What the full command line must answer (an error in its words, a write, a plugin)."""
+
+
+def _split_globals(argv: list[str]) -> tuple[str | None, bool, list[str]] | None:
+    """(--repo, --json, the command's words) of `[--repo PATH] [--json] COMMAND...`."""
     repo, json_output, words = None, False, iter(argv)
     for word in words:
         if word == "--repo":
@@ -112,21 +190,97 @@ def show_request(argv: list[str]) -> tuple[str | None, bool, list[str]] | None:
             repo = word.removeprefix("--repo=")
         elif word == "--json":
             json_output = True
-        elif word == "bead":
-            break
-        else:
-            return None
-    if next(words, None) != "show":
-        return None
-    ids = []
-    for word in words:
-        if word == "--json":
-            json_output = True
         elif word.startswith("-"):
             return None
         else:
-            ids.append(word)
-    return (repo, json_output, ids) if ids else None
+            return repo, json_output, [word, *words]
+    return None
+
+
+def _options(
+    words: list[str], takes_value: dict[str, str], flags: dict[str, str]
+) -> tuple[dict[str, list[str]], list[str]] | None:
+    """The values of the options given (by canonical name) and the positional words; None
+    for anything else (a cluster `-sx`, `--`, an option not listed, a value missing)."""
+    values: dict[str, list[str]] = {}
+    positional: list[str] = []
+    it = iter(words)
+    for word in it:
+        name, eq, inline = word.partition("=") if word.startswith("--") else (word, "", "")
+        if name in takes_value:
+            value = inline if eq else next(it, None)
+            if value is None:
+                return None
+            values.setdefault(takes_value[name], []).append(value)
+        elif name in flags and not eq:
+            values.setdefault(flags[name], []).append("")
+        elif word.startswith("-"):
+            return None
+        else:
+            positional.append(word)
+    return values, positional
+
+
+def show_request(argv: list[str]) -> tuple[str | None, bool, list[str]] | None:
+    """(--repo, --json, IDs) of `[--repo PATH] [--json] bead show ID... [--json]`; None for any
+    other command line, which the full command line parses (and judges) itself."""
+    split = _split_globals(argv)
+    if split is None or split[2][:2] != ["bead", "show"]:
+        return None
+    repo, json_output, words = split
+    parsed = _options(words[2:], {}, {"--json": "json"})
+    if parsed is None or not parsed[1]:
+        return None
+    return repo, json_output or "json" in parsed[0], parsed[1]
+
+
+_LIST_VALUES = {
+    "-s": "status", "--status": "status", "--state": "status", "-t": "type", "--type": "type",
+    "-a": "assignee", "-l": "label", "--label": "label", "--assignee": "assignee",
+    "-n": "limit", "--limit": "limit",
+}  # fmt: skip
+_LIST_FLAGS = {
+    "--all": "all", "--include-gates": "include_gates", "--include-infra": "include_infra",
+    "--json": "json",
+}  # fmt: skip
+
+
+def list_request(argv: list[str]) -> tuple[str | None, bool, dict[str, list[str]]] | None:
+    """(--repo, --json, options) of `bead list` with the filters above; None otherwise."""
+    split = _split_globals(argv)
+    if split is None or split[2][:2] != ["bead", "list"]:
+        return None
+    repo, json_output, words = split
+    parsed = _options(words[2:], _LIST_VALUES, _LIST_FLAGS)
+    if parsed is None or parsed[1]:
+        return None
+    opts = parsed[0]
+    if "limit" in opts:
+        try:  # as click.IntRange(min=0): int() of the last one given
+            if int(opts["limit"][-1]) < 0:
+                return None
+        except ValueError:
+            return None
+    return repo, json_output or "json" in opts, opts
+
+
+def await_request(argv: list[str]) -> tuple[str | None, bool, str] | None:
+    """(--repo, --json, WAIT) of `await WAIT [--timeout T] [--json]`; None otherwise (a
+    `--work`, no WAIT: those find their wait through the full command line)."""
+    split = _split_globals(argv)
+    if split is None or split[2][0] != "await":
+        return None
+    repo, json_output, words = split
+    parsed = _options(words[1:], {"--timeout": "timeout"}, {"--json": "json"})
+    if parsed is None or len(parsed[1]) != 1:
+        return None
+    for timeout in parsed[0].get("timeout", []):
+        try:  # as cli.Seconds: a float from 0 to 1e9 (NaN fails the comparison)
+            if not 0.0 <= float(timeout) <= 1e9:
+                return None
+        except ValueError:
+            return None
+    return repo, json_output or "json" in parsed[0], parsed[1][0]
 
 
 def _utf8(argv: list[str]) -> bool:
@@ -139,60 +293,157 @@ def _utf8(argv: list[str]) -> bool:
     return encoding.lower().replace("-", "").replace("_", "") == "utf8"
 
 
-def read_beads(repo: str | None, bead_ids: list[str]) -> list[dict[str, Any]] | None:
-    """The beads from the catalog (refreshed if behind HEAD); None when any is missing or a
-    crash journal waits to be completed: the full command line handles those."""
-    from gc_polecat.beads.ids import validate_id  # lazy: start-up
+# --- answering ---------------------------------------------------------------------------------
+
+
+def _catalog(repo: str | None) -> Catalog:
+    """The repository's catalog at HEAD; StepAside when a crash journal waits to be completed
+    (the full command line completes it and reports what it must)."""
     from gc_polecat.beads.store import Store, resolve_root  # lazy: start-up
 
-    for bead_id in bead_ids:
-        validate_id(bead_id)
     store = Store(resolve_root(repo))
     if store.journal_pending():
-        return None
+        raise StepAside
     catalog = store.catalog
+    if not catalog.is_fresh():
+        catalog.refresh()
+    return catalog
+
+
+def _reader(repo: str | None) -> tuple[Callable[[str], dict[str, Any]], Callable[[], None]]:
+    """(`get(id)`, `close()`) over the beads at HEAD: SQLite alone when the catalog is fresh
+    and the repository named (beads/snapshot.py), else the store's catalog, caught up first.
+    `get` steps aside for a bead the catalog does not hold (missing, or a file it could not
+    read: the full command line names the error)."""
+    from gc_polecat.beads import snapshot  # lazy: start-up
+    from gc_polecat.beads.config import has_settings  # lazy: start-up
+    from gc_polecat.beads.ids import validate_id  # lazy: start-up
+
+    named = repo if repo is not None else (os.environ.get("GC_POLECAT_REPO") or None)
+    db = None
+    if named:  # as store.resolve_root; else find_root, through the store
+        root = os.path.realpath(os.path.expanduser(named))
+        if os.path.isdir(os.path.join(root, ".git")) and has_settings(Path(root)):
+            db = snapshot.fresh_catalog(root)
+    if db is not None:
+        fetch: Callable[[str], dict[str, Any] | None] = functools.partial(snapshot.get, db)
+        close = db.close
+    else:
+        catalog = _catalog(repo)
+        fetch, close = catalog.get, catalog.close
+
+    def get(bead_id: str) -> dict[str, Any]:
+        validate_id(bead_id)
+        bead = fetch(bead_id)
+        if bead is None:
+            raise StepAside
+        return bead
+
+    return get, close
+
+
+def show_lines(repo: str | None, json_output: bool, bead_ids: list[str]) -> list[str]:
+    """`bead show`'s output."""
+    get, close = _reader(repo)
     try:
-        if not catalog.is_fresh():
-            catalog.refresh()
-        beads = [catalog.get(bead_id) for bead_id in bead_ids]
+        beads = [get(bead_id) for bead_id in bead_ids]
+    finally:
+        close()
+    if json_output:
+        return [json_text(beads)]
+    return [printable(line) for bead in beads for line in bead_lines(bead)]
+
+
+def list_output(repo: str | None, json_output: bool, opts: dict[str, list[str]]) -> list[str]:
+    """`bead list`'s output with the filters `list_request` knows (the others' defaults)."""
+    from gc_polecat.interop.bd_verbs import Filter  # lazy: start-up
+
+    include_closed = "all" in opts
+    query, hidden = list_selection(
+        opts.get("status", ()), opts.get("type", ()), (opts.get("assignee") or [None])[-1],
+        opts.get("label", ()), include_closed, "include_gates" in opts, "include_infra" in opts,
+    )  # fmt: skip
+    flt = Filter(query.statuses, include_closed=include_closed, exclude_types=hidden)
+    catalog = _catalog(repo)
+    try:
+        beads = catalog.list(query)
+        if catalog.bad_files():  # each is a warning on stderr, and exit 2: the full command
+            raise StepAside
     finally:
         catalog.close()
-    return None if any(b is None for b in beads) else beads  # type: ignore[return-value]
+    found = [b for b in beads if flt.matches(b)]
+    limit = int(opts["limit"][-1]) if "limit" in opts else None
+    found = found[:limit] if limit else found
+    if json_output:
+        return [json_text(found)]
+    return [printable(line) for line in list_lines(found)]
+
+
+def await_output(repo: str | None, json_output: bool, wait_id: str) -> tuple[list[str], int]:
+    """`await`'s output and exit status for a wait that has settled without a write to make."""
+    from gc_polecat.beads.ids import validate_id  # lazy: start-up
+    from gc_polecat.lifecycle import waitview  # lazy: start-up
+
+    raw_epoch = os.environ.get("GC_CONTINUATION_EPOCH")
+    epoch = int(raw_epoch) if raw_epoch else None  # ValueError: the full command line's error
+    session_id = os.environ.get("GC_SESSION_ID")
+    if session_id:  # the full `await` listens on it: a bad one is its error (doorbell keys)
+        validate_id(session_id)
+        if len(session_id) > 100:  # doorbell.MAX_KEY_LEN
+            raise StepAside
+    get, close = _reader(repo)
+    try:
+        wait = get(wait_id)
+        if not waitview.is_wait(wait):
+            raise StepAside
+        result = waitview.answer(get, wait, epoch)
+    finally:
+        close()
+    if result is None or waitview.needs_delivery(wait, result):
+        raise StepAside  # pending (the slim waiter), or ready (delivery is a commit)
+    text = json_text(result.payload) if json_output else printable(result.summary())
+    return [text], result.code
+
+
+def _answer(argv: list[str]) -> tuple[list[str], int] | None:
+    """The lines to print and the exit status, or None when this is not a fast command."""
+    request = show_request(argv)
+    if request is not None:
+        return show_lines(*request), 0
+    listing = list_request(argv)
+    if listing is not None:
+        return list_output(*listing), 0
+    waiting = await_request(argv)
+    if waiting is not None:
+        return await_output(*waiting)
+    return None
 
 
 def run(argv: list[str]) -> int | None:
-    """Answer `bead show` here and return its exit status, or None to step aside."""
-    request = show_request(argv)
-    if request is None or not _utf8(argv):
+    """Answer a fast command here and return its exit status, or None to step aside."""
+    if os.environ.get(FAST_ENV) == "0" or not _utf8(argv):
+        return None
+    if not (show_request(argv) or list_request(argv) or await_request(argv)):
         return None
     from gc_polecat.plugins import selected_entry_points  # lazy: start-up
 
     if selected_entry_points():
-        return None  # a plugin may override `bead show` or observe: build the whole CLI
-    repo, json_output, bead_ids = request
+        return None  # a plugin may override the command or observe: build the whole CLI
     os.umask(os.umask(0o002) | 0o002)  # as PolecatGroup.main: see cli.private_umask
     try:
-        return _answer(repo, json_output, bead_ids)
+        try:
+            answered = _answer(argv)
+        except Exception:  # noqa: BLE001 - StepAside, or an error the full CLI words itself
+            return None
+        if answered is None:
+            return None
+        lines, code = answered
+        try:
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return 1
+        return code
     except KeyboardInterrupt:  # as click: a blank line, then the one-line error
         sys.stderr.write("\ngc-polecat: error: aborted\n")
         return 1
-
-
-def _answer(repo: str | None, json_output: bool, bead_ids: list[str]) -> int | None:
-    """Read and print the beads; None (nothing printed) when the full command line must."""
-    try:
-        beads = read_beads(repo, bead_ids)
-        if beads is None:
-            return None
-        if json_output:
-            lines = [json_text(beads)]
-        else:
-            lines = [printable(line) for bead in beads for line in bead_lines(bead)]
-    except Exception:  # noqa: BLE001 - the full command line reports it in its own words
-        return None
-    try:
-        sys.stdout.write("".join(line + "\n" for line in lines))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return 1
-    return 0

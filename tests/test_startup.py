@@ -26,8 +26,10 @@ from typing import Any
 import pytest
 
 from gc_polecat import plugins
+from gc_polecat.beads.store import Store
+from gc_polecat.plugins import make_plugin_manager
 
-from .conftest import Cli, run_cli
+from .conftest import Cli, git, run_cli, submitted_ids
 
 OLD = time.time() - 3600  # an mtime long settled (the cache is only written for those)
 
@@ -426,3 +428,278 @@ def test_a_write_loads_no_lock_package_no_dulwich_repo_and_no_idle_observer(
     refused = run_cli("--repo", str(repo), "bead", "create", "never", env=env)
     assert refused.returncode == 1 and "noSuchExtension".lower() in refused.stderr.lower()
     assert len(refused.stderr.splitlines()) == 1, refused.stderr
+
+
+# --- 3. the click-free settled `await` and `bead list` ---------------------------------------
+
+FULL = {"GC_POLECAT_FAST": "0"}  # the documented switch: every command through the full CLI
+
+PROBE = (
+    "import runpy, sys\n"
+    "sys.argv = ['gc-polecat', *sys.argv[1:]]\n"
+    "try:\n    runpy.run_module('gc_polecat', run_name='__main__')\n"
+    "except SystemExit as exc:\n    code = exc.code\n"
+    "sys.stdout.write('\\nexit %s click %s\\n' % (code, 'click' in sys.modules))\n"
+)
+
+
+def answered(repo: Path, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, bool]:
+    """(exit status, stdout, whether click was loaded) of one command run through __main__ in
+    a fresh interpreter: click loaded means the full command line answered."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "--repo", str(repo), *argv],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60,
+    )  # fmt: skip
+    out, _, tail = done.stdout.rpartition("\nexit ")
+    code, _, click_loaded = tail.strip().partition(" click ")
+    return int(code), out, click_loaded == "True"
+
+
+def both(repo: Path, *argv: str, env: dict[str, str] | None = None) -> tuple[Any, Any]:
+    """(fast, full): (exit status, stdout, stderr) of the same command line, the fast path
+    allowed and the full command line forced, each a real process."""
+    runs = [
+        run_cli("--repo", str(repo), *argv, env={**(env or {}), **extra}) for extra in ({}, FULL)
+    ]
+    return tuple((r.returncode, r.stdout, r.stderr) for r in runs)  # type: ignore[return-value]
+
+
+@pytest.fixture
+def waiting(cli: Cli, sleeper: int) -> dict[str, str]:
+    """A live registered session with two submitted work items: their submissions and waits."""
+    out = cli("session", "register", "--pool", "p", "--pid", str(sleeper), "--json")
+    sid = json.loads(out.output)["id"]
+    ids = {"session": sid}
+    for n in ("1", "2"):
+        work = cli("bead", "create", f"work {n}").output.strip()
+        cli("bead", "update", work, "--status", "in_progress", "--assignee", sid)
+        ids[f"sub{n}"], ids[f"wait{n}"] = submitted_ids(
+            cli("submit", work, "--branch", f"b{n}", "--commit", n * 40, "--session", sid).output
+        )
+        ids[f"work{n}"] = work
+    return ids
+
+
+def session_env(ids: dict[str, str], epoch: str = "1") -> dict[str, str]:
+    return {"GC_SESSION_ID": ids["session"], "GC_CONTINUATION_EPOCH": epoch}
+
+
+def test_fast_await_of_a_settled_wait_is_the_full_commands_answer(
+    cli: Cli, repo: Path, waiting: dict[str, str]
+) -> None:
+    """Delivered (fix needed, merged), canceled, expired, a stale epoch, with and without
+    --json and --timeout: the same stdout, stderr and exit status from both paths, and the
+    fast path answered without click (and wrote nothing)."""
+    from gc_polecat.lifecycle import session as sessions
+    from gc_polecat.lifecycle import wait as waits
+
+    env = session_env(waiting)
+    wait1, wait2 = waiting["wait1"], waiting["wait2"]
+    cli("verdict", waiting["sub1"], "--fix-needed", "--type", "tests", "--reason", "a\x1b[2Jb")
+    first = run_cli("--repo", str(repo), "await", wait1, env=env)  # ready: delivers (a write)
+    assert first.returncode == 10 and waits.state(Store(repo).get(wait1)) == "closed"
+    cli("wait", "cancel", wait2, "--reason", "by hand")
+    store = Store(repo, pm=make_plugin_manager(load_entrypoints=False))
+    with store.transaction("an expired wait") as tx:
+        session = sessions.get(tx, waiting["session"])
+        expired = waits.create(tx, session, waiting["sub2"], waiting["work2"], 60.0)
+        waits.expire(tx, expired)
+    cases = [
+        ((wait1,), env, 10), ((wait1, "--json"), env, 10), (("--json", "await", wait1), env, 10),
+        ((wait1, "--timeout", "5"), env, 10), ((wait1,), {}, 10),
+        ((wait1,), session_env(waiting, "2"), 20),  # a later incarnation: continuation-stale
+        ((wait1, "--json"), session_env(waiting, "2"), 20),
+        ((wait2,), env, 20), ((wait2, "--json"), env, 20),  # canceled
+        ((expired["id"], "--json"), env, 20),  # expired
+    ]  # fmt: skip
+    head = git(repo, "rev-parse", "HEAD")
+    for argv, case_env, code in cases:
+        argv = argv if argv[0] == "--json" else ("await", *argv)
+        fast, full = both(repo, *argv, env=case_env)
+        assert fast == full, argv
+        assert fast[0] == code and fast[2] == "", (argv, fast)
+        assert answered(repo, *argv, env=case_env)[::2] == (code, False), argv
+    assert "\x1b" not in fast[1]
+    assert git(repo, "rev-parse", "HEAD") == head  # no answer above wrote
+
+
+def test_fast_await_steps_aside_for_what_it_must_not_answer(
+    cli: Cli, repo: Path, waiting: dict[str, str]
+) -> None:
+    """Not found, a malformed ID, a bead that is no wait, a malformed epoch, an option only
+    click knows, no WAIT: the full command line's answer, byte for byte (click was loaded)."""
+    env = session_env(waiting)
+    task = cli("bead", "create", "not a wait").output.strip()
+    cli("verdict", waiting["sub1"], "--merged")
+    cases = [
+        (("await", "gc-zzzz"), env), (("await", "not an id"), env), (("await", task), env),
+        (("await", waiting["wait1"]), {**env, "GC_CONTINUATION_EPOCH": "x1"}),
+        (("await", "--work", waiting["work1"]), env), (("await",), {}),
+        (("await", waiting["wait1"], "--timeout", "nan"), env),
+        (("await", waiting["wait1"], waiting["wait2"]), env),
+    ]  # fmt: skip
+    for argv, case_env in cases:
+        fast, full = both(repo, *argv, env=case_env)
+        assert fast == full, argv
+        if argv[-1] != waiting["work1"]:
+            assert fast[0] == 2 and len(fast[2].splitlines()) == 1, (argv, fast)
+
+
+def test_fast_await_of_a_malformed_wait_file_is_the_full_commands_error(
+    cli: Cli, repo: Path, waiting: dict[str, str]
+) -> None:
+    from gc_polecat.beads.ids import id_path
+
+    cli("verdict", waiting["sub1"], "--merged")
+    (repo / id_path(waiting["wait1"])).write_text("title: [unterminated\n")
+    git(repo, "commit", "-qam", "break the wait with plain git")
+    fast, full = both(repo, "await", waiting["wait1"], env=session_env(waiting))
+    assert fast == full and fast[0] == 2 and len(fast[2].splitlines()) == 1
+
+
+def test_a_ready_or_pending_wait_still_goes_through_the_full_command_line(
+    cli: Cli, repo: Path, waiting: dict[str, str]
+) -> None:
+    """A pending wait is handed to the full command line (here: --timeout 0.2, exit 30, the
+    same answer both ways); a ready one is delivered by it (the delivery is a commit that names
+    the awaiting process), never answered as if it had been."""
+    from gc_polecat.lifecycle import wait as waits
+
+    env = session_env(waiting)
+    wait1 = waiting["wait1"]
+    fast, full = both(repo, "await", wait1, "--timeout", "0.2", "--json", env=env)
+    assert fast == full and fast[0] == 30
+    assert answered(repo, "await", wait1, "--timeout", "0.2", env=env)[::2] == (30, True)
+    cli("verdict", waiting["sub1"], "--merged")
+    assert waits.state(Store(repo).get(wait1)) == "ready"
+    code, out, click_loaded = answered(repo, "await", wait1, env=env)
+    assert (code, out, click_loaded) == (0, f"{wait1}: merged\n", True)
+    delivered = Store(repo).get(wait1)
+    assert waits.state(delivered) == "closed"
+    assert delivered["metadata"]["delivered_to"].startswith(f"{waiting['session']}:")
+
+
+def test_a_plugin_overriding_await_wins(
+    cli: Cli, repo: Path, waiting: dict[str, str], site: Path, tmp_path: Path
+) -> None:
+    cli("verdict", waiting["sub1"], "--merged")
+    env = {**env_for(site, tmp_path), **session_env(waiting)}
+    wait1 = waiting["wait1"]
+    assert run_cli("--repo", str(repo), "await", wait1, env=env).returncode == 0  # delivers
+    install(site, "gc-polecat-await", "gc_polecat_await", AWAIT_MODULE)
+    got = run_cli("--repo", str(repo), "await", wait1, env=env)
+    assert (got.returncode, got.stdout) == (0, f"plugin await: {wait1}\n"), got.stderr
+    ruled_out = run_cli("--repo", str(repo), "await", wait1,
+                        env={**env, "GC_POLECAT_LOAD_PLUGINS": ""})  # fmt: skip
+    assert (ruled_out.returncode, ruled_out.stdout) == (0, f"{wait1}: merged\n")
+
+
+def override_module(word: str, register: str) -> str:
+    """A plugin whose own `word` command replaces the built-in one (registered by `register`)."""
+    return (
+        "import click\nfrom gc_polecat.hookspecs import hookimpl\n\n\n"
+        f"@click.command({word!r})\n@click.argument('ids', nargs=-1)\n"
+        "@click.option('--json', 'json_flag', is_flag=True)\n"
+        f"def own(ids, json_flag):\n    click.echo('plugin {word}: ' + ' '.join(ids))\n\n\n"
+        f"@hookimpl(trylast=True)\ndef gc_polecat_register_commands(cli):\n    {register}\n"
+    )
+
+
+AWAIT_MODULE = override_module("await", "cli.add_command(own, 'await')")
+LIST_MODULE = override_module("list", "cli.commands['bead'].add_command(own, 'list')")
+
+
+def listed_beads(cli: Cli) -> None:
+    """Beads of every kind `bead list` treats apart: hidden types, closed, labels, assignees,
+    an alias type, terminal controls in a title, a long assignee widening its column."""
+    made = [
+        ("a task",), ("a gate", "-t", "gate"), ("a rig", "-t", "rig"),
+        ("Ti\x1b]0;x\x07tle", "-l", "ci,urgent", "-a", "nux", "-t", "feat"),
+        ("labelled", "-l", "ci", "-a", "someone-with-a-long-name"),
+        ("p0 bug", "-t", "bug", "-p", "0"),
+    ]  # fmt: skip
+    for args in made:
+        cli("bead", "create", *args)
+    closed = cli("bead", "create", "done").output.strip()
+    cli("bead", "close", closed)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        (),
+        ("--json",),
+        ("--all",),
+        ("-s", "closed"),
+        ("--status", "open,closed"),
+        ("--type", "gate", "--status", "open", "--json"),
+        ("-t", "feat"),
+        ("--type=bug",),
+        ("-l", "ci"),
+        ("--label", "ci", "-l", "urgent"),
+        ("-a", "nux"),
+        ("--assignee", "nobody"),
+        ("--include-gates",),
+        ("--include-infra", "--json"),
+        ("-n", "2"),
+        ("--limit", "0"),
+        ("--state", "open", "--limit=1", "--json"),
+    ],
+    ids=lambda a: " ".join(a) or "plain",
+)
+def test_fast_bead_list_prints_what_the_click_command_prints(
+    cli: Cli, repo: Path, argv: tuple[str, ...]
+) -> None:
+    listed_beads(cli)
+    fast, full = both(repo, "bead", "list", *argv)
+    assert fast == full
+    assert fast[0] == 0 and fast[2] == "" and "\x1b" not in fast[1]
+    code, out, click_loaded = answered(repo, "bead", "list", *argv)
+    assert (code, out, click_loaded) == (0, fast[1], False)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--sort", "title"),
+        ("--ready",),
+        ("-n", "-1"),
+        ("-n", "x"),
+        ("--bogus",),
+        ("extra",),
+        ("-sopen",),
+        ("--title", "a"),
+        ("--long",),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_fast_bead_list_steps_aside_for_what_it_does_not_know(
+    cli: Cli, repo: Path, argv: tuple[str, ...]
+) -> None:
+    listed_beads(cli)
+    fast, full = both(repo, "bead", "list", *argv)
+    assert fast == full
+    assert answered(repo, "bead", "list", *argv)[2] is True
+
+
+def test_fast_bead_list_with_an_unreadable_bead_file_is_the_click_commands_answer(
+    cli: Cli, repo: Path
+) -> None:
+    from gc_polecat.beads.ids import id_path
+
+    listed_beads(cli)
+    broken = cli("bead", "create", "soon broken").output.strip()
+    (repo / id_path(broken)).write_text("title: [unterminated\n")
+    git(repo, "commit", "-qam", "break a bead with plain git")
+    fast, full = both(repo, "bead", "list", "--json")
+    assert fast == full and fast[0] == 2 and "skipped unreadable bead file" in fast[2]
+
+
+def test_a_plugin_overriding_bead_list_wins(
+    cli: Cli, repo: Path, site: Path, tmp_path: Path
+) -> None:
+    listed_beads(cli)
+    env = env_for(site, tmp_path)
+    install(site, "gc-polecat-list", "gc_polecat_list", LIST_MODULE)
+    got = run_cli("--repo", str(repo), "bead", "list", "--json", env=env)
+    assert (got.returncode, got.stdout) == (0, "plugin list: \n"), got.stderr

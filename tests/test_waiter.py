@@ -317,3 +317,36 @@ def test_a_repository_with_a_long_path_settles_through_the_daemon_in_tmp(tmp_pat
             os.kill(daemon, 9)
     assert waiting.returncode == 0, err
     assert out_text == f"{wait}: merged\n"
+
+
+def test_a_ring_never_sent_is_made_up_by_the_daemons_ref_watch(
+    repo: Path, submitted: tuple[str, str, str], no_daemon_left: None
+) -> None:
+    """A verdict committed without any ring (its process had no wake observer: as if it died
+    right after its commit, or bd or a sync moved the branch) still wakes the slim waiter
+    within seconds: the settling daemon sees the ref move and rings the settled wait
+    (waiterd.ring_settled), long before the waiter's own 30 s re-read."""
+    from gc_polecat.lifecycle.providers import get_providers
+    from gc_polecat.lifecycle.verdict import record_verdict
+    from gc_polecat.lifecycle.waiter import RECHECK
+    from gc_polecat.plugins import DEFAULT_PLUGINS
+
+    sid, sub, wait = submitted
+    waiting = _await(repo, sid, wait)
+    try:
+        _until_slim(waiting)
+        wait_for(lambda: _daemon_pid(repo), "the settling daemon")
+        silent = make_plugin_manager(
+            load_entrypoints=False,
+            builtins=tuple(p for p in DEFAULT_PLUGINS if not p.endswith("wake_plugin")),
+        )
+        store = Store(repo, pm=silent)
+        with store.transaction() as tx:
+            record_verdict(tx, sub, "merged", providers=get_providers(silent))
+        start = time.monotonic()
+        out, err = waiting.communicate(timeout=60)
+        took = time.monotonic() - start
+    finally:
+        waiting.kill()
+    assert (waiting.returncode, out) == (0, f"{wait}: merged\n"), err
+    assert took < RECHECK / 2, took  # the daemon's watch, not the waiter's own timer

@@ -36,6 +36,7 @@ from gc_polecat.builtin.bead_commands import (
 )
 from gc_polecat.cli import AppContext, echo, emit_json, json_option, validate_ids
 from gc_polecat.errors import BadInput
+from gc_polecat.fast import list_selection
 
 # --- bd's text options (cmd/bd/flags.go registerCommonIssueFlags) ---------------------------
 
@@ -356,9 +357,6 @@ def _filter(statuses: tuple[str, ...] = (), **opts: Any) -> Any:
     )
 
 
-INFRA_TYPES = ("agent", "rig", "role", "message")  # bd: internal/storage/infra_types.go
-
-
 def _print_list(app: AppContext, beads: list[Bead], long_format: bool) -> None:
     report_beads(app, beads, single=long_format)
 
@@ -420,24 +418,15 @@ def list_command(
     that cannot be read is named on stderr and the exit status is 2; the readable beads are
     still listed.
     """
-    from gc_polecat.beads.catalog import Query  # lazy: start-up
     from gc_polecat.interop.bd_verbs import canonical_types, ready, sort_beads  # lazy: start-up
 
-    statuses_t, types_t = tuple(split_csv(statuses)), canonical_types(split_csv(types))
     opts["title_contains"] = opts["title_contains"] or title_search
-    query = Query(
-        statuses=statuses_t,
-        types=types_t,
-        assignee=assignee,
-        labels=tuple(split_csv(labels)),
-        include_closed=include_closed,
+    query, hidden = list_selection(  # shared with the click-free `bead list` (fast.py)
+        statuses, types, assignee, labels, include_closed, include_gates, include_infra
     )
     validate_ids(*split_csv(id_list))
-    hidden = () if include_gates or "gate" in types_t else ("gate",)
-    if not include_infra and not set(types_t) & set(INFRA_TYPES):
-        hidden += INFRA_TYPES
     flt = _filter(
-        statuses_t,
+        query.statuses,
         include_closed=include_closed,
         exclude_types=canonical_types(split_csv(exclude_type)) + hidden,
         ids=tuple(split_csv(id_list)),

@@ -37,6 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from gc_polecat.beads import ids, safejson
 from gc_polecat.beads.bead import DEP_TYPE_RE, STATUSES, TYPES, Bead
+from gc_polecat.beads.snapshot import (  # noqa: F401 - the layout names stay importable here
+    CATALOG_FILE,
+    CATALOG_SCHEMA,
+    STATE_DIR,
+    fresh_catalog,
+)
 from gc_polecat.errors import GcPolecatError, InvalidBead, NotARepository, NotFound
 
 if TYPE_CHECKING:
@@ -75,9 +81,6 @@ GC_TEXT_FIELDS = ("from", "ref")
 CREATED_NS = "created_at_ns"
 # The store's layout, read here without importing the store (a test pins each to its source):
 CONFIG_PATH = ".beads/config.yaml"  # store.CONFIG_PATH
-STATE_DIR = "gc-polecat"  # store.STATE_DIR, inside .git
-CATALOG_FILE = "catalog.sqlite"  # catalog.FILENAME
-CATALOG_SCHEMA = "3"  # catalog.SCHEMA_VERSION: the tables the SQL here reads
 # Where stores live under a city (gascity `citylayout.PackStateDir(city, "polecat")`).
 PACK_STATE = (".gc", "runtime", "packs", "polecat", "stores")
 # Lifecycle operations gc runs around a city's life (`cmd/gc/beads_provider_lifecycle.go`):
@@ -332,38 +335,6 @@ def store_location(repo: str | None, env: dict[str, str]) -> tuple[Path, bool]:
     from gc_polecat.beads.store import find_root  # lazy: start-up
 
     return find_root(Path(scope_root) if scope_root else Path.cwd()), True
-
-
-def fresh_catalog(root: Path) -> sqlite3.Connection | None:
-    """The store's catalog straight from SQLite, in a read transaction (one snapshot for every
-    query of the call), when it is at HEAD and no write was cut short; None otherwise. A read
-    then needs neither the store module nor dulwich nor YAML: gc's call rate is met here."""
-    import sqlite3
-
-    from gc_polecat.beads.git import read_head  # lazy: start-up
-
-    state = root / ".git" / STATE_DIR
-    try:
-        if (state / "journal.json").stat().st_size > 0:
-            return None  # a writer died mid-commit: the store's recovery must run first
-    except FileNotFoundError:
-        pass
-    path = state / CATALOG_FILE
-    if not path.is_file():
-        return None
-    db = None
-    try:
-        db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        db.execute("BEGIN")
-        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'commit')"))
-        head = read_head(root / ".git")[1] or ""
-        if meta.get("schema") == CATALOG_SCHEMA and meta.get("commit") == head:
-            return db
-    except (sqlite3.Error, OSError):
-        pass
-    if db is not None:
-        db.close()
-    return None
 
 
 # --- the operations --------------------------------------------------------------------------

@@ -27,37 +27,29 @@ from typing import TYPE_CHECKING, Any
 from gc_polecat.beads import bead as beadmod
 from gc_polecat.beads.bead import Bead
 from gc_polecat.errors import BadInput, NotFound
-from gc_polecat.lifecycle import keys
+from gc_polecat.lifecycle import keys, waitview
+from gc_polecat.lifecycle.waitview import (  # the pure half, shared with the fast `await`
+    ENDED,  # noqa: F401 - re-exported
+    EXIT_ENDED,  # noqa: F401 - re-exported
+    EXIT_FIX_NEEDED,  # noqa: F401 - re-exported
+    EXIT_MERGED,  # noqa: F401 - re-exported
+    EXIT_PENDING,
+    LEGACY_SESSION_LABEL_PREFIX,
+    LEGACY_WAIT_LABEL,
+    SESSION_LABEL_PREFIX,
+    STATES,  # noqa: F401 - re-exported
+    TERMINAL,
+    WAIT_LABEL,
+    AwaitResult,
+    is_wait,
+    state,
+)
 
 if TYPE_CHECKING:
     from gc_polecat.beads.store import Store, Transaction
     from gc_polecat.lifecycle.session import Session
 
-WAIT_LABEL = "polecat:wait"
-SESSION_LABEL_PREFIX = "polecat:session:"
-# the shape gc's own controller drives (internal/session/waits.go IsWaitBead): read, migrated
-LEGACY_WAIT_LABEL = "gc:wait"
-LEGACY_SESSION_LABEL_PREFIX = "session:"
-STATES = ("pending", "ready", "closed", "canceled", "expired", "failed")
-TERMINAL = ("closed", "canceled", "expired", "failed")  # gc: IsWaitTerminalState
-ENDED = ("canceled", "expired", "failed")  # terminal without a verdict: `await` exits 20
-# `await` exit statuses (PRODUCT.md)
-EXIT_MERGED, EXIT_FIX_NEEDED, EXIT_ENDED, EXIT_PENDING = 0, 10, 20, 30
 RECHECK = 5.0  # a missed doorbell costs at most this much latency, never correctness
-
-
-def state(wait: Bead) -> str:
-    return wait.get("metadata", {}).get("state", "pending")
-
-
-def is_wait(bead: Bead) -> bool:
-    """A verdict wait: ours, or ours in the legacy shape (gc's labels, and a `submission`,
-    which gc's own waits, `gc session wait`, never have: those stay gc's)."""
-    labels = bead.get("labels", [])
-    return bead.get("issue_type") == "gate" and (
-        WAIT_LABEL in labels
-        or (LEGACY_WAIT_LABEL in labels and "submission" in bead.get("metadata", {}))
-    )
 
 
 @dataclass(frozen=True)
@@ -319,22 +311,6 @@ def expired(wait: Bead, now: dt.datetime | None = None) -> bool:
 # --- await ---------------------------------------------------------------------------------
 
 
-@dataclass
-class AwaitResult:
-    code: int
-    payload: dict[str, Any]
-
-    def summary(self) -> str:
-        """The one line `await` prints: `gc-rb2: fix needed (tests): test_login fails`."""
-        words = {0: "merged", 10: "fix needed", 20: "ended without a verdict", 30: "still pending"}
-        line = f"{self.payload['wait']}: {words[self.code]}"
-        if self.code == EXIT_FIX_NEEDED:
-            verdict = self.payload.get("verdict") or {}
-            kind = verdict.get("metadata", {}).get("failure_type")
-            line += f" ({kind}): {verdict.get('description', '')}"
-        return line
-
-
 def find_wait(
     store: Store, wait_id: str | None, work_id: str | None, session_id: str | None
 ) -> Bead:
@@ -360,64 +336,25 @@ def find_wait(
 
 
 def _payload(store: Store, wait: Bead, code: int, verdict: Bead | None) -> dict[str, Any]:
-    meta = wait.get("metadata", {})
-    work = None
-    if meta.get("work"):
-        try:
-            work = store.get(meta["work"])
-        except NotFound:
-            work = None
-    outcome = verdict.get("metadata", {}).get("outcome") if verdict else None
-    return {
-        "wait": wait["id"],
-        "state": state(wait),
-        "exit": code,
-        "outcome": outcome,
-        "verdict": verdict,
-        "work": work,
-    }
+    return waitview.payload(store.get, wait, code, verdict)
 
 
 def moved_on(store: Store, wait: Bead) -> bool:
-    """The waiting session's epoch is no longer the one that registered the wait: the wait
-    belongs to an earlier incarnation, which must not be woken or handed the verdict."""
-    from gc_polecat.lifecycle import session as sessions  # lazy: start-up
-
-    meta = wait.get("metadata", {})
-    if not meta.get("session_id"):
-        return False
-    try:
-        session = sessions.get(store, meta["session_id"])
-    except BadInput:  # NotFound, or not a session bead: nothing to compare with
-        return False
-    return str(session.epoch) != meta.get("registered_epoch")
+    """See `waitview.moved_on`: the session read at HEAD."""
+    return waitview.moved_on(store.get, wait)
 
 
 def settled(store: Store, wait: Bead, epoch: int | None, me: str) -> AwaitResult | None:
-    """The answer if the wait has one for this caller, else None (still pending)."""
-    meta = wait.get("metadata", {})
-    st = state(wait)
-    if st == "pending":
-        return None
-    if st in ENDED:
-        return AwaitResult(EXIT_ENDED, _payload(store, wait, EXIT_ENDED, None))
-    if (epoch is not None and str(epoch) != meta.get("registered_epoch")) or moved_on(store, wait):
-        # registered by an earlier incarnation: never delivered to a later one, nor to the
-        # earlier one once the session's epoch has moved on (it may linger, not be gone)
-        return AwaitResult(
-            EXIT_ENDED, {**_payload(store, wait, EXIT_ENDED, None), "reason": "continuation-stale"}
-        )
-    verdict = store.get(meta["verdict"]) if meta.get("verdict") else None
-    if verdict is None:
-        return AwaitResult(EXIT_ENDED, _payload(store, wait, EXIT_ENDED, None))
-    if st == "ready":
-        with store.transaction(f"{wait['id']}: delivered to {me}") as tx:
-            current = tx.require(wait["id"])
-            if state(current) == "ready":
-                wait = deliver(tx, current, me)
-    outcome = verdict["metadata"].get("outcome")
-    code = EXIT_MERGED if outcome == "merged" else EXIT_FIX_NEEDED
-    return AwaitResult(code, _payload(store, wait, code, verdict))
+    """The answer if the wait has one for this caller, else None (still pending); a `ready`
+    wait's delivery to `me` is recorded first (the one write `await` makes)."""
+    result = waitview.answer(store.get, wait, epoch)
+    if result is None or not waitview.needs_delivery(wait, result):
+        return result
+    with store.transaction(f"{wait['id']}: delivered to {me}") as tx:
+        current = tx.require(wait["id"])
+        if state(current) == "ready":
+            wait = deliver(tx, current, me)
+    return AwaitResult(result.code, _payload(store, wait, result.code, result.payload["verdict"]))
 
 
 def await_verdict(

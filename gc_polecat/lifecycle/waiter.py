@@ -10,10 +10,13 @@ environment (the session's identity) and its parent; only its memory shrinks.
 
 The waiter binds the doorbell first, then reads the wait's state from git (`git cat-file` on
 HEAD, spawned without the subprocess module), so no ring is lost. It reads again after every
-ring, and on a slow timer whenever the branch ref has moved (a missed ring costs latency,
-never correctness). As soon as the state is anything but `pending`, or the deadline passes, it
-execs the full command line again (`await WAIT --timeout LEFT`), which delivers the verdict,
-prints and exits exactly as a never-slimmed `await` would. Whatever it cannot read with
+ring, and on a slow timer (`RECHECK`, 30 s) whenever the branch ref has moved; the settling
+daemon watches the ref once a second and rings a wait that settled without a ring, so a missed
+ring costs about a second while the daemon runs and at most `RECHECK` when it does not
+(latency, never correctness). As soon as the state is anything but `pending`, or the deadline
+passes, it asks the settling daemon (waiterd.py), or else execs the full command line again
+(`await WAIT --timeout LEFT`), which delivers the verdict, prints and exits exactly as a
+never-slimmed `await` would. Whatever it cannot read with
 certainty (a bead file in an unexpected shape, git failing) also goes back to the full command
 line, with `GC_POLECAT_AWAIT_SLIM=0` so that one blocks in place instead of coming back here.
 
@@ -31,7 +34,10 @@ import os
 import sys
 import time
 
-RECHECK = 5.0  # as wait.RECHECK: the slow timer behind the doorbell
+# The slow timer behind the doorbell. The settling daemon watches the ref once a second and
+# rings any listening wait that settled without a ring (waiterd.ring_settled), so this one only
+# matters while no daemon runs: then a missed ring costs up to this, as Gas City's 30 s tick.
+RECHECK = 30.0
 SLIM_ENV = "GC_POLECAT_AWAIT_SLIM"  # "0": block in the full command line (the old way)
 _MAX_BLOB = 1 << 20
 _MAX_SOCKET_PATH = 107
@@ -221,13 +227,17 @@ def _read_blob(root: str, path: str) -> str | None:
         return None
 
 
-def _ref_signature(root: str) -> tuple[int, ...]:
-    """Cheap evidence that the branch moved: the stat of HEAD's ref file and packed-refs."""
+def ref_signature(root: str) -> tuple[int, ...]:
+    """Cheap evidence that the branch moved: the stat of HEAD's ref file and packed-refs
+    (HEAD read with one open, read and close: this runs in every idle waiter)."""
     git_dir = os.path.join(root, ".git")
     sig: list[int] = []
     try:
-        with open(os.path.join(git_dir, "HEAD"), "rb") as f:
-            head = f.read(512).strip()
+        fd = os.open(os.path.join(git_dir, "HEAD"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            head = os.read(fd, 512).strip()
+        finally:
+            os.close(fd)
     except OSError:
         return ()
     names = [head[5:].decode("utf-8", "replace")] if head.startswith(b"ref: ") else []
@@ -252,7 +262,7 @@ def main(argv: list[str]) -> None:
     with Doorbell(wake_dir, keys) as bell:  # bind first, then read: no ring is lost
         seen: tuple[int, ...] | None = None
         while True:
-            signature = _ref_signature(root)
+            signature = ref_signature(root)
             if signature != seen:
                 seen = signature
                 text = _read_blob(root, wait_path)

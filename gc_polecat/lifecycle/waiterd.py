@@ -14,6 +14,14 @@ waiter's session, epoch and PID as the delivery's recipient), so the receipt nam
 process. Anything it cannot do is an `error` answer, and the waiter falls back to the full
 command line: the daemon is a fast path, never the only path.
 
+It is also the repository's watch for a missed ring: once a second it looks at the branch ref
+(a stat, as the waiters did), and when the ref has moved it rings every listening wait that is
+no longer pending (`ring_settled`), so a ring the committing process never sent (it died after
+its commit, or bd, git or a sync moved the branch) costs about a second, not the waiters' own
+slow re-read. That is what lets each slim waiter sleep `waiter.RECHECK` (30 s) between its own
+looks: one stat a second here instead of a thousand waiters waking every 5 s
+(docs/performance.md, "Waiting at fleet scale").
+
 Lifetime: started (detached) by the first `await` that becomes a slim waiter; only one runs per
 repository (an flock); it exits once no slim waiter has been listening for `IDLE_EXIT` seconds
 (their doorbell sockets are gone from the wake directory). Run as
@@ -32,16 +40,17 @@ import sys
 import time
 from pathlib import Path
 
-from gc_polecat.beads.ids import validate_id
+from gc_polecat.beads.ids import path_id, validate_id
 from gc_polecat.beads.store import Store
 from gc_polecat.errors import GcPolecatError
 from gc_polecat.lifecycle import doorbell as wake
 from gc_polecat.lifecycle import waiter
-from gc_polecat.lifecycle.wait import is_wait, settled
+from gc_polecat.lifecycle.wait import is_wait, settled, state
 from gc_polecat.output import json_text, printable
 
 IDLE_EXIT = 60.0  # seconds without any slim waiter before the daemon exits
-TICK = 10.0
+TICK = 10.0  # how often it looks for listening waiters (its idle exit)
+WATCH = 1.0  # how often it looks at the branch ref for a move no doorbell announced
 MAX_REQUEST = 4096
 
 
@@ -95,6 +104,34 @@ def _waiters_listening(wake_dir: Path) -> bool:
         return False
 
 
+def ring_settled(store: Store, wake_dir: Path, since: bytes | None) -> tuple[bytes | None, int]:
+    """Ring every wait changed between commit `since` and HEAD that is no longer pending; (the
+    HEAD commit, how many were rung). Only the changed files are read (a tree diff), and
+    `doorbell.ring` finds each wait's listeners in whichever layout they bound (a long wake
+    path puts them in /tmp). Never raises: what it cannot read now is read at the next move
+    of the ref, and the waiters' own slow re-read still covers it (latency, never correctness)."""
+    head = since
+    try:
+        head = store.head()[1]
+        if head == since or since is None:
+            return head, 0
+        git = store.git
+        rung = 0
+        for path, blob in git.changed_paths(git.commit_tree(since), git.commit_tree(head)):
+            bead_id = path_id(path)
+            if bead_id is None or blob is None:
+                continue
+            try:
+                bead = store.get(bead_id)
+            except GcPolecatError:  # a bad file: not a wait anyone can settle
+                continue
+            if is_wait(bead) and state(bead) != "pending":
+                rung += wake.ring(wake_dir, bead_id, "ref moved") > 0
+        return head, rung
+    except Exception:  # noqa: BLE001 - a fast path only: the daemon keeps serving
+        return head, 0
+
+
 def serve(root: Path) -> int:
     store = Store(root)
     store.state_dir.mkdir(parents=True, exist_ok=True)
@@ -116,18 +153,28 @@ def serve(root: Path) -> int:
     os.chmod(address, 0o600)
     server.listen(64)
     wake_dir = store.state_dir / "wake"
-    last_seen = time.monotonic()
+    last_seen = last_tick = time.monotonic()
+    ref_seen = waiter.ref_signature(str(root))
+    commit_seen = store.head()[1]
     try:
         while True:
-            ready, _, _ = select.select([server], [], [], TICK)
+            ready, _, _ = select.select([server], [], [], WATCH)
             if ready:
                 conn, _ = server.accept()
                 with conn, contextlib.suppress(OSError):  # a waiter gone falls back alone
                     _answer(store, conn)
                 last_seen = time.monotonic()
-            elif _waiters_listening(wake_dir):
-                last_seen = time.monotonic()
-            elif time.monotonic() - last_seen >= IDLE_EXIT:
+            signature = waiter.ref_signature(str(root))
+            if signature != ref_seen:
+                ref_seen = signature
+                commit_seen = ring_settled(store, wake_dir, commit_seen)[0]
+            now = time.monotonic()
+            if now - last_tick < TICK:
+                continue
+            last_tick = now
+            if _waiters_listening(wake_dir):
+                last_seen = now
+            elif now - last_seen >= IDLE_EXIT:
                 return 0
     finally:
         server.close()

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 def ring_for(state_dir: os.PathLike[str], wait: Bead) -> int:
     """Wake whoever blocks on this wait or its session; returns how many listeners heard."""
     from gc_polecat.lifecycle.doorbell import ring  # lazy: start-up (a submit rings nobody)
+
     meta: Mapping[str, str] = wait.get("metadata", {})
     heard = ring(Path(state_dir) / "wake", wait["id"], "ready")
     if meta.get("session_id"):
