@@ -37,7 +37,10 @@ import sys
 
 SWITCH = "GC_POLECAT_SERVER"  # "0": never use or start a server
 DIR_ENV = "GC_POLECAT_SERVER_DIR"  # where the sockets live (tests); default /tmp/gc-polecat-<uid>
-SERVED = (("verdict",), ("submit",), ("bead", "create"), ("bead", "update"), ("bead", "close"))
+SERVED = (  # the write commands: each a short-lived process that writes and exits
+    ("verdict",), ("submit",), ("import",),
+    ("bead", "create"), ("bead", "update"), ("bead", "close"),
+)  # fmt: skip
 COLD_ENV = ("GC_POLECAT_TEST_CRASH_AT",)  # read when the store module is imported
 GLOBAL_FLAGS = ("--json",)
 GLOBAL_OPTIONS = ("--repo",)

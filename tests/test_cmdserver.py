@@ -99,6 +99,7 @@ def test_only_write_commands_are_served() -> None:
         ["--json", "bead", "create", "t"],
         ["--repo=r", "bead", "update", "gc-a1"],
         ["bead", "close", "gc-a"],
+        ["import", "issues.jsonl"],
     ]
     no = [
         ["bead", "list"],
@@ -123,6 +124,11 @@ def test_a_served_write_says_and_does_what_the_cold_one_does(
     served.start()
     twin = tmp_path / "twin"
     git(tmp_path, "clone", "-q", str(served.repo), str(twin))
+    jsonl = tmp_path / "issues.jsonl"
+    jsonl.write_text(
+        '{"id":"gc-i1","title":"imported","status":"open","priority":1,"issue_type":"bug",'
+        '"created_at":"2025-12-23T00:14:08.420722-08:00","updated_at":"2025-12-23T08:14:08Z"}\n'
+    )
     lines = [
         ("bead", "create", "--id", "gc-s1", "first", "-d", "described"),
         ("--json", "bead", "create", "--id", "gc-s2", "second", "-l", "a,b"),
@@ -132,6 +138,9 @@ def test_a_served_write_says_and_does_what_the_cold_one_does(
         ("bead", "update", "gc-nope", "--status", "open"),  # no such bead
         ("bead", "create", "--no-such-option", "x"),  # click's usage error
         ("bead", "close", "../x"),  # a path trick
+        ("import", str(jsonl)),
+        ("import", str(jsonl)),  # again: nothing to do
+        ("import", str(tmp_path / "missing.jsonl")),
     ]
     before = len(served.callers())
     for line in lines:
