@@ -30,6 +30,13 @@ def main() -> None:
         if answered is not None:
             sys.exit(answered)
 
+    from gc_polecat.cmdserver import call, served  # lazy: start-up
+
+    if served(sys.argv[1:]):  # a write command: forked from a warm server, if one runs
+        code = call(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+
     from gc_polecat import cli as cli_module  # lazy: start-up
     from gc_polecat.cli import make_cli  # lazy: start-up
 

@@ -117,6 +117,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))  # git reads its config there too
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    # no command server (gc_polecat/cmdserver.py): each CLI process runs its command itself,
+    # and no test leaves a server behind; tests/test_cmdserver.py turns it on in a directory
+    # of its own
+    monkeypatch.setenv("GC_POLECAT_SERVER", "0")
 
 
 # Set when pytest runs inside a git hook, a Gas City session or tmux, or by a developer; each
