@@ -6,6 +6,7 @@ import os
 import sys
 
 _FAST_WORDS = frozenset(("show", "list", "await"))
+_SERVED_WORDS = frozenset(("verdict", "submit", "import", "create", "update", "close"))
 
 
 def main() -> None:
@@ -30,12 +31,13 @@ def main() -> None:
         if answered is not None:
             sys.exit(answered)
 
-    from gc_polecat.cmdserver import call, served  # lazy: start-up
+    if _SERVED_WORDS.intersection(sys.argv[1:]):
+        from gc_polecat.cmdserver import call, served  # lazy: start-up
 
-    if served(sys.argv[1:]):  # a write command: forked from a warm server, if one runs
-        code = call(sys.argv[1:])
-        if code is not None:
-            sys.exit(code)
+        if served(sys.argv[1:]):  # a write command: forked from a warm server, if one runs
+            code = call(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
 
     from gc_polecat import cli as cli_module  # lazy: start-up
     from gc_polecat.cli import make_cli  # lazy: start-up
