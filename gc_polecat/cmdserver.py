@@ -163,24 +163,32 @@ def _converse(sock: socket.socket, argv: list[str]) -> int | None:
         sent = socket.send_fds(sock, [data], [0, 1, 2])
         sock.sendall(data[sent:])
         sock.settimeout(None)
-        first = _line(sock)
+        replies = sock.makefile("rb")
+        accepted = _line(replies).get("accepted")
     except (OSError, ValueError):
-        return None  # nothing ran: the server refused or vanished before forking
-    if first.get("stale") or "pid" not in first:
-        return None
-    child = int(first["pid"])
+        accepted = False
+    if not accepted:  # stale, refused, or closed (an idle server on its way out)
+        return None  # the server forks only after accepting: nothing ran, run it here
+    try:
+        child = int(_line(replies)["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        print("gc-polecat: error: the command server went away mid-command", file=sys.stderr)
+        return 1  # it may have started the command: never run it a second time
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
             os.kill(child, signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(signum, forward)
+    passed_on = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    before = [signal.signal(signum, forward) for signum in passed_on]
     try:
-        ended = _line(sock)
+        ended = _line(replies)
     except (OSError, ValueError):
         print("gc-polecat: error: the command server went away mid-command", file=sys.stderr)
         return 1
+    finally:
+        for signum, handler in zip(passed_on, before, strict=True):
+            signal.signal(signum, handler)
     if "signal" in ended:
         signum = int(ended["signal"])
         signal.signal(signum, signal.SIG_DFL)
@@ -188,15 +196,11 @@ def _converse(sock: socket.socket, argv: list[str]) -> int | None:
     return int(ended.get("code", 1))
 
 
-def _line(sock: socket.socket) -> dict:
-    data = bytearray()
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("connection closed")
-        data += chunk
-        if len(data) > 65536:
-            raise ValueError("reply too long")
+def _line(replies: object) -> dict:
+    """The server's next reply: one JSON object on one line (two may arrive in one read)."""
+    data = replies.readline(65537)  # type: ignore[attr-defined]
+    if not data.endswith(b"\n"):
+        raise ConnectionError("connection closed" if not data else "reply too long")
     reply = json.loads(data)
     if not isinstance(reply, dict):
         raise ValueError("not a reply")
@@ -418,6 +422,7 @@ def _accept(server: Server, listener: socket.socket, command_line: object, peer:
             os.close(fd)
         conn.close()
         return
+    _reply(conn, {"accepted": True})  # from here on the caller never runs it itself
     pid = os.fork()
     if pid == 0:  # the child: never returns
         listener.close()
