@@ -30,6 +30,7 @@ other paths load anyway (json, os, socket, sys).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import socket
@@ -331,6 +332,7 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
     from gc_polecat.interop.gc_exec_client import safe_dir  # lazy: the server's start-up
     from gc_polecat.interop.gc_exec_server import owner_lock, peer  # lazy: as above
 
+    gc.disable()  # the parent's objects stay where they are: no holes, no copies in the children
     command_line = preload()
     if not safe_dir(path):
         return
@@ -423,6 +425,7 @@ def _accept(server: Server, listener: socket.socket, command_line: object, peer:
         conn.close()
         return
     _reply(conn, {"accepted": True})  # from here on the caller never runs it itself
+    gc.freeze()  # a child's collections never walk (and so never copy) the server's objects
     pid = os.fork()
     if pid == 0:  # the child: never returns
         listener.close()
@@ -507,6 +510,7 @@ def _child(request: dict, fds: list[int], command_line: object, conn: socket.soc
 
     code = 1
     try:
+        gc.enable()
         conn.close()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
