@@ -47,6 +47,8 @@ GLOBAL_FLAGS = ("--json",)
 GLOBAL_OPTIONS = ("--repo",)
 IDLE_SECONDS = 600.0
 CONNECT_TIMEOUT = 2.0
+HANDSHAKE_TIMEOUT = 30.0  # request, "accepted", GO: milliseconds unless the machine is swamped
+GO = b"go\n"  # the caller's last word: only after it does the server fork the command
 MAX_SOCKET_PATH = 100
 
 
@@ -161,15 +163,18 @@ def _converse(sock: socket.socket, argv: list[str]) -> int | None:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         data = json.dumps(request).encode() + b"\n"
+        sock.settimeout(HANDSHAKE_TIMEOUT)
         sent = socket.send_fds(sock, [data], [0, 1, 2])
-        sock.sendall(data[sent:])
-        sock.settimeout(None)
+        sock.sendall(data[sent:])  # a long environment may take more than one send
         replies = sock.makefile("rb")
-        accepted = _line(replies).get("accepted")
+        accepted = _line(replies).get("accepted") is True
+        if accepted:
+            sock.sendall(GO)  # from here on the command is the server's: never run it here
     except (OSError, ValueError):
         accepted = False
-    if not accepted:  # stale, refused, or closed (an idle server on its way out)
-        return None  # the server forks only after accepting: nothing ran, run it here
+    if not accepted:  # stale, refused, closed (an idle server on its way out), too slow
+        return None  # the server forks only on GO, which was not sent: nothing ran
+    sock.settimeout(None)
     try:
         child = int(_line(replies)["pid"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -424,7 +429,11 @@ def _accept(server: Server, listener: socket.socket, command_line: object, peer:
             os.close(fd)
         conn.close()
         return
-    _reply(conn, {"accepted": True})  # from here on the caller never runs it itself
+    if not _go(conn):  # the caller gave up (or went) before it handed the command over
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+        return
     gc.freeze()  # a child's collections never walk (and so never copy) the server's objects
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -439,9 +448,30 @@ def _accept(server: Server, listener: socket.socket, command_line: object, peer:
     _reply(conn, {"pid": pid})
 
 
-def _reply(conn: socket.socket, message: dict) -> None:
-    with contextlib.suppress(OSError):
+def _reply(conn: socket.socket, message: dict) -> bool:
+    try:
         conn.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        return False
+    return True
+
+
+def _go(conn: socket.socket) -> bool:
+    """Accept the command and wait for the caller's GO: a caller that timed out or died
+    before sending it runs the command itself (or not at all), so the server must not."""
+    if not _reply(conn, {"accepted": True}):
+        return False
+    conn.settimeout(HANDSHAKE_TIMEOUT)
+    got = b""
+    try:
+        while len(got) < len(GO):
+            chunk = conn.recv(len(GO) - len(got))
+            if not chunk:
+                return False
+            got += chunk
+    except OSError:
+        return False
+    return got == GO
 
 
 def _caller_gone(server: Server, conn: socket.socket) -> None:

@@ -302,3 +302,32 @@ def test_the_client_never_runs_a_command_the_server_may_have_started(
         theirs.sendall(replies)
         theirs.shutdown(socket.SHUT_WR)
         assert cmdserver._converse(ours, ["bead", "create", "x"]) == expected
+
+
+def test_a_command_the_caller_never_handed_over_never_runs(served: Served) -> None:
+    """The server forks a command only after the caller's GO, sent once it has read
+    "accepted": a caller that timed out or died before that runs the command itself (or not
+    at all), so the server must not run it too. Found under load: a slow handshake made the
+    caller give up and run `bead close ../x` itself while the server also ran it (the error
+    printed twice). Played here with a real server and a caller that stops short of GO."""
+    import socket
+
+    sock_path = served.start()
+    head = git(served.repo, "rev-parse", "HEAD")
+    request = {
+        "argv": ["--repo", str(served.repo), "bead", "create", "never handed over"],
+        "cwd": str(ROOT),
+        "env": served.env,
+        "streams": [["utf-8", "strict", False, False]] * 3,
+    }
+    before = len(_log_lines(served))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, open(os.devnull, "w") as null:
+        sock.connect(str(sock_path))
+        fd = null.fileno()
+        socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [fd, fd, fd])
+        assert sock.makefile("rb").readline() == b'{"accepted": true}\n'
+    time.sleep(1.0)  # time enough to fork and write, were it going to
+    assert git(served.repo, "rev-parse", "HEAD") == head
+    assert len(_log_lines(served)) == before
+    again = served.run("bead", "create", "handed over")  # the server is still serving
+    assert again.returncode == 0 and again.pid in served.callers()
