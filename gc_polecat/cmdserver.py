@@ -22,9 +22,11 @@ Nothing is served unless all of this holds, else the command runs cold, as befor
   "stale", exits, and the command runs cold.
 
 The first command finds no server: it starts one (detached, its own session) and runs cold. A
-server exits after IDLE_SECONDS without a command. A reply lost after the command was sent is a
-failure (exit 1), never a second run. This module's client half imports only what `__main__`'s
-other paths load anyway (json, os, socket, sys).
+server exits after IDLE_SECONDS without a command. The hand-over is request -> "accepted" -> GO:
+the server forks only on the caller's GO, and the caller runs a command itself only when it did
+not send GO, so a command runs once, whoever gives up when; a server lost after GO is exit 1.
+This module's client half imports only what `__main__`'s other paths load anyway (json, os,
+socket, sys).
 """
 
 from __future__ import annotations
