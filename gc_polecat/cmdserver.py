@@ -91,6 +91,8 @@ def identity() -> dict[str, object]:
         "encoding": [_locale.getencoding(), sys.getfilesystemencoding()],
         "plugins": os.environ.get("GC_POLECAT_LOAD_PLUGINS"),
         "uid": os.getuid(),
+        # the package this process runs: `python -m` in a checkout imports that checkout's
+        "package": os.path.dirname(os.path.abspath(__file__)),
     }
 
 
