@@ -15,9 +15,10 @@ Nothing is served unless all of this holds, else the command runs cold, as befor
   reads at import time is set (COLD_ENV);
 - the socket's directory is this user's alone (mode 0700, not a link): `/tmp/gc-polecat-<uid>/`,
   as for the exec-beads server; the server answers only its own user (SO_PEERCRED);
-- the server was started by the same interpreter, flags, `sys.path`, locale and plugin choice
-  (the socket's name is a digest of them), and before each command it checks that no module it
-  has loaded (ours, a plugin's, a library's) changed on disk and that no distribution was
+- the server was started by the same interpreter, flags, `sys.path`, locale, plugin choice
+  and `gc_polecat` package directory (the socket's name is a digest of them), and before each
+  command it checks that no module it has loaded (ours, a plugin's, a library's) changed on
+  disk and that no distribution was
   installed or removed since it started (the entry-point cache's stamp): otherwise it answers
   "stale", exits, and the command runs cold.
 
