@@ -18,9 +18,8 @@ Nothing is served unless all of this holds, else the command runs cold, as befor
 - the server was started by the same interpreter, flags, `sys.path`, locale, plugin choice
   and `gc_polecat` package directory (the socket's name is a digest of them), and before each
   command it checks that no module it has loaded (ours, a plugin's, a library's) changed on
-  disk and that no distribution was
-  installed or removed since it started (the entry-point cache's stamp): otherwise it answers
-  "stale", exits, and the command runs cold.
+  disk and that no distribution was installed or removed since it started (the entry-point
+  cache's stamp): otherwise it answers "stale", exits, and the command runs cold.
 
 The first command finds no server: it starts one (detached, its own session) and runs cold. A
 server exits after IDLE_SECONDS without a command. The hand-over is request -> "accepted" -> GO:
