@@ -234,12 +234,18 @@ def spawn(path: str, every: float = 30.0) -> None:
             pass
     except OSError:
         return
+    from gc_polecat.lifecycle.waiter import SESSION_IDENTITY  # lazy: start-up
+
+    # not a session's process: a sweep that finds a session's processes by their environment
+    # (session._kill_by_identity) must not find the server; each child gets its caller's
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SESSION_IDENTITY)}
     with contextlib.suppress(OSError):
         subprocess.Popen(
             [sys.executable, "-m", "gc_polecat.cmdserver", path],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
             close_fds=True,
         )

@@ -337,3 +337,36 @@ def test_a_command_the_caller_never_handed_over_never_runs(served: Served) -> No
     assert len(_log_lines(served)) == before
     again = served.run("bead", "create", "handed over")  # the server is still serving
     assert again.returncode == 0 and again.pid in served.callers()
+
+
+def test_the_server_carries_no_sessions_identity_its_commands_carry_their_callers(
+    served: Served,
+) -> None:
+    """A server started from inside a session must not look like one of its processes: the
+    launcher-died sweep (`session._kill_by_identity`) kills the process group of whatever
+    carries GC_SESSION_ID and GC_POLECAT_REPO. Each served command still gets its own
+    caller's environment, GC_POLECAT_REPO included."""
+    identity = {"GC_SESSION_ID": "gc-sess1", "GC_POLECAT_REPO": str(served.repo)}
+    served.run("bead", "create", "starts the server", **identity)
+    wait_for(served.socket, "the command server's socket", 30)
+    servers = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes()
+                if b"gc_polecat.cmdserver" in argv and str(served.sockets).encode() in argv:
+                    servers.append((entry / "environ").read_bytes().split(b"\0"))
+            except OSError:
+                continue
+    assert len(servers) == 1
+    assert not [v for v in servers[0] if v.startswith((b"GC_SESSION_", b"GC_POLECAT_REPO="))]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gc_polecat", "bead", "create", "by the caller's repository"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**served.env, **identity},
+    )  # fmt: skip
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert proc.pid in served.callers()
+    shown = served.run("bead", "show", out.strip(), GC_POLECAT_SERVER="0")
+    assert "by the caller's repository" in shown.stdout

@@ -41,7 +41,8 @@ RECHECK = 30.0
 SLIM_ENV = "GC_POLECAT_AWAIT_SLIM"  # "0": block in the full command line (the old way)
 _MAX_BLOB = 1 << 20
 _MAX_SOCKET_PATH = 107
-_IDENTITY = ("GC_SESSION_", "GC_CONTINUATION_", "GC_INSTANCE_", "GC_POLECAT_REPO")
+# a session's identity in the environment: what a daemon started from a session must not carry
+SESSION_IDENTITY = ("GC_SESSION_", "GC_CONTINUATION_", "GC_INSTANCE_", "GC_POLECAT_REPO")
 DAEMON_TIMEOUT = 30.0  # an answer from the settling daemon takes milliseconds; this is a cap
 
 
@@ -86,7 +87,7 @@ def start_daemon(root: str, state_dir: str) -> None:
                     os.dup2(devnull, fd)
                 # not a session's process: none of the session's identity (a sweep that looks
                 # for the session's processes by their environment must not find it)
-                env = {k: v for k, v in os.environ.items() if not k.startswith(_IDENTITY)}
+                env = {k: v for k, v in os.environ.items() if not k.startswith(SESSION_IDENTITY)}
                 argv = [sys.executable, "-m", "gc_polecat.lifecycle.waiterd", root]
                 os.execve(sys.executable, argv, env)
         finally:
