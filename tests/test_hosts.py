@@ -7,23 +7,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
 from .conftest import Cli, submitted_ids
 
 
-@pytest.fixture
-def dead_pid() -> Iterator[int]:
-    proc = subprocess.Popen(["sleep", "300"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
-
-
 def test_a_waiter_on_another_host_is_judged_only_there(
-    cli: Cli, monkeypatch: pytest.MonkeyPatch, dead_pid: int
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, sleeper: int
 ) -> None:
     def js(*args: str):  # noqa: ANN202
         result = cli(*args, "--json")
@@ -31,12 +22,12 @@ def test_a_waiter_on_another_host_is_judged_only_there(
         return json.loads(result.output)
 
     monkeypatch.setenv("GC_POLECAT_HOST", "machine-b")
-    session = js("session", "register", "--pool", "p", "--pid", str(dead_pid))["id"]
+    session = js("session", "register", "--pool", "p", "--pid", str(sleeper))["id"]
     work = cli("bead", "create", "w").output.strip()
     cli("bead", "update", work, "--status", "in_progress", "--assignee", session)
     sub = cli("submit", work, "--branch", "b", "--commit", "a" * 40, "--session", session)
     sub_id, wait_id = submitted_ids(sub.output)
-    subprocess.run(["kill", "-9", str(dead_pid)])  # the process dies on machine b
+    subprocess.run(["kill", "-9", str(sleeper)])  # the process dies on machine b
 
     monkeypatch.setenv("GC_POLECAT_HOST", "machine-a")  # the refinery's machine
     assert js("session", "show", session)["alive"] is True  # presumed: not ours to judge

@@ -4,8 +4,6 @@ read what `submit` and `verdict` really wrote, and refuse a bead of another kind
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +16,6 @@ from gc_polecat.lifecycle.verdict import Verdict
 from gc_polecat.lifecycle.wait import Wait
 
 from .conftest import Cli, submitted_ids
-
-
-@pytest.fixture
-def sleeper() -> Iterator[int]:
-    proc = subprocess.Popen(["sleep", "300"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
 
 
 def run(cli: Cli, *args: str) -> str:
