@@ -48,7 +48,6 @@ COLD_ENV = ("GC_POLECAT_TEST_CRASH_AT",)  # read when the store module is import
 GLOBAL_FLAGS = ("--json",)
 GLOBAL_OPTIONS = ("--repo",)
 IDLE_SECONDS = 600.0
-CONNECT_TIMEOUT = 2.0
 HANDSHAKE_TIMEOUT = 30.0  # request, "accepted", GO: milliseconds unless the machine is swamped
 GO = b"go\n"  # the caller's last word: only after it does the server fork the command
 MAX_SOCKET_PATH = 100
@@ -122,7 +121,7 @@ def call(argv: list[str]) -> int | None:
     one, a directory that is not ours alone). Starts a server for the next command."""
     if os.environ.get(SWITCH) == "0" or any(os.environ.get(k) for k in COLD_ENV):
         return None
-    from gc_polecat.interop.gc_exec_client import safe_dir  # lazy: start-up
+    from gc_polecat.interop.gc_exec_client import connect, safe_dir  # lazy: start-up
 
     ident = identity()
     path = socket_path(ident)
@@ -130,12 +129,8 @@ def call(argv: list[str]) -> int | None:
         return None
     if not safe_dir(path):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(CONNECT_TIMEOUT)
-    try:
-        sock.connect(path)
-    except OSError:
-        sock.close()
+    sock = connect(path)
+    if sock is None:
         spawn(path)
         return None
     with sock:
@@ -345,7 +340,7 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
     import signal  # lazy: start-up
 
     from gc_polecat.interop.gc_exec_client import safe_dir  # lazy: the server's start-up
-    from gc_polecat.interop.gc_exec_server import owner_lock, peer  # lazy: as above
+    from gc_polecat.interop.gc_exec_server import listening, owner_lock, peer  # lazy: as above
 
     gc.disable()  # the parent's objects stay where they are: no holes, no copies in the children
     command_line = preload()
@@ -359,7 +354,7 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake select through wake_w
-    with _bound(path) as listener:
+    with listening(path) as listener:
         with contextlib.suppress(OSError):
             os.unlink(f"{path}.spawned")  # started: the next spawn need not wait
         last = _now()
@@ -385,32 +380,6 @@ def _now() -> float:
     import time  # lazy: start-up
 
     return time.monotonic()
-
-
-class _bound:
-    """The listening socket at `path` (mode 0600), removed when the server ends."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __enter__(self) -> socket.socket:
-
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # a dead server's
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            self.sock.bind(self.path)
-        finally:
-            os.umask(old)
-        self.sock.listen(64)
-        return self.sock
-
-    def __exit__(self, *exc: object) -> None:
-
-        self.sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
 
 
 def _accept(server: Server, listener: socket.socket, command_line: object, peer: object) -> None:

@@ -17,6 +17,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from gc_polecat.interop.gc_exec import ExecError, run
@@ -144,33 +145,45 @@ def serve(path: str, idle: float = IDLE_SECONDS) -> None:
     lock = owner_lock(path)
     if lock is None:
         return
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a dead server's socket
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
     try:
-        server.bind(path)
-    finally:
-        os.umask(old)
-    server.listen(64)
-    server.settimeout(idle)
-    try:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                return
-            with conn:
-                if not handle(conn, pm):
+        with listening(path) as server:
+            server.settimeout(idle)
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
                     return
+                with conn:
+                    if not handle(conn, pm):
+                        return
     finally:
-        server.close()
         log = Path(path).with_suffix(".log")
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
             if log.stat().st_size == 0:  # nothing went wrong: leave nothing behind
                 log.unlink()
         os.close(lock)
+
+
+@contextlib.contextmanager
+def listening(path: str) -> Iterator[socket.socket]:
+    """The listening Unix socket at `path`, mode 0600 (a dead server's socket there is
+    replaced), closed and removed when the block ends. This server's and the command
+    server's (`gc_polecat/cmdserver.py`)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    try:
+        sock.listen(64)
+        yield sock
+    finally:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def main(argv: list[str]) -> int:
