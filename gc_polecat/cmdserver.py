@@ -390,6 +390,7 @@ def _accept(server: Server, listener: socket.socket, command_line: object, peer:
         conn.close()  # another user: no answer at all
         return
     conn.settimeout(5.0)
+    fds: list[int] = []
     try:
         msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
         while not msg.endswith(b"\n"):
@@ -399,19 +400,16 @@ def _accept(server: Server, listener: socket.socket, command_line: object, peer:
             msg += more
         request = json.loads(msg)
     except (OSError, ValueError):
-        conn.close()
+        _drop(conn, fds)
         return
-    if len(fds) != 3 or not isinstance(request, dict) or not server.fresh():
-        server.closing = server.closing or not server.fresh()
+    stale = not server.fresh()
+    if len(fds) != 3 or not isinstance(request, dict) or stale:
+        server.closing = server.closing or stale
         _reply(conn, {"stale": True})  # the caller runs its command itself
-        for fd in fds:
-            os.close(fd)
-        conn.close()
+        _drop(conn, fds)
         return
     if not _go(conn):  # the caller gave up (or went) before it handed the command over
-        for fd in fds:
-            os.close(fd)
-        conn.close()
+        _drop(conn, fds)
         return
     gc.freeze()  # a child's collections never walk (and so never copy) the server's objects
     pid = os.fork()
@@ -425,6 +423,13 @@ def _accept(server: Server, listener: socket.socket, command_line: object, peer:
     server.children[pid] = conn
     server.callers[pid] = who[0]
     _reply(conn, {"pid": pid})
+
+
+def _drop(conn: socket.socket, fds: list[int]) -> None:
+    """A request not taken: its descriptors and its connection closed."""
+    for fd in fds:
+        os.close(fd)
+    conn.close()
 
 
 def _reply(conn: socket.socket, message: dict) -> bool:
